@@ -1,0 +1,86 @@
+//! The gateway's configuration file (TOML). Every field has a default, so the
+//! gateway starts with no file at all; see `docs/config.example.toml`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// `text` (default) or `json`.
+    pub log_format: Option<String>,
+    #[serde(default)]
+    pub signing: Signing,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    /// PEM chain, signing certificate first. Unset: the development identity
+    /// in `<data_dir>/keys`, created on first start.
+    pub chain: Option<PathBuf>,
+    /// PKCS#8 PEM Ed25519 private key of the signing certificate.
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_image_bytes: usize,
+    pub max_image_side: u32,
+    pub max_image_pixels: u64,
+    pub max_references: usize,
+    pub max_outputs: u32,
+    pub max_concurrent_generations: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let decode = likeness_media::DecodeLimits::default();
+        let req = likeness_pipeline::RequestLimits::default();
+        let http = likeness_http::HttpConfig::default();
+        Limits {
+            max_body_bytes: http.max_body_bytes,
+            max_image_bytes: decode.max_bytes,
+            max_image_side: decode.max_side,
+            max_image_pixels: decode.max_pixels,
+            max_references: req.max_references,
+            max_outputs: req.max_outputs,
+            max_concurrent_generations: http.max_concurrent_generations,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub id: String,
+    /// Hex SHA-256 of the tenant's API key (`printf %s KEY | sha256sum`).
+    pub api_key_sha256: String,
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else { return Ok(Config::default()) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+        let config: Config = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        for t in &config.tenants {
+            if t.api_key_sha256.len() != 64 || hex::decode(&t.api_key_sha256).is_err() {
+                bail!("config {}: tenant {:?}: api_key_sha256 must be 64 hex digits", path.display(), t.id);
+            }
+        }
+        if config.signing.chain.is_some() != config.signing.key.is_some() {
+            bail!("config {}: [signing] needs both chain and key, or neither", path.display());
+        }
+        Ok(config)
+    }
+}

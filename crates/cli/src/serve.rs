@@ -1,0 +1,150 @@
+//! `likeness serve`: load config, make sure keys and a tenant exist, build
+//! the pipeline, listen.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use likeness_http::{AppState, HttpConfig, Tenant};
+use likeness_pipeline::{Pipeline, RequestLimits};
+use likeness_provenance::keys::{self, KeyPaths};
+use likeness_provenance::Signer;
+
+use crate::config::Config;
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "LIKENESS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "LIKENESS_LISTEN")]
+    listen: Option<String>,
+    /// Where keys, the database and the dev API key live [default: ./data].
+    #[arg(long, env = "LIKENESS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(args.config.as_deref())?;
+    init_logging(config.log_format.as_deref());
+    let listen = args.listen.or(config.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
+    let data_dir = args.data_dir.or(config.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./data"));
+    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+
+    let key_paths = match (&config.signing.chain, &config.signing.key) {
+        (Some(chain), Some(key)) => KeyPaths { chain: chain.clone(), key: key.clone() },
+        _ => {
+            let dir = data_dir.join("keys");
+            if keys::init_dev_keys(&dir, "likeness development")? {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "no signing key configured: created a development CA and signing certificate; \
+                     outputs will verify as trusted only against {}",
+                    dir.join(keys::CA_FILE).display()
+                );
+            }
+            KeyPaths::in_dir(&dir)
+        }
+    };
+    let signer = Signer::from_paths(&key_paths).context("loading the signing identity")?;
+    tracing::info!(signer = %signer.subject(), chain = %key_paths.chain.display(), "signing identity loaded");
+
+    let tenants = tenants(&config, &data_dir)?;
+    let limits = &config.limits;
+    let request_limits = RequestLimits {
+        max_references: limits.max_references,
+        max_outputs: limits.max_outputs,
+        decode: likeness_media::DecodeLimits {
+            max_bytes: limits.max_image_bytes,
+            max_side: limits.max_image_side,
+            max_pixels: limits.max_image_pixels,
+        },
+        ..RequestLimits::default()
+    };
+    let pipeline = Arc::new(Pipeline::new(Arc::new(likeness_generators::Builtin), Arc::new(signer), request_limits));
+    let http_config = HttpConfig {
+        max_body_bytes: limits.max_body_bytes,
+        max_concurrent_generations: limits.max_concurrent_generations,
+        ..HttpConfig::default()
+    };
+    let state = AppState::new(pipeline, tenants, http_config);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, data_dir = %data_dir.display(), "likeness is listening");
+        // Tests and scripts read this line to find an ephemeral port.
+        println!("listening on http://{addr}");
+        likeness_http::serve(listener, state, shutdown_signal()).await.context("serving")
+    })
+}
+
+/// Tenants from the config; with none configured, the `dev` tenant whose key
+/// is kept in `<data_dir>/dev-api-key` (created on first start, mode 0600).
+fn tenants(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<Tenant>> {
+    if !config.tenants.is_empty() {
+        return config
+            .tenants
+            .iter()
+            .map(|t| {
+                let mut hash = [0u8; 32];
+                hex::decode_to_slice(&t.api_key_sha256, &mut hash)?;
+                Ok(Tenant { id: t.id.clone(), api_key_sha256: hash })
+            })
+            .collect();
+    }
+    let path = data_dir.join("dev-api-key");
+    let key = match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
+        _ => {
+            let key = format!("lk_dev_{}", hex::encode(rand::random::<[u8; 24]>()));
+            write_secret(&path, &key)?;
+            tracing::warn!(path = %path.display(), "no tenant configured: created tenant `dev`; its API key is in this file");
+            key
+        }
+    };
+    Ok(vec![Tenant { id: "dev".into(), api_key_sha256: Tenant::hash_key(&key) }])
+}
+
+fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+fn init_logging(format: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIKENESS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == Some("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

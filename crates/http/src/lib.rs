@@ -1,0 +1,174 @@
+//! The HTTP gateway: routes, wire types, authentication, and the mapping of
+//! errors to status codes. The only crate that knows HTTP and JSON wire types.
+
+mod error;
+mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use likeness_pipeline::Pipeline;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+pub use error::ApiError;
+
+/// A tenant: an app allowed to call the gateway. Only the SHA-256 of its API
+/// key is kept, so a leaked config or database reveals no usable key.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub api_key_sha256: [u8; 32],
+}
+
+impl Tenant {
+    pub fn hash_key(key: &str) -> [u8; 32] {
+        Sha256::digest(key.as_bytes()).into()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Generations running at once; more wait for a slot.
+    pub max_concurrent_generations: usize,
+    /// How long a request may wait for a slot before 503.
+    pub queue_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 48 * 1024 * 1024,
+            max_concurrent_generations: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct AppState {
+    pub pipeline: Arc<Pipeline>,
+    pub tenants: Vec<Tenant>,
+    pub config: HttpConfig,
+    slots: Semaphore,
+}
+
+impl AppState {
+    pub fn new(pipeline: Arc<Pipeline>, tenants: Vec<Tenant>, config: HttpConfig) -> Arc<AppState> {
+        let slots = Semaphore::new(config.max_concurrent_generations.max(1));
+        Arc::new(AppState { pipeline, tenants, config, slots })
+    }
+
+    fn tenant_for(&self, key: &str) -> Option<&Tenant> {
+        let hash = Tenant::hash_key(key);
+        // Compare every tenant's hash in full so timing reveals nothing.
+        let mut found = None;
+        for t in &self.tenants {
+            let diff = t.api_key_sha256.iter().zip(hash.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 {
+                found = Some(t);
+            }
+        }
+        found
+    }
+}
+
+/// The authenticated tenant of a request, set by [`authenticate`].
+#[derive(Debug, Clone)]
+pub struct TenantId(pub String);
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/v1/generations", post(wire::create_generation))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes, then lets
+/// requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready when every part a generation needs is loaded. The process only
+/// listens after building them, so this reports what was loaded and how.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let signer = state.pipeline.signer();
+    let body = serde_json::json!({
+        "ready": true,
+        "checks": {
+            "signing": { "ok": true, "signer": signer.subject() },
+            "generator": { "ok": true },
+            "tenants": { "ok": !state.tenants.is_empty(), "count": state.tenants.len() },
+        }
+    });
+    let status = if state.tenants.is_empty() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    (status, Json(body)).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "route.not_found", "no such endpoint")
+}
+
+async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "auth.missing", "send Authorization: Bearer <API key>"))?;
+    let key = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "auth.malformed", "expected Authorization: Bearer <API key>"))?;
+    let tenant = state
+        .tenant_for(key)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "auth.invalid_key", "unknown API key"))?;
+    req.extensions_mut().insert(TenantId(tenant.id.clone()));
+    Ok(next.run(req).await)
+}
+
+/// The id of one request, in the response header, the body and every log line.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = format!("req_{}", uuid::Uuid::now_v7().simple());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let _enter = span.enter();
+    let started = std::time::Instant::now();
+    drop(_enter);
+    let mut resp = {
+        use tracing::Instrument;
+        next.run(req).instrument(span.clone()).await
+    };
+    tracing::info!(parent: &span, status = resp.status().as_u16(), ms = started.elapsed().as_millis() as u64, "done");
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}

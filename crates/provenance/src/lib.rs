@@ -1,0 +1,277 @@
+//! Content Credentials (C2PA): building, signing, reading and validating
+//! manifests, and the signing keys.
+//!
+//! No network, ever: the `c2pa` crate is built without its HTTP features, no
+//! timestamp authority is used, OCSP fetching is off, and the SDK's own
+//! network allow-list is empty.
+//!
+//! [`SignedAsset`] is the only value the HTTP layer may send as an image, and
+//! only [`Signer::sign`] constructs it.
+
+pub mod keys;
+mod verify;
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use c2pa::{Builder, CallbackSigner, Context, Settings, SigningAlg};
+use likeness_media::MediaType;
+use serde_json::json;
+
+pub use verify::{ActionSummary, Failure, IngredientSummary, TrustState, Verification, Verifier};
+
+/// The version written into every manifest as the software agent.
+pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// IPTC digital source types used by likeness.
+pub const TRAINED_ALGORITHMIC_MEDIA: &str = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia";
+pub const COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA: &str =
+    "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia";
+
+/// Label of likeness's own assertion: request id, asset id and generator.
+pub const REQUEST_ASSERTION: &str = "org.likeness.request";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvenanceError {
+    #[error("signing key: {0}")]
+    Key(String),
+    #[error("could not build the manifest: {0}")]
+    Manifest(String),
+    #[error("could not sign: {0}")]
+    Sign(String),
+    #[error("{0}")]
+    Read(String),
+    #[error("not a format that can carry Content Credentials")]
+    Unsupported,
+}
+
+/// The identity of one generated image: 16 random bytes, shown as 32 hex
+/// digits. The watermark carries it (or its first 8 bytes) in the pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AssetId(pub [u8; 16]);
+
+impl AssetId {
+    pub fn random() -> AssetId {
+        AssetId(rand::random())
+    }
+}
+
+impl std::fmt::Display for AssetId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::str::FromStr for AssetId {
+    type Err = hex::FromHexError;
+    fn from_str(s: &str) -> Result<AssetId, hex::FromHexError> {
+        let mut b = [0u8; 16];
+        hex::decode_to_slice(s, &mut b)?;
+        Ok(AssetId(b))
+    }
+}
+
+/// What the manifest says about an asset. Derived data only: no prompt, no
+/// user id, no pixels of the references.
+#[derive(Debug, Clone)]
+pub struct AssetDescription {
+    pub asset_id: AssetId,
+    pub request_id: String,
+    /// Generator and style, e.g. `builtin/watercolor`.
+    pub generator: String,
+    /// SHA-256 (hex) of each reference photo, in request order.
+    pub ingredient_hashes: Vec<String>,
+}
+
+/// An encoded image with its signed manifest embedded. Its fields are private
+/// and it has no public constructor: holding one proves the bytes were signed.
+pub struct SignedAsset {
+    asset_id: AssetId,
+    media_type: MediaType,
+    bytes: Vec<u8>,
+    manifest_id: String,
+    manifest_store: Vec<u8>,
+}
+
+impl SignedAsset {
+    pub fn asset_id(&self) -> AssetId {
+        self.asset_id
+    }
+    pub fn media_type(&self) -> MediaType {
+        self.media_type
+    }
+    /// The image file, manifest embedded.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    /// The manifest's label (`urn:c2pa:...`).
+    pub fn manifest_id(&self) -> &str {
+        &self.manifest_id
+    }
+    /// The manifest store alone (`application/c2pa`), for the resolver.
+    pub fn manifest_store(&self) -> &[u8] {
+        &self.manifest_store
+    }
+}
+
+impl std::fmt::Debug for SignedAsset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedAsset")
+            .field("asset_id", &self.asset_id)
+            .field("media_type", &self.media_type)
+            .field("bytes", &self.bytes.len())
+            .field("manifest_id", &self.manifest_id)
+            .finish()
+    }
+}
+
+/// Settings shared by signing and reading: never touch the network.
+fn offline_settings() -> Result<Settings, c2pa::Error> {
+    Settings::new().with_json(
+        r#"{
+            "verify": { "ocsp_fetch": false, "remote_manifest_fetch": false },
+            "builder": { "thumbnail": { "enabled": false } },
+            "core": { "allowed_network_hosts": [] }
+        }"#,
+    )
+}
+
+/// Signs assets with one Ed25519 identity.
+pub struct Signer {
+    context: Arc<Context>,
+    signer: CallbackSigner,
+    subject: String,
+}
+
+impl Signer {
+    /// From a PEM chain (signing certificate first) and a PKCS#8 Ed25519 key.
+    pub fn new(chain_pem: &[u8], key: ed25519_dalek::SigningKey) -> Result<Signer, ProvenanceError> {
+        let subject = verify::leaf_subject(chain_pem)
+            .ok_or_else(|| ProvenanceError::Key("the certificate chain has no readable PEM certificate".into()))?;
+        // The key must match the certificate, or every signature would be invalid.
+        let leaf_key = verify::leaf_public_key(chain_pem)
+            .ok_or_else(|| ProvenanceError::Key("cannot read the signing certificate's public key".into()))?;
+        if leaf_key != key.verifying_key().to_bytes() {
+            return Err(ProvenanceError::Key("the private key does not belong to the signing certificate".into()));
+        }
+        let callback = move |_ctx: *const (), data: &[u8]| -> Result<Vec<u8>, c2pa::Error> {
+            use ed25519_dalek::Signer as _;
+            Ok(key.sign(data).to_bytes().to_vec())
+        };
+        let signer = CallbackSigner::new(callback, SigningAlg::Ed25519, chain_pem.to_vec());
+        let settings = offline_settings()
+            .and_then(|s| s.with_value("verify.verify_after_sign", true))
+            .map_err(|e| ProvenanceError::Manifest(e.to_string()))?;
+        let context =
+            Context::new().with_settings(settings).map_err(|e| ProvenanceError::Manifest(e.to_string()))?.into_shared();
+        let signer = Signer { context, signer, subject };
+        // Sign a tiny image once now: a certificate that fails the C2PA profile
+        // should stop the gateway at start, not fail every request later.
+        signer.self_test()?;
+        Ok(signer)
+    }
+
+    pub fn from_paths(paths: &keys::KeyPaths) -> Result<Signer, ProvenanceError> {
+        let (chain, key) = keys::load(paths)?;
+        Signer::new(&chain, key)
+    }
+
+    /// The signing certificate's subject (common name).
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    fn self_test(&self) -> Result<(), ProvenanceError> {
+        let pixels = image::RgbImage::from_pixel(8, 8, image::Rgb([200, 100, 50]));
+        let bytes = likeness_media::encode(&pixels, likeness_media::OutputFormat::Png)
+            .map_err(|e| ProvenanceError::Sign(e.to_string()))?;
+        let desc = AssetDescription {
+            asset_id: AssetId([0; 16]),
+            request_id: "self-test".into(),
+            generator: "self-test".into(),
+            ingredient_hashes: vec![],
+        };
+        self.sign(&bytes, MediaType::Png, &desc)
+            .map(drop)
+            .map_err(|e| ProvenanceError::Key(format!("the signing identity cannot produce valid C2PA manifests: {e}")))
+    }
+
+    /// Embeds a signed manifest describing `desc` into `encoded`.
+    pub fn sign(&self, encoded: &[u8], media_type: MediaType, desc: &AssetDescription) -> Result<SignedAsset, ProvenanceError> {
+        let manifest_id = format!("urn:c2pa:{}", uuid::Uuid::new_v4().hyphenated());
+        let definition = manifest_definition(desc, media_type, &manifest_id);
+        let mut builder = Builder::from_shared_context(&self.context)
+            .with_definition(definition)
+            .map_err(|e| ProvenanceError::Manifest(e.to_string()))?;
+        let mut source = Cursor::new(encoded);
+        let mut dest = Cursor::new(Vec::with_capacity(encoded.len() + 32 * 1024));
+        let manifest_store = builder
+            .sign(&self.signer, media_type.mime(), &mut source, &mut dest)
+            .map_err(|e| ProvenanceError::Sign(e.to_string()))?;
+        Ok(SignedAsset {
+            asset_id: desc.asset_id,
+            media_type,
+            bytes: dest.into_inner(),
+            manifest_id,
+            manifest_store,
+        })
+    }
+}
+
+fn manifest_definition(desc: &AssetDescription, media_type: MediaType, label: &str) -> serde_json::Value {
+    let ingredients: Vec<serde_json::Value> = desc
+        .ingredient_hashes
+        .iter()
+        .enumerate()
+        .map(|(i, hash)| {
+            // Identified by hash alone: no title from the user, no thumbnail, no data.
+            json!({
+                "title": format!("reference {}", i + 1),
+                "format": "application/octet-stream",
+                "relationship": "inputTo",
+                "label": format!("reference-{}", i + 1),
+                "instance_id": format!("sha256:{hash}"),
+            })
+        })
+        .collect();
+    let ingredient_ids: Vec<String> = (1..=ingredients.len()).map(|i| format!("reference-{i}")).collect();
+    let source_type =
+        if ingredients.is_empty() { TRAINED_ALGORITHMIC_MEDIA } else { COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA };
+    let mut created = json!({
+        "action": "c2pa.created",
+        "digitalSourceType": source_type,
+        "softwareAgent": { "name": "likeness", "version": SOFTWARE_VERSION },
+        "when": now_rfc3339(),
+        "description": "generated by likeness from a prompt and the user's consented reference photos",
+    });
+    if !ingredient_ids.is_empty() {
+        created["parameters"] = json!({ "ingredientIds": ingredient_ids });
+    }
+    json!({
+        "label": label,
+        "title": format!("likeness asset {}", desc.asset_id),
+        "format": media_type.mime(),
+        "claim_generator_info": [{ "name": "likeness", "version": SOFTWARE_VERSION }],
+        "ingredients": ingredients,
+        "assertions": [
+            { "label": "c2pa.actions.v2", "data": { "actions": [created] } },
+            { "label": "cawg.training-mining", "data": { "entries": {
+                "cawg.ai_inference": { "use": "notAllowed" },
+                "cawg.ai_generative_training": { "use": "notAllowed" },
+                "cawg.ai_training": { "use": "notAllowed" },
+                "cawg.data_mining": { "use": "notAllowed" },
+            } } },
+            { "label": REQUEST_ASSERTION, "data": {
+                "request_id": desc.request_id,
+                "asset_id": desc.asset_id.to_string(),
+                "generator": desc.generator,
+            } },
+        ],
+    })
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
