@@ -124,7 +124,7 @@ fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 fn init_logging(format: Option<&str>) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LIKENESS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,c2pa=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == Some("json") {
         builder.json().init();

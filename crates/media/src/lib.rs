@@ -158,12 +158,44 @@ pub fn decode(bytes: &[u8], declared: Option<MediaType>, limits: &DecodeLimits) 
         },
         other => MediaError::Corrupt(other.to_string()),
     })?;
+    // The JPEG decoder fills a truncated scan with grey and reports success;
+    // a half-missing photo must not pass as a photo.
+    if media_type == MediaType::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(MediaError::Corrupt("the JPEG is truncated (no end-of-image marker after the scan)".into()));
+    }
     let pixels = if image.color().has_alpha() {
         flatten_on_white(&image.to_rgba8())
     } else {
         image.to_rgb8()
     };
     Ok(Decoded { media_type, pixels })
+}
+
+/// Walks a JPEG's marker segments to the first scan and checks that an
+/// end-of-image marker follows it. Inside entropy-coded data 0xFF is always
+/// stuffed, so 0xFF 0xD9 there can only be the real marker.
+fn jpeg_is_complete(b: &[u8]) -> bool {
+    let mut i = 2;
+    while i + 4 <= b.len() {
+        if b[i] != 0xFF {
+            return false;
+        }
+        let marker = b[i + 1];
+        match marker {
+            0xFF => i += 1,
+            0xD9 => return true,
+            0x01 | 0xD0..=0xD7 => i += 2,
+            _ => {
+                let len = usize::from(u16::from_be_bytes([b[i + 2], b[i + 3]]));
+                if marker == 0xDA {
+                    let start = (i + 2 + len).min(b.len());
+                    return b[start..].windows(2).any(|w| w == [0xFF, 0xD9]);
+                }
+                i += 2 + len;
+            }
+        }
+    }
+    false
 }
 
 fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), MediaError> {
@@ -233,18 +265,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-#[cfg(test)]
-mod tests {
+/// Hostile inputs for tests of the limits, here so every crate's tests use
+/// the same ones.
+pub mod hostile {
     use super::*;
 
-    fn png_with_header(width: u32, height: u32) -> Vec<u8> {
-        // A valid 1x1 PNG whose IHDR is rewritten to claim another size: the
-        // classic decompression-bomb header.
+    /// A valid 1x1 PNG whose header is rewritten to claim `width` x `height`:
+    /// the classic decompression bomb (a few bytes that ask for gigabytes).
+    pub fn forged_png(width: u32, height: u32) -> Vec<u8> {
         let img = RgbImage::from_pixel(1, 1, image::Rgb([1, 2, 3]));
-        let mut bytes = encode(&img, OutputFormat::Png).unwrap();
+        let mut bytes = encode(&img, OutputFormat::Png).expect("encode 1x1");
         bytes[16..20].copy_from_slice(&width.to_be_bytes());
         bytes[20..24].copy_from_slice(&height.to_be_bytes());
-        // IHDR CRC covers type + data (bytes 12..29).
+        // The IHDR CRC covers the chunk type and data (bytes 12..29).
         let crc = crc32(&bytes[12..29]);
         bytes[29..33].copy_from_slice(&crc.to_be_bytes());
         bytes
@@ -260,17 +293,22 @@ mod tests {
         }
         !crc
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     #[test]
     fn forged_header_is_refused_before_allocation() {
-        let bomb = png_with_header(100_000, 100_000);
+        let bomb = crate::hostile::forged_png(100_000, 100_000);
         let err = decode(&bomb, None, &DecodeLimits::default()).unwrap_err();
         assert!(matches!(err, MediaError::TooManyPixels { width: 100_000, height: 100_000, .. }), "{err:?}");
     }
 
     #[test]
     fn pixel_budget_applies_even_within_side_limit() {
-        let bomb = png_with_header(8000, 8000);
+        let bomb = crate::hostile::forged_png(8000, 8000);
         let err = decode(&bomb, None, &DecodeLimits::default()).unwrap_err();
         assert!(matches!(err, MediaError::TooManyPixels { .. }), "{err:?}");
     }
@@ -287,8 +325,10 @@ mod tests {
         assert_eq!(decode(b"hello world", None, &DecodeLimits::default()).unwrap_err(), MediaError::Unsupported);
         let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8, y as u8, 7]));
         let jpeg = encode(&img, OutputFormat::Jpeg { quality: 90 }).unwrap();
-        let err = decode(&jpeg[..jpeg.len() / 3], None, &DecodeLimits::default()).unwrap_err();
-        assert!(matches!(err, MediaError::Corrupt(_)), "{err:?}");
+        for cut in [jpeg.len() / 3, jpeg.len() - 2] {
+            let err = decode(&jpeg[..cut], None, &DecodeLimits::default()).unwrap_err();
+            assert!(matches!(err, MediaError::Corrupt(_)), "cut at {cut}: {err:?}");
+        }
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub fn generate_dev_identity(organization: &str) -> Result<DevIdentity, Provenan
 
     let ca_key = KeyPair::generate_for(&PKCS_ED25519).map_err(err)?;
     let mut ca = CertificateParams::default();
-    ca.distinguished_name = name(organization, &format!("{organization} development CA"));
+    ca.distinguished_name = name(organization, &format!("{organization} CA"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     ca.not_before = now - time::Duration::hours(1);

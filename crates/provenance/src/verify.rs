@@ -249,7 +249,10 @@ fn summarize(reader: &Reader) -> Verification {
     for ing in manifest.ingredients() {
         v.ingredients.push(IngredientSummary {
             title: ing.title().map(str::to_string),
-            relationship: format!("{:?}", ing.relationship()),
+            relationship: serde_json::to_value(ing.relationship())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
             hash: Some(ing.instance_id().to_string()).filter(|s| s != "None"),
         });
     }

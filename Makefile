@@ -1,0 +1,49 @@
+# The README's two commands: `make run` and `make test`.
+# Everything they fetch goes under .cache/ (git-ignored); both are idempotent.
+
+SHELL := /bin/bash
+CACHE := $(CURDIR)/.cache
+PYTHON ?= python3
+C2PA_PYTHON_VERSION := 0.38.1
+REFERENCE_VENV := $(CACHE)/c2pa-python
+
+ARGS ?=
+
+.PHONY: setup setup-test run test bench build clippy clean
+
+## What the gateway needs to run. (Nothing to fetch yet beyond crates; the
+## vision issue adds ONNX Runtime here.)
+setup:
+	@mkdir -p $(CACHE)
+
+## What the tests need on top: the C2PA reference reader (c2pa-python) that
+## the end-to-end tests compare against.
+setup-test: setup $(REFERENCE_VENV)/.installed
+
+$(REFERENCE_VENV)/.installed:
+	$(PYTHON) -m venv $(REFERENCE_VENV)
+	$(REFERENCE_VENV)/bin/pip install --quiet --disable-pip-version-check --only-binary=:all: \
+		c2pa-python==$(C2PA_PYTHON_VERSION)
+	@touch $@
+
+build: setup
+	cargo build --release -p likeness-cli
+
+## Start the gateway with its embedded defaults (127.0.0.1:8080, ./data,
+## a development signing key, tenant `dev`). Extra flags: make run ARGS="--listen 0.0.0.0:8080"
+run: build
+	cargo run --release -q -p likeness-cli -- serve $(ARGS)
+
+## The whole test suite.
+test: setup-test
+	LIKENESS_C2PA_PYTHON=$(REFERENCE_VENV)/bin/python cargo test --workspace --no-fail-fast
+
+## Benchmarks: C2PA sign/verify, generation latency (p50/p99).
+bench: setup
+	cargo bench -p likeness-cli --bench gateway
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+
+clean:
+	rm -rf $(CACHE)

@@ -1,0 +1,182 @@
+//! End to end through the real binary: generate, then check the outputs with
+//! `likeness verify` and with the independent reference reader.
+
+mod support;
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+use support::*;
+
+fn decode_images(resp: &Value) -> Vec<(String, Vec<u8>)> {
+    resp["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["mime"].as_str().unwrap().to_string(), B64.decode(i["data"].as_str().unwrap()).unwrap()))
+        .collect()
+}
+
+#[test]
+fn generated_images_are_signed_and_both_readers_agree() {
+    let server = Server::start();
+    let photo = fixture_bytes("faces/grace_hopper.jpg");
+    let user = "user-7f3a9c";
+    let prompt = "my grandmother as a watercolour, secret-prompt-marker";
+    let (status, resp) = server.generate(&json!({
+        "user": user, "prompt": prompt, "references": [upload(&photo, "image/jpeg")],
+        "n": 2, "size": "512x640", "seed": 42
+    }));
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp["id"].as_str().unwrap().starts_with("req_"));
+    assert_eq!(resp["decision"]["style"], "watercolor");
+    let images = decode_images(&resp);
+    assert_eq!(images.len(), 2);
+    assert_ne!(resp["images"][0]["asset_id"], resp["images"][1]["asset_id"]);
+
+    let (status, png_resp) = server.generate(&json!({
+        "user": user, "prompt": "a lake at sunset", "style": "poster", "size": "256x256", "output_format": "png"
+    }));
+    assert_eq!(status, 200, "{png_resp}");
+    let png = decode_images(&png_resp).remove(0);
+    assert_eq!(png.0, "image/png");
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, (mime, bytes)) in images.iter().chain(std::iter::once(&png)).enumerate() {
+        assert!(likeness_media::decode(bytes, None, &Default::default()).is_ok(), "output {i} does not decode");
+        // The manifest carries no prompt text and no user id.
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains("secret-prompt-marker") && !text.contains(user), "output {i} leaks request text");
+        let ext = if mime == "image/png" { "png" } else { "jpg" };
+        let path = dir.path().join(format!("out{i}.{ext}"));
+        std::fs::write(&path, bytes).unwrap();
+        files.push(path);
+    }
+    let paths: Vec<&std::path::Path> = files.iter().map(|p| p.as_path()).collect();
+    let ca = server.ca_pem();
+    let ca_str = ca.to_str().unwrap();
+
+    // Trusted with the dev CA, by both.
+    let (code, ours) = likeness_verify(&[&["--trust", ca_str][..], &paths.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>()].concat());
+    assert_eq!(code, 0, "{ours:?}");
+    let theirs = reference_read(&paths, Some(&ca));
+    for (o, t) in ours.iter().zip(&theirs) {
+        assert_eq!(o["state"], "trusted", "{o}");
+        assert_eq!(t["state"], "trusted", "{t}");
+        assert_eq!(o["failures"], json!([]));
+        assert_eq!(t["failures"], json!([]));
+        assert_eq!(o["hard_binding_intact"], true);
+        assert_eq!(o["signer"], "likeness development signer");
+    }
+    // What the manifest says.
+    let first = &ours[0];
+    assert_eq!(first["actions"][0]["action"], "c2pa.created");
+    assert_eq!(
+        first["actions"][0]["digital_source_type"],
+        "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+    );
+    assert!(first["actions"][0]["software_agent"].as_str().unwrap().starts_with("likeness "));
+    let photo_hash = likeness_media::sha256_hex(&photo);
+    assert_eq!(first["ingredients"][0]["hash"], format!("sha256:{photo_hash}"));
+    assert_eq!(first["ingredients"][0]["relationship"], "inputTo");
+    assert_eq!(first["manifest_id"], resp["images"][0]["manifest_id"]);
+    let scene = &ours[2];
+    assert_eq!(
+        scene["actions"][0]["digital_source_type"],
+        "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+    );
+    assert_eq!(scene["ingredients"], json!([]));
+
+    // Without anchors: valid, and an untrusted signer is the only failure.
+    let (code, ours) = likeness_verify(&paths.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>());
+    assert_eq!(code, 0);
+    for (o, t) in ours.iter().zip(reference_read(&paths, None)) {
+        assert_eq!(o["state"], "valid", "{o}");
+        assert_eq!(t["state"], "valid", "{t}");
+        assert_eq!(o["failures"].as_array().unwrap().iter().map(|f| f["code"].clone()).collect::<Vec<_>>(), vec![json!("signingCredential.untrusted")]);
+        assert_eq!(t["failures"], json!(["signingCredential.untrusted"]));
+    }
+
+    // One flipped byte of image data: both say invalid, hard binding broken.
+    for path in &files {
+        let mut bytes = std::fs::read(path).unwrap();
+        flip_image_byte(&mut bytes);
+        std::fs::write(path, bytes).unwrap();
+    }
+    let (code, ours) = likeness_verify(&[&["--trust", ca_str][..], &paths.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>()].concat());
+    assert_eq!(code, 1);
+    for (o, t) in ours.iter().zip(reference_read(&paths, Some(&ca))) {
+        assert_eq!(o["state"], "invalid", "{o}");
+        assert_eq!(t["state"], "invalid", "{t}");
+        assert_eq!(o["hard_binding_intact"], false);
+        assert!(t["failures"].as_array().unwrap().contains(&json!("assertion.dataHash.mismatch")), "{t}");
+    }
+}
+
+#[test]
+fn same_seed_same_pixels() {
+    let server = Server::start();
+    let body = json!({"user": "u", "prompt": "a forest in winter", "style": "sketch", "size": "256x256", "seed": 7, "output_format": "png"});
+    let (_, a) = server.generate(&body);
+    let (_, b) = server.generate(&body);
+    let pixels = |r: &Value| likeness_media::decode(&decode_images(r)[0].1, None, &Default::default()).unwrap().pixels;
+    assert!(pixels(&a) == pixels(&b), "the same request and seed should give the same image");
+}
+
+/// Each case of tests/cases/bad_requests.json gets its status and code, and
+/// the server stays healthy after all of them.
+#[test]
+fn bad_requests_get_clear_errors() {
+    let server = Server::start_with_config("[limits]\nmax_body_bytes = 8388608\n");
+    let cases: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(workspace_root().join("tests/cases/bad_requests.json")).unwrap()).unwrap();
+    let photo = fixture_bytes("faces/grace_hopper.jpg");
+    let bomb = likeness_media::hostile::forged_png(100_000, 100_000);
+    let mut corrupt = photo.clone();
+    corrupt.truncate(photo.len() / 3);
+    let client = Server::client();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let path = case["path"].as_str().unwrap_or("/v1/generations");
+        let mut req = client.post(format!("{}{path}", server.base));
+        req = match case["auth"].as_str() {
+            Some("none") => req,
+            Some("wrong") => req.bearer_auth("lk_wrong_key"),
+            Some("basic") => req.header("authorization", "Basic dXNlcjpwYXNz"),
+            _ => req.bearer_auth(&server.api_key),
+        };
+        let content_type = case["content_type"].as_str().unwrap_or("application/json");
+        req = req.header("content-type", content_type);
+        let body: Vec<u8> = if case["oversized"].as_bool() == Some(true) {
+            let filler = "A".repeat(9 * 1024 * 1024);
+            json!({"user": "u", "prompt": "x", "references": [{"upload": {"data": filler, "mime": "image/jpeg"}}]})
+                .to_string()
+                .into_bytes()
+        } else if let Some(raw) = case["raw"].as_str() {
+            raw.as_bytes().to_vec()
+        } else {
+            let text = case["body"].to_string();
+            let text = text
+                .replace("\"$PHOTO\"", &upload(&photo, "image/jpeg").to_string())
+                .replace("\"$BOMB_PNG\"", &upload(&bomb, "image/png").to_string())
+                .replace("\"$BOMB_PNG_AS_JPEG\"", &upload(&bomb, "image/jpeg").to_string())
+                .replace("\"$CORRUPT_JPEG\"", &upload(&corrupt, "image/jpeg").to_string());
+            text.into_bytes()
+        };
+        let resp = req.body(body).send().unwrap();
+        let status = resp.status().as_u16();
+        let got: Value = resp.json().unwrap_or(Value::Null);
+        let code = got["error"]["code"].as_str().unwrap_or("<no error code>");
+        let message = got["error"]["message"].as_str().unwrap_or("");
+        if status != case["status"].as_u64().unwrap() as u16 || code != case["code"].as_str().unwrap() || message.is_empty() {
+            failures.push(format!("{name}: got {status} {code} {message:?}, want {} {}", case["status"], case["code"]));
+        }
+        assert!(server.healthy(), "server unhealthy after case {name}");
+    }
+    assert!(failures.is_empty(), "cases that failed:\n{}", failures.join("\n"));
+    // And it still serves a good request.
+    let (status, _) = server.generate(&json!({"user": "u", "prompt": "x", "references": [upload(&photo, "image/jpeg")], "size": "256x256"}));
+    assert_eq!(status, 200);
+}
+

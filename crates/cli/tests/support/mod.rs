@@ -1,0 +1,186 @@
+//! Shared helpers for the end-to-end tests: the real `likeness` binary, a
+//! real server on an ephemeral loopback port, and the independent C2PA
+//! reference reader (c2pa-python, installed by `make setup-test`).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+
+pub const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_likeness")
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    workspace_root().join("fixtures").join(name)
+}
+
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).unwrap()
+}
+
+/// A gateway process; killed when dropped.
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+    pub api_key: String,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with_config("")
+    }
+
+    /// Starts `likeness serve` with a TOML config (may be empty).
+    pub fn start_with_config(config: &str) -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        let config_path = data_dir.path().join("test-config.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .arg("--config")
+            .arg(&config_path)
+            .env("LIKENESS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start likeness serve");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
+            .to_string();
+        let api_key = std::fs::read_to_string(data_dir.path().join("dev-api-key")).unwrap().trim().to_string();
+        Server { child, base, data_dir, api_key }
+    }
+
+    pub fn ca_pem(&self) -> PathBuf {
+        self.data_dir.path().join("keys/ca.pem")
+    }
+
+    pub fn client() -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build().unwrap()
+    }
+
+    pub fn generate(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let resp = Server::client()
+            .post(format!("{}/v1/generations", self.base))
+            .bearer_auth(&self.api_key)
+            .json(body)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().unwrap())
+    }
+
+    pub fn healthy(&self) -> bool {
+        Server::client().get(format!("{}/healthz", self.base)).send().is_ok_and(|r| r.status().is_success())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn upload(bytes: &[u8], mime: &str) -> serde_json::Value {
+    serde_json::json!({ "upload": { "data": B64.encode(bytes), "mime": mime } })
+}
+
+/// Runs `likeness verify --json` and returns (exit code, one object per file).
+pub fn likeness_verify(args: &[&str]) -> (i32, Vec<serde_json::Value>) {
+    let out = Command::new(bin()).arg("verify").arg("--json").args(args).output().unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    (out.status.code().unwrap_or(-1), lines)
+}
+
+/// The Python interpreter of the venv that holds c2pa-python. The tests need
+/// it: run `make setup-test`, or point LIKENESS_C2PA_PYTHON at one.
+pub fn reference_python() -> PathBuf {
+    if let Ok(p) = std::env::var("LIKENESS_C2PA_PYTHON") {
+        // Relative paths are taken from the workspace root, not the crate dir.
+        return workspace_root().join(p);
+    }
+    let p = workspace_root().join(".cache/c2pa-python/bin/python");
+    assert!(
+        p.exists(),
+        "the C2PA reference reader is missing: run `make setup-test` (installs c2pa-python into .cache/) \
+         or set LIKENESS_C2PA_PYTHON"
+    );
+    p
+}
+
+fn reference_tool() -> PathBuf {
+    workspace_root().join("tests/reference/c2pa_reference.py")
+}
+
+/// Reads files with c2pa-python: one object per file with `state` and `failures`.
+pub fn reference_read(files: &[&Path], anchors: Option<&Path>) -> Vec<serde_json::Value> {
+    let mut cmd = Command::new(reference_python());
+    cmd.arg(reference_tool()).arg("read");
+    if let Some(a) = anchors {
+        cmd.arg("--anchors").arg(a);
+    }
+    cmd.args(files);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "reference reader failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Has c2pa-python sign files with its own ES256 identity: foreign-valid.jpg,
+/// foreign-tampered.jpg, foreign-remote.jpg and foreign-ca.pem in `dir`.
+pub fn make_foreign_files(source: &Path, dir: &Path) {
+    let out = Command::new(reference_python())
+        .arg(reference_tool())
+        .args(["make-foreign", "--source"])
+        .arg(source)
+        .arg("--out")
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "make-foreign failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Flips one bit in the middle of a JPEG's entropy-coded data or a PNG's
+/// IDAT data: the pixels change, the manifest does not.
+pub fn flip_image_byte(bytes: &mut [u8]) {
+    let start = if bytes.starts_with(&[0xFF, 0xD8]) {
+        let sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]).expect("JPEG has SOS");
+        sos + 2 + u16::from_be_bytes([bytes[sos + 2], bytes[sos + 3]]) as usize
+    } else {
+        let idat = bytes.windows(4).position(|w| w == b"IDAT").expect("PNG has IDAT");
+        idat + 4
+    };
+    let len = if bytes.starts_with(&[0xFF, 0xD8]) {
+        bytes.len() - 2 - start
+    } else {
+        let idat = start - 4;
+        u32::from_be_bytes(bytes[idat - 4..idat].try_into().unwrap()) as usize
+    };
+    let mut i = start + len / 2;
+    // Avoid creating or breaking a JPEG marker (0xFF).
+    while bytes[i] == 0xFF || bytes[i - 1] == 0xFF || bytes[i] ^ 1 == 0xFF {
+        i += 1;
+    }
+    bytes[i] ^= 1;
+}
