@@ -84,3 +84,32 @@ impl Config {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.example.toml");
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.listen.as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(config.limits.max_image_side, 8192);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, expect) in [
+            ("listen = 5", "invalid type"),
+            ("colour = \"red\"", "unknown field"),
+            ("[[tenants]]\nid = \"a\"\napi_key_sha256 = \"abc\"", "64 hex digits"),
+            ("[signing]\nchain = \"c.pem\"", "both chain and key"),
+        ] {
+            let path = dir.path().join("c.toml");
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
+            assert!(err.contains(expect), "{text:?}: {err}");
+        }
+    }
+}

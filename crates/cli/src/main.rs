@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "likeness", version, about = "Consent, moderation and provenance gateway for personalized image generation")]
+#[command(
+    name = "likeness",
+    version,
+    about = "Consent, moderation and provenance gateway for personalized image generation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,7 +62,10 @@ fn main() -> ExitCode {
                     println!("created a development CA and signing certificate in {}", dir.display());
                     println!("  trust anchor:  {}", dir.join(likeness_provenance::keys::CA_FILE).display());
                     println!("  signing chain: {}", dir.join(likeness_provenance::keys::CHAIN_FILE).display());
-                    println!("  signing key:   {} (mode 0600)", dir.join(likeness_provenance::keys::KEY_FILE).display());
+                    println!(
+                        "  signing key:   {} (mode 0600)",
+                        dir.join(likeness_provenance::keys::KEY_FILE).display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Ok(false) => {

@@ -178,7 +178,14 @@ fn print_human(file: &Path, result: &Result<Verification, likeness_provenance::P
         println!("  signed at:     {t}");
     }
     if let Some(intact) = v.hard_binding_intact {
-        println!("  hard binding:  {}", if intact { "intact (the pixels are the signed ones)" } else { "BROKEN (the file was changed after signing)" });
+        println!(
+            "  hard binding:  {}",
+            if intact {
+                "intact (the pixels are the signed ones)"
+            } else {
+                "BROKEN (the file was changed after signing)"
+            }
+        );
     }
     for a in &v.actions {
         let dst = a.digital_source_type.as_deref().map(short_iri).map(|d| format!(" [{d}]")).unwrap_or_default();
@@ -192,7 +199,11 @@ fn print_human(file: &Path, result: &Result<Verification, likeness_provenance::P
         println!("  failures:      none");
     }
     for f in &v.failures {
-        println!("  failure:       {}{}", f.code, f.explanation.as_deref().map(|e| format!(": {e}")).unwrap_or_default());
+        println!(
+            "  failure:       {}{}",
+            f.code,
+            f.explanation.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+        );
     }
 }
 

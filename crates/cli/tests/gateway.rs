@@ -57,7 +57,9 @@ fn generated_images_are_signed_and_both_readers_agree() {
     let ca_str = ca.to_str().unwrap();
 
     // Trusted with the dev CA, by both.
-    let (code, ours) = likeness_verify(&[&["--trust", ca_str][..], &paths.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>()].concat());
+    let (code, ours) = likeness_verify(
+        &[&["--trust", ca_str][..], &paths.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>()].concat(),
+    );
     assert_eq!(code, 0, "{ours:?}");
     let theirs = reference_read(&paths, Some(&ca));
     for (o, t) in ours.iter().zip(&theirs) {
@@ -93,7 +95,10 @@ fn generated_images_are_signed_and_both_readers_agree() {
     for (o, t) in ours.iter().zip(reference_read(&paths, None)) {
         assert_eq!(o["state"], "valid", "{o}");
         assert_eq!(t["state"], "valid", "{t}");
-        assert_eq!(o["failures"].as_array().unwrap().iter().map(|f| f["code"].clone()).collect::<Vec<_>>(), vec![json!("signingCredential.untrusted")]);
+        assert_eq!(
+            o["failures"].as_array().unwrap().iter().map(|f| f["code"].clone()).collect::<Vec<_>>(),
+            vec![json!("signingCredential.untrusted")]
+        );
         assert_eq!(t["failures"], json!(["signingCredential.untrusted"]));
     }
 
@@ -103,7 +108,9 @@ fn generated_images_are_signed_and_both_readers_agree() {
         flip_image_byte(&mut bytes);
         std::fs::write(path, bytes).unwrap();
     }
-    let (code, ours) = likeness_verify(&[&["--trust", ca_str][..], &paths.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>()].concat());
+    let (code, ours) = likeness_verify(
+        &[&["--trust", ca_str][..], &paths.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>()].concat(),
+    );
     assert_eq!(code, 1);
     for (o, t) in ours.iter().zip(reference_read(&paths, Some(&ca))) {
         assert_eq!(o["state"], "invalid", "{o}");
@@ -129,7 +136,8 @@ fn same_seed_same_pixels() {
 fn bad_requests_get_clear_errors() {
     let server = Server::start_with_config("[limits]\nmax_body_bytes = 8388608\n");
     let cases: Vec<Value> =
-        serde_json::from_slice(&std::fs::read(workspace_root().join("tests/cases/bad_requests.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(workspace_root().join("tests/cases/bad_requests.json")).unwrap())
+            .unwrap();
     let photo = fixture_bytes("faces/grace_hopper.jpg");
     let bomb = likeness_media::hostile::forged_png(100_000, 100_000);
     let mut corrupt = photo.clone();
@@ -169,14 +177,18 @@ fn bad_requests_get_clear_errors() {
         let got: Value = resp.json().unwrap_or(Value::Null);
         let code = got["error"]["code"].as_str().unwrap_or("<no error code>");
         let message = got["error"]["message"].as_str().unwrap_or("");
-        if status != case["status"].as_u64().unwrap() as u16 || code != case["code"].as_str().unwrap() || message.is_empty() {
+        if status != case["status"].as_u64().unwrap() as u16
+            || code != case["code"].as_str().unwrap()
+            || message.is_empty()
+        {
             failures.push(format!("{name}: got {status} {code} {message:?}, want {} {}", case["status"], case["code"]));
         }
         assert!(server.healthy(), "server unhealthy after case {name}");
     }
     assert!(failures.is_empty(), "cases that failed:\n{}", failures.join("\n"));
     // And it still serves a good request.
-    let (status, _) = server.generate(&json!({"user": "u", "prompt": "x", "references": [upload(&photo, "image/jpeg")], "size": "256x256"}));
+    let (status, _) = server.generate(
+        &json!({"user": "u", "prompt": "x", "references": [upload(&photo, "image/jpeg")], "size": "256x256"}),
+    );
     assert_eq!(status, 200);
 }
-

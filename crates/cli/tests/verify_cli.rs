@@ -12,7 +12,8 @@ use support::*;
 
 /// One signed output of a real gateway, written to `dir/name`.
 fn signed_output(server: &Server, dir: &Path, name: &str) -> PathBuf {
-    let (status, resp) = server.generate(&json!({"user": "u", "prompt": "a beach", "style": "vintage", "size": "256x256"}));
+    let (status, resp) =
+        server.generate(&json!({"user": "u", "prompt": "a beach", "style": "vintage", "size": "256x256"}));
     assert_eq!(status, 200, "{resp}");
     let path = dir.join(name);
     std::fs::write(&path, B64.decode(resp["images"][0]["data"].as_str().unwrap()).unwrap()).unwrap();
@@ -41,7 +42,13 @@ fn exit_codes_and_states() {
     let unsigned = dir.path().join("c-unsigned.jpg");
     std::fs::copy(fixture("faces/obama.jpg"), &unsigned).unwrap();
     let ca = server.ca_pem();
-    let (ca, t, x, u, d) = (ca.to_str().unwrap(), trusted.to_str().unwrap(), tampered.to_str().unwrap(), unsigned.to_str().unwrap(), dir.path().to_str().unwrap());
+    let (ca, t, x, u, d) = (
+        ca.to_str().unwrap(),
+        trusted.to_str().unwrap(),
+        tampered.to_str().unwrap(),
+        unsigned.to_str().unwrap(),
+        dir.path().to_str().unwrap(),
+    );
 
     let (code, lines) = likeness_verify(&["--trust", ca, t]);
     assert_eq!((code, states(&lines)), (0, vec![("a-trusted.jpg".into(), "trusted".into())]));
@@ -84,7 +91,10 @@ fn exit_codes_and_states() {
     // Human output names the state and the signer.
     let out = Command::new(bin()).args(["verify", "--trust", ca, t]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("trusted") && text.contains("likeness development signer") && text.contains("c2pa.created"), "{text}");
+    assert!(
+        text.contains("trusted") && text.contains("likeness development signer") && text.contains("c2pa.created"),
+        "{text}"
+    );
 }
 
 /// Files signed by another implementation (c2pa-python, ES256, its own CA):
@@ -110,19 +120,26 @@ fn agrees_with_the_reference_reader_on_foreign_files() {
         let (_, ours) = likeness_verify(&ours_args);
         let theirs = reference_read(&paths, anchors);
         for (o, t) in ours.iter().zip(&theirs) {
-            assert_eq!(o["state"], t["state"], "disagreement on {} (anchors: {anchors:?}): ours {o} theirs {t}", o["file"]);
+            assert_eq!(
+                o["state"], t["state"],
+                "disagreement on {} (anchors: {anchors:?}): ours {o} theirs {t}",
+                o["file"]
+            );
             let our_codes: Vec<_> = o["failures"].as_array().unwrap().iter().map(|f| f["code"].clone()).collect();
             let mut our_codes = our_codes;
             our_codes.sort_by_key(|c| c.to_string());
             assert_eq!(json!(our_codes), t["failures"], "failure codes differ on {}", o["file"]);
         }
         let expected = if anchors.is_some() { "trusted" } else { "valid" };
-        assert_eq!(states(&ours), vec![
-            ("foreign-valid.jpg".into(), expected.into()),
-            ("foreign-tampered.jpg".into(), "invalid".into()),
-            ("foreign-remote.jpg".into(), "remote".into()),
-            ("plain.jpg".into(), "none".into()),
-        ]);
+        assert_eq!(
+            states(&ours),
+            vec![
+                ("foreign-valid.jpg".into(), expected.into()),
+                ("foreign-tampered.jpg".into(), "invalid".into()),
+                ("foreign-remote.jpg".into(), "remote".into()),
+                ("plain.jpg".into(), "none".into()),
+            ]
+        );
         assert_eq!(ours[2]["remote_url"], theirs[2]["remote_url"]);
         assert_eq!(ours[0]["signer"], "Foreign Camera App");
     }

@@ -147,7 +147,8 @@ mod tests {
         RgbImage::from_fn(160, 200, |x, y| {
             let (dx, dy) = (x as f32 - 80.0, y as f32 - 90.0);
             let in_face = dx * dx / 2500.0 + dy * dy / 4200.0 < 1.0;
-            let eye = ((x as i32 - 60).pow(2) + (y as i32 - 75).pow(2) < 60) || ((x as i32 - 100).pow(2) + (y as i32 - 75).pow(2) < 60);
+            let eye = ((x as i32 - 60).pow(2) + (y as i32 - 75).pow(2) < 60)
+                || ((x as i32 - 100).pow(2) + (y as i32 - 75).pow(2) < 60);
             let mouth = (60..100).contains(&x) && (120..128).contains(&y);
             if eye || mouth && in_face {
                 image::Rgb([30, 20, 20])
@@ -192,7 +193,15 @@ mod tests {
     #[test]
     fn no_reference_gives_a_scene_not_a_flat_colour() {
         for prompt in ["a lake at sunset", "a beach in summer", "the city at night", "a forest in winter"] {
-            let j = GenerationJob { prompt, style: Style::Watercolor, references: &[], width: 300, height: 200, count: 1, seed: 3 };
+            let j = GenerationJob {
+                prompt,
+                style: Style::Watercolor,
+                references: &[],
+                width: 300,
+                height: 200,
+                count: 1,
+                seed: 3,
+            };
             let img = &Builtin.generate(&j).unwrap()[0];
             let l: Vec<f32> = img.pixels().map(|p| p[0] as f32 + p[1] as f32 + p[2] as f32).collect();
             let mean = l.iter().sum::<f32>() / l.len() as f32;

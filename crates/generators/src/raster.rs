@@ -299,7 +299,8 @@ impl Noise {
 
     #[inline]
     fn hash(&self, x: i64, y: i64) -> f32 {
-        let mut v = (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ self.seed;
+        let mut v =
+            (x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (y as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F) ^ self.seed;
         v ^= v >> 33;
         v = v.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
         v ^= v >> 33;

@@ -119,7 +119,13 @@ pub fn compose(prompt: &str, w: usize, h: usize, seed: u64) -> Canvas {
         p = mix(p, if mood.night { [0.2, 0.22, 0.3] } else { [1.0, 0.98, 0.96] }, cloud * 0.7 * (1.0 - t));
         let (dx, dy) = ((xu - sun.0) * w as f32 / h as f32, yv - sun.1);
         let d = (dx * dx + dy * dy).sqrt();
-        let glow = if mood.night { [0.95, 0.95, 0.85] } else if mood.sunset { [1.0, 0.75, 0.35] } else { [1.0, 0.97, 0.85] };
+        let glow = if mood.night {
+            [0.95, 0.95, 0.85]
+        } else if mood.sunset {
+            [1.0, 0.75, 0.35]
+        } else {
+            [1.0, 0.97, 0.85]
+        };
         p = mix(p, glow, (1.0 - smoothstep(0.05, 0.07, d)) + 0.35 * (1.0 - smoothstep(0.0, 0.35, d)));
         if mood.night && noise.value(x as f32 * 0.9, y as f32 * 0.9) > 0.985 && v < horizon {
             p = [1.0, 1.0, 0.95];

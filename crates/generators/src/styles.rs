@@ -191,12 +191,11 @@ fn vintage(c: Canvas, noise: &Noise) -> Canvas {
         let d = (dx * dx + dy * dy).sqrt() / maxd;
         let vignette = 1.0 - 0.55 * smoothstep(0.45, 1.05, d);
         let grain = 0.07 * noise.grain(x, y);
-        let scratch = scratch_cols
-            .iter()
-            .any(|&sx| (x as f32 - sx - 4.0 * noise.value(0.0, y as f32 * 0.02)).abs() < 0.8)
-            as u8 as f32
-            * 0.12
-            * noise.value(x as f32 * 0.1, y as f32 * 0.01);
+        let scratch =
+            scratch_cols.iter().any(|&sx| (x as f32 - sx - 4.0 * noise.value(0.0, y as f32 * 0.02)).abs() < 0.8) as u8
+                as f32
+                * 0.12
+                * noise.value(x as f32 * 0.1, y as f32 * 0.01);
         q.map(|v| v * vignette + grain + scratch)
     });
     out

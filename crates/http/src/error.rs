@@ -42,9 +42,11 @@ impl IntoResponse for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
         match r.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "request.too_large", "the request body is over the size limit")
-            }
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request.too_large",
+                "the request body is over the size limit",
+            ),
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "request.unsupported_media_type",
@@ -73,7 +75,9 @@ impl From<PipelineError> for ApiError {
             ),
             PipelineError::UnknownStyle(_) => ApiError::invalid("request.unknown_style", message),
             PipelineError::Reference { source, .. } => match source {
-                MediaError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "reference.too_large", message),
+                MediaError::TooLarge { .. } => {
+                    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "reference.too_large", message)
+                }
                 MediaError::TooManyPixels { .. } => {
                     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "reference.too_many_pixels", message)
                 }
@@ -86,7 +90,9 @@ impl From<PipelineError> for ApiError {
             PipelineError::Generator(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "generator.failed", message)
             }
-            PipelineError::Encode(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "output.encode_failed", message),
+            PipelineError::Encode(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "output.encode_failed", message)
+            }
             // Fail closed: without a signature nothing is returned.
             PipelineError::Signing(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "provenance.signing_failed", message)

@@ -133,17 +133,18 @@ async fn not_found() -> ApiError {
 }
 
 async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "auth.missing", "send Authorization: Bearer <API key>"))?;
+    let header = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::new(StatusCode::UNAUTHORIZED, "auth.missing", "send Authorization: Bearer <API key>")
+    })?;
     let key = header
         .to_str()
         .ok()
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|k| !k.is_empty())
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "auth.malformed", "expected Authorization: Bearer <API key>"))?;
+        .ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "auth.malformed", "expected Authorization: Bearer <API key>")
+        })?;
     let tenant = state
         .tenant_for(key)
         .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "auth.invalid_key", "unknown API key"))?;

@@ -119,12 +119,8 @@ pub async fn create_generation(
     let Json(body) = body?;
     let (width, height) = parse_size(&body.size)?;
     let output = parse_format(&body.output_format)?;
-    let references = body
-        .references
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| reference_input(i, r))
-        .collect::<Result<Vec<_>, _>>()?;
+    let references =
+        body.references.into_iter().enumerate().map(|(i, r)| reference_input(i, r)).collect::<Result<Vec<_>, _>>()?;
     let req = GenerationRequest {
         request_id: request_id.clone(),
         user: body.user,
@@ -142,12 +138,20 @@ pub async fn create_generation(
 
     let _slot = tokio::time::timeout(state.config.queue_timeout, state.slots.acquire())
         .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server.overloaded", "too many requests in progress; retry later"))?
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server.shutting_down", "the server is shutting down"))?;
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server.overloaded",
+                "too many requests in progress; retry later",
+            )
+        })?
+        .map_err(|_| {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server.shutting_down", "the server is shutting down")
+        })?;
     let pipeline = state.pipeline.clone();
-    let outcome = tokio::task::spawn_blocking(move || pipeline.run(req))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the request task failed: {e}")))??;
+    let outcome = tokio::task::spawn_blocking(move || pipeline.run(req)).await.map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the request task failed: {e}"))
+    })??;
     tracing::info!(tenant = %tenant, images = outcome.assets.len(), "generated");
 
     let images = outcome

@@ -137,9 +137,7 @@ pub fn decode(bytes: &[u8], declared: Option<MediaType>, limits: &DecodeLimits) 
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), media_type.image_format());
     // Header first: refuse a bomb before a single pixel buffer is allocated.
-    let (width, height) = reader
-        .into_dimensions()
-        .map_err(|e| MediaError::Corrupt(e.to_string()))?;
+    let (width, height) = reader.into_dimensions().map_err(|e| MediaError::Corrupt(e.to_string()))?;
     check_dimensions(width, height, limits)?;
 
     reader = ImageReader::with_format(Cursor::new(bytes), media_type.image_format());
@@ -150,12 +148,9 @@ pub fn decode(bytes: &[u8], declared: Option<MediaType>, limits: &DecodeLimits) 
     decoder_limits.max_alloc = Some(limits.max_pixels.saturating_mul(4).saturating_add(64 << 20));
     reader.limits(decoder_limits);
     let image = reader.decode().map_err(|e| match e {
-        image::ImageError::Limits(_) => MediaError::TooManyPixels {
-            width,
-            height,
-            max_side: limits.max_side,
-            max_pixels: limits.max_pixels,
-        },
+        image::ImageError::Limits(_) => {
+            MediaError::TooManyPixels { width, height, max_side: limits.max_side, max_pixels: limits.max_pixels }
+        }
         other => MediaError::Corrupt(other.to_string()),
     })?;
     // The JPEG decoder fills a truncated scan with grey and reports success;
@@ -163,11 +158,7 @@ pub fn decode(bytes: &[u8], declared: Option<MediaType>, limits: &DecodeLimits) 
     if media_type == MediaType::Jpeg && !jpeg_is_complete(bytes) {
         return Err(MediaError::Corrupt("the JPEG is truncated (no end-of-image marker after the scan)".into()));
     }
-    let pixels = if image.color().has_alpha() {
-        flatten_on_white(&image.to_rgba8())
-    } else {
-        image.to_rgb8()
-    };
+    let pixels = if image.color().has_alpha() { flatten_on_white(&image.to_rgba8()) } else { image.to_rgb8() };
     Ok(Decoded { media_type, pixels })
 }
 

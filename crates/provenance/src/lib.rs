@@ -197,7 +197,12 @@ impl Signer {
     }
 
     /// Embeds a signed manifest describing `desc` into `encoded`.
-    pub fn sign(&self, encoded: &[u8], media_type: MediaType, desc: &AssetDescription) -> Result<SignedAsset, ProvenanceError> {
+    pub fn sign(
+        &self,
+        encoded: &[u8],
+        media_type: MediaType,
+        desc: &AssetDescription,
+    ) -> Result<SignedAsset, ProvenanceError> {
         let manifest_id = format!("urn:c2pa:{}", uuid::Uuid::new_v4().hyphenated());
         let definition = manifest_definition(desc, media_type, &manifest_id);
         let mut builder = Builder::from_shared_context(&self.context)
@@ -208,13 +213,7 @@ impl Signer {
         let manifest_store = builder
             .sign(&self.signer, media_type.mime(), &mut source, &mut dest)
             .map_err(|e| ProvenanceError::Sign(e.to_string()))?;
-        Ok(SignedAsset {
-            asset_id: desc.asset_id,
-            media_type,
-            bytes: dest.into_inner(),
-            manifest_id,
-            manifest_store,
-        })
+        Ok(SignedAsset { asset_id: desc.asset_id, media_type, bytes: dest.into_inner(), manifest_id, manifest_store })
     }
 }
 
@@ -271,7 +270,120 @@ fn manifest_definition(desc: &AssetDescription, media_type: MediaType, label: &s
 }
 
 fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::extensions::ParsedExtension;
+
+    fn identity() -> keys::DevIdentity {
+        keys::generate_dev_identity("likeness test").unwrap()
+    }
+
+    fn signer(id: &keys::DevIdentity) -> Signer {
+        Signer::new(id.chain_pem.as_bytes(), keys::parse_signing_key(&id.key_pem).unwrap()).unwrap()
+    }
+
+    fn test_png() -> Vec<u8> {
+        let px = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+        likeness_media::encode(&px, likeness_media::OutputFormat::Png).unwrap()
+    }
+
+    fn description(hashes: Vec<String>) -> AssetDescription {
+        AssetDescription {
+            asset_id: AssetId::random(),
+            request_id: "req_test".into(),
+            generator: "builtin/sketch".into(),
+            ingredient_hashes: hashes,
+        }
+    }
+
+    #[test]
+    fn dev_leaf_passes_the_c2pa_profile() {
+        let id = identity();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(id.chain_pem.as_bytes()).unwrap();
+        let (_, leaf) = x509_parser::parse_x509_certificate(&pem.contents).unwrap();
+        assert!(!leaf.is_ca());
+        let mut saw = (false, false, false);
+        for ext in leaf.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::KeyUsage(ku) => saw.0 = ku.digital_signature() && !ku.key_cert_sign(),
+                ParsedExtension::ExtendedKeyUsage(eku) => saw.1 = eku.email_protection && !eku.any,
+                ParsedExtension::AuthorityKeyIdentifier(aki) => saw.2 = aki.key_identifier.is_some(),
+                _ => {}
+            }
+        }
+        assert_eq!(saw, (true, true, true), "(digitalSignature, emailProtection EKU, AKI)");
+        assert_eq!(leaf.signature_algorithm.algorithm.to_id_string(), "1.3.101.112", "Ed25519");
+    }
+
+    #[test]
+    fn signed_asset_is_trusted_with_the_ca_and_valid_without() {
+        let id = identity();
+        let hash = "ab".repeat(32);
+        let asset = signer(&id).sign(&test_png(), MediaType::Png, &description(vec![hash.clone()])).unwrap();
+        assert!(asset.manifest_id().starts_with("urn:c2pa:"));
+        assert!(!asset.manifest_store().is_empty());
+
+        let trusted = Verifier::new(Some(&id.ca_cert_pem)).unwrap().verify_bytes(asset.bytes()).unwrap();
+        assert_eq!(trusted.state, TrustState::Trusted, "{:?}", trusted.failures);
+        assert_eq!(trusted.manifest_id.as_deref(), Some(asset.manifest_id()));
+        assert_eq!(trusted.actions[0].action, "c2pa.created");
+        assert_eq!(trusted.actions[0].digital_source_type.as_deref(), Some(COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA));
+        assert_eq!(trusted.ingredients[0].hash.as_deref(), Some(format!("sha256:{hash}").as_str()));
+
+        let valid = Verifier::new(None).unwrap().verify_bytes(asset.bytes()).unwrap();
+        assert_eq!(valid.state, TrustState::Valid);
+        let codes: Vec<_> = valid.failures.iter().map(|f| f.code.as_str()).collect();
+        assert_eq!(codes, ["signingCredential.untrusted"]);
+
+        // Trusted only by its own CA.
+        let other = identity();
+        let untrusted = Verifier::new(Some(&other.ca_cert_pem)).unwrap().verify_bytes(asset.bytes()).unwrap();
+        assert_eq!(untrusted.state, TrustState::Valid);
+    }
+
+    #[test]
+    fn unsigned_and_unreadable_inputs() {
+        let verifier = Verifier::new(None).unwrap();
+        assert_eq!(verifier.verify_bytes(&test_png()).unwrap().state, TrustState::None);
+        assert!(matches!(verifier.verify_bytes(b"plain text, not an image"), Err(ProvenanceError::Unsupported)));
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_the_certificate_is_refused() {
+        let (a, b) = (identity(), identity());
+        let err = Signer::new(a.chain_pem.as_bytes(), keys::parse_signing_key(&b.key_pem).unwrap()).err().unwrap();
+        assert!(err.to_string().contains("does not belong"), "{err}");
+    }
+
+    #[test]
+    fn a_certificate_outside_the_c2pa_profile_stops_the_signer_at_start() {
+        // A leaf with no EKU at all: c2pa refuses to sign with it, and the
+        // signer's self-test turns that into a start-up error.
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        let cert = params.self_signed(&key).unwrap();
+        let err =
+            Signer::new(cert.pem().as_bytes(), keys::parse_signing_key(&key.serialize_pem()).unwrap()).err().unwrap();
+        assert!(err.to_string().contains("cannot produce valid C2PA manifests"), "{err}");
+    }
+
+    #[test]
+    fn dev_keys_are_written_once_with_private_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(keys::init_dev_keys(dir.path(), "t").unwrap());
+        assert!(!keys::init_dev_keys(dir.path(), "t").unwrap(), "second init must not replace the keys");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(keys::KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let signer = Signer::from_paths(&keys::KeyPaths::in_dir(dir.path())).unwrap();
+        assert_eq!(signer.subject(), "t signer");
+    }
 }

@@ -179,8 +179,12 @@ const HARD_BINDING_MISMATCH: &[&str] = &[
     "assertion.bmffHash.mismatch",
     "assertion.collectionHash.mismatch",
 ];
-const HARD_BINDING_MATCH: &[&str] =
-    &["assertion.dataHash.match", "assertion.boxesHash.match", "assertion.bmffHash.match", "assertion.collectionHash.match"];
+const HARD_BINDING_MATCH: &[&str] = &[
+    "assertion.dataHash.match",
+    "assertion.boxesHash.match",
+    "assertion.bmffHash.match",
+    "assertion.collectionHash.match",
+];
 
 fn summarize(reader: &Reader) -> Verification {
     let state = match reader.validation_state() {
@@ -210,10 +214,11 @@ fn summarize(reader: &Reader) -> Verification {
     let mut v = Verification { failures, hard_binding_intact, ..Verification::empty(state) };
     let Some(manifest) = reader.active_manifest() else { return v };
     v.manifest_id = manifest.label().map(str::to_string);
-    v.claim_generator = manifest.claim_generator_info.as_ref().and_then(|list| list.first()).map(|g| match &g.version {
-        Some(ver) => format!("{} {ver}", g.name),
-        None => g.name.clone(),
-    });
+    v.claim_generator =
+        manifest.claim_generator_info.as_ref().and_then(|list| list.first()).map(|g| match &g.version {
+            Some(ver) => format!("{} {ver}", g.name),
+            None => g.name.clone(),
+        });
     if let Some(sig) = manifest.signature_info() {
         v.signing_alg = sig.alg.map(|a| a.to_string());
         v.signed_at = sig.time.clone();
@@ -264,7 +269,10 @@ fn first_cert(chain_pem: &[u8]) -> Option<Vec<u8>> {
     Some(pem.contents)
 }
 
-fn with_leaf<T>(chain_pem: &[u8], f: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> Option<T>) -> Option<T> {
+fn with_leaf<T>(
+    chain_pem: &[u8],
+    f: impl FnOnce(&x509_parser::certificate::X509Certificate<'_>) -> Option<T>,
+) -> Option<T> {
     let der = first_cert(chain_pem)?;
     let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
     f(&cert)

@@ -1,0 +1,156 @@
+//! `make bench`: prints the figures the issues ask for. Never asserts times.
+//!
+//! 1. C2PA sign and verify of a 1 MP JPEG (in process).
+//! 2. The generation pipeline's stages for one 1024x1024 output from one
+//!    reference (in process): decode, generate, encode, sign.
+//! 3. `POST /v1/generations` end to end against the real binary on loopback:
+//!    p50/p99 over sequential requests, then throughput with 2 clients.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use likeness_generators::{Builtin, GenerationJob, Generator, Style};
+use likeness_media::{DecodeLimits, MediaType, OutputFormat};
+use likeness_provenance::{keys, AssetDescription, AssetId, Signer, Verifier};
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[idx]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Vec<Duration> {
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(f());
+            t.elapsed()
+        })
+        .collect()
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) -> Duration {
+    let p50 = percentile(&mut samples, 0.5);
+    let p99 = percentile(&mut samples, 0.99);
+    println!("{name:<44} p50 {:>10}   p99 {:>10}   (n={})", ms(p50), ms(p99), samples.len());
+    p50
+}
+
+fn main() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let photo = std::fs::read(root.join("fixtures/faces/grace_hopper.jpg")).unwrap();
+    let quick = std::env::args().any(|a| a == "--quick");
+    let requests = if quick { 10 } else { 60 };
+
+    println!("== C2PA, 1 MP JPEG (1024x1024, quality 90)");
+    let id = keys::generate_dev_identity("bench").unwrap();
+    let signer = Signer::new(id.chain_pem.as_bytes(), keys::parse_signing_key(&id.key_pem).unwrap()).unwrap();
+    let reference = likeness_media::decode(&photo, None, &DecodeLimits::default()).unwrap().pixels;
+    let job = GenerationJob {
+        prompt: "",
+        style: Style::Watercolor,
+        references: std::slice::from_ref(&reference),
+        width: 1024,
+        height: 1024,
+        count: 1,
+        seed: 1,
+    };
+    let pixels = Builtin.generate(&job).unwrap().remove(0);
+    let jpeg = likeness_media::encode(&pixels, OutputFormat::Jpeg { quality: 90 }).unwrap();
+    let desc = AssetDescription {
+        asset_id: AssetId::random(),
+        request_id: "bench".into(),
+        generator: "builtin/watercolor".into(),
+        ingredient_hashes: vec![likeness_media::sha256_hex(&photo)],
+    };
+    let sign = report(
+        "sign (includes c2pa's verify-after-sign)",
+        time(200, || signer.sign(&jpeg, MediaType::Jpeg, &desc).unwrap()),
+    );
+    let signed = signer.sign(&jpeg, MediaType::Jpeg, &desc).unwrap();
+    let verifier = Verifier::new(Some(&id.ca_cert_pem)).unwrap();
+    let verify = report("verify (trusted, from memory)", time(200, || verifier.verify_bytes(signed.bytes()).unwrap()));
+
+    println!("\n== pipeline stages, one 1024x1024 output from one reference");
+    let decode = report(
+        "decode reference (512x600 JPEG)",
+        time(50, || likeness_media::decode(&photo, None, &DecodeLimits::default()).unwrap()),
+    );
+    let mut gen_total = Duration::ZERO;
+    for style in Style::ALL {
+        let job = GenerationJob { style: *style, ..job };
+        gen_total += report(
+            &format!("generate builtin/{style}"),
+            time(if quick { 3 } else { 10 }, || Builtin.generate(&job).unwrap()),
+        );
+    }
+    let encode = report(
+        "encode JPEG q90",
+        time(30, || likeness_media::encode(&pixels, OutputFormat::Jpeg { quality: 90 }).unwrap()),
+    );
+    let around = decode + encode + sign;
+    println!("{:<44} {}", "gateway work around generation (p50 sum)", ms(around));
+    println!("{:<44} {}", "built-in generation, mean of style p50s", ms(gen_total / Style::ALL.len() as u32));
+    let _ = verify;
+
+    println!("\n== POST /v1/generations end to end (release binary, loopback)");
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir.path())
+        .env("LIKENESS_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let key = std::fs::read_to_string(data_dir.path().join("dev-api-key")).unwrap();
+    let body = serde_json::json!({
+        "user": "bench", "prompt": "as a watercolour", "size": "1024x1024", "n": 1,
+        "references": [{"upload": {"data": base64::engine::general_purpose::STANDARD.encode(&photo), "mime": "image/jpeg"}}]
+    })
+    .to_string();
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+    let send = |client: &reqwest::blocking::Client| {
+        let r = client
+            .post(format!("{base}/v1/generations"))
+            .bearer_auth(key.trim())
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        r.bytes().unwrap().len()
+    };
+    send(&client); // warm up
+    report("latency, 1 reference -> 1024x1024 JPEG", time(requests, || send(&client)));
+
+    let started = Instant::now();
+    let per_client = requests / 2;
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let c = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+                for _ in 0..per_client {
+                    send(&c);
+                }
+            });
+        }
+    });
+    let elapsed = started.elapsed();
+    println!(
+        "{:<44} {:.2} requests/s ({} requests, 2 clients, no errors)",
+        "throughput",
+        (2 * per_client) as f64 / elapsed.as_secs_f64(),
+        2 * per_client
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
