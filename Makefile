@@ -6,15 +6,30 @@ CACHE := $(CURDIR)/.cache
 PYTHON ?= python3
 C2PA_PYTHON_VERSION := 0.38.1
 REFERENCE_VENV := $(CACHE)/c2pa-python
+ORT_VERSION := 1.31.1
+ORT_DIR := $(CACHE)/onnxruntime
+ORT_LIB := $(ORT_DIR)/libonnxruntime.so.$(ORT_VERSION)
+# likeness also looks in ./.cache/onnxruntime/ when this is unset.
+export ORT_DYLIB_PATH := $(ORT_LIB)
 
 ARGS ?=
 
 .PHONY: setup setup-test run test bench build clippy clean
 
-## What the gateway needs to run. (Nothing to fetch yet beyond crates; the
-## vision issue adds ONNX Runtime here.)
-setup:
-	@mkdir -p $(CACHE)
+## What the gateway needs to run: ONNX Runtime, taken from the onnxruntime
+## wheel on the Python registry (ort's own download cannot work here).
+setup: $(ORT_LIB)
+
+$(ORT_LIB):
+	@mkdir -p $(ORT_DIR)/wheel
+	$(PYTHON) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+		onnxruntime==$(ORT_VERSION) -d $(ORT_DIR)/wheel
+	$(PYTHON) -c 'import glob, shutil, sys, zipfile; \
+		wheel = zipfile.ZipFile(glob.glob(sys.argv[1] + "/onnxruntime-*.whl")[0]); \
+		src = wheel.open("onnxruntime/capi/libonnxruntime.so." + sys.argv[2]); \
+		shutil.copyfileobj(src, open(sys.argv[3] + ".part", "wb"))' $(ORT_DIR)/wheel $(ORT_VERSION) $@
+	@mv $@.part $@
+	@rm -rf $(ORT_DIR)/wheel
 
 ## What the tests need on top: the C2PA reference reader (c2pa-python) that
 ## the end-to-end tests compare against.

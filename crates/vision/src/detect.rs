@@ -1,0 +1,158 @@
+//! CenterFace: input preparation and decoding of its four output maps into
+//! face boxes with five landmarks.
+
+use image::RgbImage;
+use serde::Serialize;
+
+/// A detected face, in the coordinates of the analysed image.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Detection {
+    /// x, y, width, height.
+    pub bbox: [f32; 4],
+    pub score: f32,
+    /// Left eye, right eye, nose, left and right mouth corners; (x, y).
+    pub landmarks: [[f32; 2]; 5],
+}
+
+/// The network input for an image: longer side at most `max_side`, each side
+/// padded up to a multiple of 32. Returns the NCHW data, its (H, W) and the
+/// scale from original to network pixels.
+pub fn prepare(img: &RgbImage, max_side: u32) -> (Vec<f32>, usize, usize, f32) {
+    let (w, h) = img.dimensions();
+    let scale = (max_side as f32 / w.max(h) as f32).min(1.0);
+    let (rw, rh) = (((w as f32 * scale).round() as u32).max(1), ((h as f32 * scale).round() as u32).max(1));
+    let resized;
+    let src = if (rw, rh) == (w, h) {
+        img
+    } else {
+        resized = image::imageops::resize(img, rw, rh, image::imageops::FilterType::Triangle);
+        &resized
+    };
+    let (nw, nh) = ((rw as usize).div_ceil(32) * 32, (rh as usize).div_ceil(32) * 32);
+    let mut data = vec![0.0f32; 3 * nw * nh];
+    let plane = nw * nh;
+    for (x, y, p) in src.enumerate_pixels() {
+        let i = y as usize * nw + x as usize;
+        data[i] = f32::from(p[0]);
+        data[plane + i] = f32::from(p[1]);
+        data[2 * plane + i] = f32::from(p[2]);
+    }
+    // Exact per-axis scale after rounding, so boxes map back precisely.
+    let scale = rw as f32 / w as f32;
+    (data, nh, nw, scale)
+}
+
+/// Decodes the maps (each `[1, C, h, w]`, flattened) into detections in the
+/// original image's coordinates.
+pub fn decode(
+    heatmap: &[f32],
+    scales: &[f32],
+    offsets: &[f32],
+    landmarks: &[f32],
+    (h, w): (usize, usize),
+    threshold: f32,
+    scale: f32,
+) -> Vec<Detection> {
+    let plane = h * w;
+    let mut found = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            let i = y * w + x;
+            let score = heatmap[i];
+            if score <= threshold {
+                continue;
+            }
+            let bh = scales[i].exp() * 4.0;
+            let bw = scales[plane + i].exp() * 4.0;
+            let cy = (y as f32 + offsets[i] + 0.5) * 4.0;
+            let cx = (x as f32 + offsets[plane + i] + 0.5) * 4.0;
+            let (x1, y1) = (cx - bw / 2.0, cy - bh / 2.0);
+            let mut lm = [[0.0f32; 2]; 5];
+            for (j, point) in lm.iter_mut().enumerate() {
+                *point = [
+                    (x1 + landmarks[(2 * j + 1) * plane + i] * bw) / scale,
+                    (y1 + landmarks[2 * j * plane + i] * bh) / scale,
+                ];
+            }
+            found.push(Detection { bbox: [x1 / scale, y1 / scale, bw / scale, bh / scale], score, landmarks: lm });
+        }
+    }
+    nms(found, 0.3)
+}
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let (ax2, ay2, bx2, by2) = (a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]);
+    let iw = (ax2.min(bx2) - a[0].max(b[0])).max(0.0);
+    let ih = (ay2.min(by2) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    inter / (a[2] * a[3] + b[2] * b[3] - inter + 1e-6)
+}
+
+/// Greedy non-maximum suppression: the best-scoring box wins its overlaps.
+pub fn nms(mut dets: Vec<Detection>, threshold: f32) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut kept: Vec<Detection> = Vec::new();
+    for d in dets {
+        if kept.iter().all(|k| iou(&k.bbox, &d.bbox) <= threshold) {
+            kept.push(d);
+        }
+    }
+    kept
+}
+
+/// Clips a box to the image; drops it when nothing is left.
+pub fn clip(mut d: Detection, width: u32, height: u32) -> Option<Detection> {
+    let [x, y, w, h] = d.bbox;
+    let (x1, y1) = (x.max(0.0), y.max(0.0));
+    let (x2, y2) = ((x + w).min(width as f32), (y + h).min(height as f32));
+    if x2 - x1 < 2.0 || y2 - y1 < 2.0 {
+        return None;
+    }
+    d.bbox = [x1, y1, x2 - x1, y2 - y1];
+    Some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det(x: f32, y: f32, s: f32, score: f32) -> Detection {
+        Detection { bbox: [x, y, s, s], score, landmarks: [[0.0; 2]; 5] }
+    }
+
+    #[test]
+    fn nms_keeps_the_best_of_overlapping_boxes_and_separate_ones() {
+        let kept = nms(vec![det(0.0, 0.0, 10.0, 0.6), det(1.0, 1.0, 10.0, 0.9), det(50.0, 50.0, 10.0, 0.7)], 0.3);
+        let scores: Vec<f32> = kept.iter().map(|d| d.score).collect();
+        assert_eq!(scores, [0.9, 0.7]);
+    }
+
+    #[test]
+    fn decode_places_a_box_at_its_cell() {
+        // One 8x8 output map with a single hot cell at (y=2, x=3), no offset,
+        // log-scale ln(4) -> a 16x16 box centred at ((3 + 0.5) * 4, (2 + 0.5) * 4).
+        let (h, w) = (8, 8);
+        let mut heat = vec![0.0; h * w];
+        heat[2 * w + 3] = 0.9;
+        let scales = vec![4f32.ln(); 2 * h * w];
+        let offsets = vec![0.0; 2 * h * w];
+        let lms = vec![0.5; 10 * h * w];
+        let d = decode(&heat, &scales, &offsets, &lms, (h, w), 0.5, 0.5);
+        assert_eq!(d.len(), 1);
+        let b = d[0].bbox;
+        // Network coordinates: centre (14, 10), size 16; scale 0.5 doubles them.
+        assert_eq!(b, [12.0, 4.0, 32.0, 32.0]);
+        assert_eq!(d[0].landmarks[0], [28.0, 20.0]);
+    }
+
+    #[test]
+    fn prepare_pads_to_multiples_of_32_and_limits_the_long_side() {
+        let img = RgbImage::new(1000, 500);
+        let (data, h, w, scale) = prepare(&img, 640);
+        assert_eq!((h, w), (320, 640));
+        assert_eq!(data.len(), 3 * 320 * 640);
+        assert!((scale - 0.64).abs() < 1e-6);
+        let (_, h, w, scale) = prepare(&RgbImage::new(100, 70), 640);
+        assert_eq!((h, w, scale), (96, 128, 1.0));
+    }
+}

@@ -1,0 +1,278 @@
+//! Vision on ONNX Runtime: faces (CenterFace), their age and a 128-d
+//! embedding (dlib models, on chips aligned by five landmarks), and an NSFW
+//! score (open_nsfw) for the whole image. Scores, not verdicts: the caller's
+//! rules decide.
+//!
+//! Models are loaded once, each checked against `models/manifest.json`
+//! (SHA-256, tensor names and shapes); a missing or altered file is refused
+//! with an error naming it. Inference is CPU-bound and blocking: call it off
+//! the async workers.
+
+mod align;
+mod detect;
+mod gallery;
+mod pool;
+mod runtime;
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use ort::value::TensorRef;
+use serde::Serialize;
+
+pub use detect::Detection;
+pub use gallery::{Gallery, GalleryEmbedding, GalleryEntry, GalleryMatch};
+pub use runtime::{locate_onnxruntime, ORT_VERSION};
+
+pub const EMBEDDING_DIM: usize = 128;
+const AGE_MEAN: [f32; 3] = [122.782, 117.001, 104.298];
+const NSFW_MEAN_BGR: [f32; 3] = [104.0, 117.0, 123.0];
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum VisionError {
+    #[error("{0}")]
+    Runtime(String),
+    #[error("model file {file} is missing: {reason}")]
+    ModelMissing { file: String, reason: String },
+    #[error("model file {file} was altered: sha256 {actual}, the manifest says {expected}")]
+    ModelAltered { file: String, expected: String, actual: String },
+    #[error("model file {file} does not match the manifest: {detail}")]
+    ModelMismatch { file: String, detail: String },
+    #[error("{model} failed: {message}")]
+    Inference { model: &'static str, message: String },
+    #[error("gallery: {0}")]
+    Gallery(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct VisionConfig {
+    pub models_dir: PathBuf,
+    /// Path of `libonnxruntime.so.1.31.1`; see [`locate_onnxruntime`].
+    pub onnxruntime: Option<PathBuf>,
+    /// Sessions per model (requests analysed at once).
+    pub sessions: usize,
+    /// Minimum CenterFace score for a face.
+    pub detection_threshold: f32,
+}
+
+impl Default for VisionConfig {
+    fn default() -> Self {
+        VisionConfig { models_dir: PathBuf::from("models"), onnxruntime: None, sessions: 2, detection_threshold: 0.5 }
+    }
+}
+
+/// A face embedding. Biometric data: never printed, never serialised by
+/// this crate, kept only in memory unless a subject consented to enrolment.
+#[derive(Clone, PartialEq)]
+pub struct Embedding(pub [f32; EMBEDDING_DIM]);
+
+impl Embedding {
+    pub fn distance_to(&self, other: &[f32]) -> f32 {
+        self.0.iter().zip(other).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt()
+    }
+}
+
+impl std::fmt::Debug for Embedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Embedding(..)")
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Face {
+    #[serde(rename = "box")]
+    pub bbox: [f32; 4],
+    pub score: f32,
+    pub landmarks: [[f32; 2]; 5],
+    /// Expected age in years.
+    pub age: f32,
+    /// P(age < 18) under the age model.
+    pub p_minor: f32,
+    #[serde(skip)]
+    pub embedding: Embedding,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageAnalysis {
+    pub width: u32,
+    pub height: u32,
+    pub faces: Vec<Face>,
+    /// open_nsfw's probability that the image is not safe for work.
+    pub nsfw: f32,
+}
+
+/// A loaded model, as reported in decisions and `/readyz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub task: String,
+    pub file: String,
+    pub sha256: String,
+    pub licence: String,
+    pub source: String,
+}
+
+/// The four models, ready to run.
+pub struct Vision {
+    detector: pool::Pool,
+    age: pool::Pool,
+    embedder: pool::Pool,
+    nsfw: pool::Pool,
+    models: Vec<ModelInfo>,
+    detection_threshold: f32,
+}
+
+impl Vision {
+    pub fn load(config: &VisionConfig) -> Result<Vision, VisionError> {
+        let env = runtime::environment(config.onnxruntime.as_deref())?;
+        let manifest = runtime::Manifest::load(&config.models_dir)?;
+        let mut models = Vec::new();
+        let mut pool_for = |task: &str| -> Result<pool::Pool, VisionError> {
+            let entry = manifest.entry(task)?;
+            let sessions = (0..config.sessions.max(1))
+                .map(|_| runtime::load_session(&env, &config.models_dir, entry, 1))
+                .collect::<Result<Vec<_>, _>>()?;
+            models.push(ModelInfo {
+                task: entry.task.clone(),
+                file: entry.file.clone(),
+                sha256: entry.sha256.clone(),
+                licence: entry.licence.clone(),
+                source: entry.source.clone(),
+            });
+            Ok(pool::Pool::new(sessions))
+        };
+        let detector = pool_for("face_detection")?;
+        let age = pool_for("age")?;
+        let embedder = pool_for("face_embedding")?;
+        let nsfw = pool_for("nsfw")?;
+        Ok(Vision { detector, age, embedder, nsfw, models, detection_threshold: config.detection_threshold })
+    }
+
+    pub fn models(&self) -> &[ModelInfo] {
+        &self.models
+    }
+
+    /// Faces with age and embedding, and the NSFW score, for one image.
+    pub fn analyze(&self, img: &RgbImage) -> Result<ImageAnalysis, VisionError> {
+        let detections = self.detect(img)?;
+        let ages = self.ages(img, &detections)?;
+        let embeddings = self.embeddings(img, &detections)?;
+        let faces = detections
+            .into_iter()
+            .zip(ages)
+            .zip(embeddings)
+            .map(|((d, (age, p_minor)), embedding)| Face {
+                bbox: d.bbox,
+                score: d.score,
+                landmarks: d.landmarks,
+                age,
+                p_minor,
+                embedding,
+            })
+            .collect();
+        Ok(ImageAnalysis { width: img.width(), height: img.height(), faces, nsfw: self.nsfw(img)? })
+    }
+
+    pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, VisionError> {
+        let (data, h, w, scale) = detect::prepare(img, 640);
+        let err = |e: ort::Error| VisionError::Inference { model: "face detection", message: e.to_string() };
+        let maps = self.detector.with(|s| -> Result<Vec<Vec<f32>>, VisionError> {
+            let input = TensorRef::from_array_view(([1usize, 3, h, w], data.as_slice())).map_err(err)?;
+            let out = s.run(ort::inputs![input]).map_err(err)?;
+            (0..4).map(|i| Ok(out[i].try_extract_tensor::<f32>().map_err(err)?.1.to_vec())).collect()
+        })?;
+        let dets = detect::decode(&maps[0], &maps[1], &maps[2], &maps[3], (h / 4, w / 4), self.detection_threshold, scale);
+        Ok(dets.into_iter().filter_map(|d| detect::clip(d, img.width(), img.height())).collect())
+    }
+
+    /// (expected age, P(age < 18)) per face, all faces in one batch.
+    fn ages(&self, img: &RgbImage, faces: &[Detection]) -> Result<Vec<(f32, f32)>, VisionError> {
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let data = chips_nchw(img, faces, &align::AGE_TEMPLATE, 64);
+        let err = |e: ort::Error| VisionError::Inference { model: "age", message: e.to_string() };
+        let probs = self.age.with(|s| -> Result<Vec<f32>, VisionError> {
+            let input = TensorRef::from_array_view(([faces.len(), 3, 64, 64], data.as_slice())).map_err(err)?;
+            let out = s.run(ort::inputs![input]).map_err(err)?;
+            Ok(out[0].try_extract_tensor::<f32>().map_err(err)?.1.to_vec())
+        })?;
+        Ok(probs
+            .chunks(81)
+            .map(|p| {
+                let expected = p.iter().enumerate().map(|(k, pk)| pk * if k == 0 { 0.25 } else { k as f32 }).sum();
+                let minor = p[..18].iter().sum::<f32>().clamp(0.0, 1.0);
+                (expected, minor)
+            })
+            .collect())
+    }
+
+    fn embeddings(&self, img: &RgbImage, faces: &[Detection]) -> Result<Vec<Embedding>, VisionError> {
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let data = chips_nchw(img, faces, &align::EMBEDDING_TEMPLATE, 150);
+        let err = |e: ort::Error| VisionError::Inference { model: "face embedding", message: e.to_string() };
+        let flat = self.embedder.with(|s| -> Result<Vec<f32>, VisionError> {
+            let input = TensorRef::from_array_view(([faces.len(), 3, 150, 150], data.as_slice())).map_err(err)?;
+            let out = s.run(ort::inputs![input]).map_err(err)?;
+            Ok(out[0].try_extract_tensor::<f32>().map_err(err)?.1.to_vec())
+        })?;
+        Ok(flat
+            .chunks(EMBEDDING_DIM)
+            .map(|c| Embedding(c.try_into().expect("the manifest fixes 128 values a face")))
+            .collect())
+    }
+
+    pub fn nsfw(&self, img: &RgbImage) -> Result<f32, VisionError> {
+        // The reference pre-processing: 256x256, a JPEG round trip, centre crop 224.
+        let small = image::imageops::resize(img, 256, 256, image::imageops::FilterType::Triangle);
+        let jpeg = likeness_media::encode(&small, likeness_media::OutputFormat::Jpeg { quality: 75 })
+            .map_err(|e| VisionError::Inference { model: "nsfw", message: e.to_string() })?;
+        let small = likeness_media::decode(&jpeg, None, &likeness_media::DecodeLimits::default())
+            .map_err(|e| VisionError::Inference { model: "nsfw", message: e.to_string() })?
+            .pixels;
+        let mut data = Vec::with_capacity(224 * 224 * 3);
+        for y in 16..240 {
+            for x in 16..240 {
+                let p = small.get_pixel(x, y);
+                data.extend([f32::from(p[2]) - NSFW_MEAN_BGR[0], f32::from(p[1]) - NSFW_MEAN_BGR[1], f32::from(p[0]) - NSFW_MEAN_BGR[2]]);
+            }
+        }
+        let err = |e: ort::Error| VisionError::Inference { model: "nsfw", message: e.to_string() };
+        self.nsfw.with(|s| {
+            let input = TensorRef::from_array_view(([1usize, 224, 224, 3], data.as_slice())).map_err(err)?;
+            let out = s.run(ort::inputs![input]).map_err(err)?;
+            let (_, probs) = out[0].try_extract_tensor::<f32>().map_err(err)?;
+            Ok(probs[1])
+        })
+    }
+}
+
+/// Aligned chips of every face, normalised for the dlib models, in one NCHW batch.
+fn chips_nchw(img: &RgbImage, faces: &[Detection], template: &[[f32; 2]; 5], size: u32) -> Vec<f32> {
+    let plane = (size * size) as usize;
+    let mut data = vec![0.0f32; faces.len() * 3 * plane];
+    for (n, face) in faces.iter().enumerate() {
+        let chip = align::chip(img, &face.landmarks, template, size);
+        let base = n * 3 * plane;
+        for (i, p) in chip.pixels().enumerate() {
+            for c in 0..3 {
+                data[base + c * plane + i] = (f32::from(p[c]) - AGE_MEAN[c]) / 256.0;
+            }
+        }
+    }
+    data
+}
+
+/// The models directory next to the working directory or one of its parents.
+pub fn default_models_dir() -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|d| d.ancestors().map(|a| a.join("models")).find(|m| m.join("manifest.json").is_file()))
+        .unwrap_or_else(|| PathBuf::from("models"))
+}
+
+/// Convenience for tools: the default config with a models directory.
+pub fn config_for(models_dir: &Path) -> VisionConfig {
+    VisionConfig { models_dir: models_dir.to_path_buf(), ..VisionConfig::default() }
+}

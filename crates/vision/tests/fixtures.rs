@@ -1,0 +1,128 @@
+//! The models on real photos (fixtures/). Needs ONNX Runtime: `make setup`.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use likeness_vision::{Gallery, ImageAnalysis, Vision, VisionConfig};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn vision() -> &'static Vision {
+    static V: OnceLock<Vision> = OnceLock::new();
+    V.get_or_init(|| {
+        Vision::load(&VisionConfig { models_dir: root().join("models"), ..VisionConfig::default() })
+            .unwrap_or_else(|e| panic!("vision did not load ({e}); run `make setup`"))
+    })
+}
+
+fn analyze(name: &str) -> ImageAnalysis {
+    let bytes = std::fs::read(root().join("fixtures").join(name)).unwrap();
+    let img = likeness_media::decode(&bytes, None, &Default::default()).unwrap().pixels;
+    vision().analyze(&img).unwrap()
+}
+
+#[test]
+fn one_face_in_each_portrait_with_a_plausible_box() {
+    for name in ["faces/astronaut.png", "faces/grace_hopper.jpg", "faces/obama.jpg"] {
+        let a = analyze(name);
+        assert_eq!(a.faces.len(), 1, "{name}: {:?}", a.faces.iter().map(|f| (f.bbox, f.score)).collect::<Vec<_>>());
+        let f = &a.faces[0];
+        let [x, y, w, h] = f.bbox;
+        let (iw, ih) = (a.width as f32, a.height as f32);
+        // A portrait's face: 8..60% of the width, in the upper two thirds, landmarks inside the box.
+        assert!(w > 0.08 * iw && w < 0.6 * iw && h > 0.08 * ih && y + h / 2.0 < 0.67 * ih, "{name}: box {:?}", f.bbox);
+        assert!(f.score > 0.5);
+        for [lx, ly] in f.landmarks {
+            assert!(lx >= x && lx <= x + w && ly >= y && ly <= y + h, "{name}: landmark outside the box");
+        }
+        let [le, re] = [f.landmarks[0], f.landmarks[1]];
+        assert!(le[0] < re[0], "{name}: left eye should be left of the right eye");
+    }
+}
+
+#[test]
+fn no_face_in_scenes_without_people() {
+    for name in ["scenes/coffee.png", "scenes/rocket.jpg", "scenes/chelsea.png"] {
+        let a = analyze(name);
+        assert!(a.faces.is_empty(), "{name}: {} faces", a.faces.len());
+        assert!(a.nsfw < 0.2, "{name}: nsfw {}", a.nsfw);
+    }
+}
+
+#[test]
+fn same_man_within_threshold_different_people_beyond() {
+    let obama = analyze("faces/obama.jpg");
+    let obama2 = analyze("faces/obama2.jpg");
+    let hopper = analyze("faces/grace_hopper.jpg");
+    let collins = analyze("faces/astronaut.png");
+    let e = |a: &ImageAnalysis| a.faces.iter().max_by(|x, y| (x.bbox[2] * x.bbox[3]).total_cmp(&(y.bbox[2] * y.bbox[3]))).unwrap().embedding.clone();
+    let same = e(&obama).distance_to(&e(&obama2).0);
+    assert!(same < 0.5, "same man: {same}");
+    for (a, b, what) in [(&obama, &hopper, "obama-hopper"), (&obama, &collins, "obama-collins"), (&hopper, &collins, "hopper-collins")] {
+        let d = e(a).distance_to(&e(b).0);
+        assert!(d > 0.6, "{what}: {d}");
+    }
+}
+
+#[test]
+fn adults_are_not_likely_minors() {
+    for name in ["faces/astronaut.png", "faces/grace_hopper.jpg", "faces/obama.jpg"] {
+        let f = &analyze(name).faces[0];
+        assert!(f.p_minor < 0.05, "{name}: p_minor {} (age {})", f.p_minor, f.age);
+        assert!(f.age > 20.0, "{name}: age {}", f.age);
+    }
+}
+
+#[test]
+fn a_gallery_of_obama_flags_his_other_photo_only() {
+    let mut g = Gallery::default();
+    let obama = analyze("faces/obama.jpg");
+    g.add("obama", "Barack Obama", &obama.faces[0].embedding, "fixtures/faces/obama.jpg").unwrap();
+    let biggest = |a: &ImageAnalysis| a.faces.iter().max_by(|x, y| (x.bbox[2] * x.bbox[3]).total_cmp(&(y.bbox[2] * y.bbox[3]))).unwrap().embedding.clone();
+    assert_eq!(g.matches(&biggest(&analyze("faces/obama2.jpg")), 0.55).len(), 1);
+    for name in ["faces/grace_hopper.jpg", "faces/astronaut.png"] {
+        assert!(g.matches(&biggest(&analyze(name)), 0.55).is_empty(), "{name} matched Obama");
+    }
+}
+
+#[test]
+fn rgba_png_and_grayscale_jpeg_work() {
+    let bytes = std::fs::read(root().join("fixtures/faces/grace_hopper.jpg")).unwrap();
+    let img = likeness_media::decode(&bytes, None, &Default::default()).unwrap().pixels;
+    let gray = image::DynamicImage::ImageRgb8(img.clone()).to_luma8();
+    let mut gray_jpeg = Vec::new();
+    gray.write_to(&mut std::io::Cursor::new(&mut gray_jpeg), image::ImageFormat::Jpeg).unwrap();
+    let rgba = image::DynamicImage::ImageRgb8(img).to_rgba8();
+    let mut rgba_png = Vec::new();
+    rgba.write_to(&mut std::io::Cursor::new(&mut rgba_png), image::ImageFormat::Png).unwrap();
+    for (what, bytes) in [("grayscale jpeg", gray_jpeg), ("rgba png", rgba_png)] {
+        let img = likeness_media::decode(&bytes, None, &Default::default()).unwrap().pixels;
+        assert_eq!(vision().analyze(&img).unwrap().faces.len(), 1, "{what}");
+    }
+}
+
+#[test]
+fn a_model_file_with_one_changed_byte_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(root().join("models")).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let victim = dir.path().join("age-v1.onnx");
+    let mut bytes = std::fs::read(&victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&victim, bytes).unwrap();
+    let err = Vision::load(&VisionConfig { models_dir: dir.path().to_path_buf(), ..VisionConfig::default() }).err().unwrap();
+    let text = err.to_string();
+    assert!(text.contains("age-v1.onnx") && text.contains("altered"), "{text}");
+    std::fs::remove_file(dir.path().join("open_nsfw.onnx")).unwrap();
+    let mut bytes = std::fs::read(root().join("models/age-v1.onnx")).unwrap();
+    std::fs::write(&victim, std::mem::take(&mut bytes)).unwrap();
+    let err = Vision::load(&VisionConfig { models_dir: dir.path().to_path_buf(), ..VisionConfig::default() }).err().unwrap();
+    assert!(err.to_string().contains("open_nsfw.onnx") && err.to_string().contains("missing"), "{err}");
+}
