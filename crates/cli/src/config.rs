@@ -18,6 +18,8 @@ pub struct Config {
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
+    pub vision: VisionSettings,
+    #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -61,6 +63,37 @@ impl Default for Limits {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VisionSettings {
+    /// Models and manifest.json. Unset: ./models, or the nearest parent's.
+    pub models_dir: Option<PathBuf>,
+    /// libonnxruntime.so.1.31.1. Unset: ORT_DYLIB_PATH, then .cache/onnxruntime/.
+    pub onnxruntime: Option<PathBuf>,
+    /// Public-figure gallery. Unset: <models_dir>/gallery.example.json.
+    pub gallery: Option<PathBuf>,
+    pub match_threshold: f32,
+    pub minor_threshold: f32,
+    pub nsfw_threshold: f32,
+    /// Sessions per model (images analysed at once).
+    pub sessions: usize,
+}
+
+impl Default for VisionSettings {
+    fn default() -> Self {
+        let t = likeness_pipeline::Thresholds::default();
+        VisionSettings {
+            models_dir: None,
+            onnxruntime: None,
+            gallery: None,
+            match_threshold: t.match_distance,
+            minor_threshold: t.minor,
+            nsfw_threshold: t.nsfw,
+            sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub id: String,
@@ -76,6 +109,16 @@ impl Config {
         for t in &config.tenants {
             if t.api_key_sha256.len() != 64 || hex::decode(&t.api_key_sha256).is_err() {
                 bail!("config {}: tenant {:?}: api_key_sha256 must be 64 hex digits", path.display(), t.id);
+            }
+        }
+        let v = &config.vision;
+        for (name, value) in [
+            ("match_threshold", v.match_threshold),
+            ("minor_threshold", v.minor_threshold),
+            ("nsfw_threshold", v.nsfw_threshold),
+        ] {
+            if !(value > 0.0 && value <= 2.0) {
+                bail!("config {}: [vision] {name} must be a positive number, got {value}", path.display());
             }
         }
         if config.signing.chain.is_some() != config.signing.key.is_some() {

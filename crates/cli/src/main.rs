@@ -3,6 +3,7 @@
 mod config;
 mod serve;
 mod verify;
+mod vision;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,28 @@ enum Command {
     },
     /// Check the Content Credentials of images.
     Verify(verify::VerifyArgs),
+    /// Run the vision models on images.
+    Vision {
+        #[command(subcommand)]
+        command: VisionCommand,
+    },
+    /// Edit the public-figure gallery.
+    Gallery {
+        #[command(subcommand)]
+        command: GalleryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VisionCommand {
+    /// Faces (box, score, age, P(minor), gallery matches) and NSFW score per image.
+    Analyze(vision::AnalyzeArgs),
+}
+
+#[derive(Subcommand)]
+enum GalleryCommand {
+    /// Create or extend a gallery entry from photos with one face each.
+    Add(vision::GalleryAddArgs),
 }
 
 #[derive(Subcommand)]
@@ -79,5 +102,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Verify(args) => verify::run(args),
+        Command::Vision { command: VisionCommand::Analyze(args) } => report(vision::analyze(args)),
+        Command::Gallery { command: GalleryCommand::Add(args) } => report(vision::gallery_add(args)),
     }
+}
+
+/// Usage and I/O failures of a tool command: the message, and exit code 3.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(3)
+    })
 }

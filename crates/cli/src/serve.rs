@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use likeness_http::{AppState, HttpConfig, Tenant};
-use likeness_pipeline::{Pipeline, RequestLimits};
+use likeness_pipeline::{Moderation, Pipeline, RequestLimits, Thresholds};
 use likeness_provenance::keys::{self, KeyPaths};
 use likeness_provenance::Signer;
+use likeness_vision::{Gallery, Vision, VisionConfig};
 
 use crate::config::Config;
 
@@ -23,6 +24,12 @@ pub struct ServeArgs {
     /// Where keys, the database and the dev API key live [default: ./data].
     #[arg(long, env = "LIKENESS_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Public-figure gallery, replacing the shipped example.
+    #[arg(long, env = "LIKENESS_GALLERY")]
+    gallery: Option<PathBuf>,
+    /// Directory of the ONNX models and their manifest.
+    #[arg(long, env = "LIKENESS_MODELS")]
+    models: Option<PathBuf>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -62,7 +69,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         ..RequestLimits::default()
     };
-    let pipeline = Arc::new(Pipeline::new(Arc::new(likeness_generators::Builtin), Arc::new(signer), request_limits));
+    let moderation = load_moderation(&config, args.models, args.gallery)?;
+    let pipeline =
+        Arc::new(Pipeline::new(Arc::new(likeness_generators::Builtin), Arc::new(signer), moderation, request_limits));
     let http_config = HttpConfig {
         max_body_bytes: limits.max_body_bytes,
         max_concurrent_generations: limits.max_concurrent_generations,
@@ -78,6 +87,40 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         // Tests and scripts read this line to find an ephemeral port.
         println!("listening on http://{addr}");
         likeness_http::serve(listener, state, shutdown_signal()).await.context("serving")
+    })
+}
+
+/// The vision models and gallery. Models that cannot be loaded do not stop
+/// the gateway: it starts, says why in the log and in /readyz, and refuses
+/// every generation (fail closed). A broken gallery file does stop it: a
+/// typo there must not silently switch public-figure checks off.
+fn load_moderation(config: &Config, models: Option<PathBuf>, gallery: Option<PathBuf>) -> anyhow::Result<Moderation> {
+    let v = &config.vision;
+    let models_dir = models.or(v.models_dir.clone()).unwrap_or_else(likeness_vision::default_models_dir);
+    let gallery_path = gallery.or(v.gallery.clone()).unwrap_or_else(|| models_dir.join("gallery.example.json"));
+    let gallery = Gallery::load(&gallery_path).context("loading the public-figure gallery")?;
+    tracing::info!(path = %gallery_path.display(), entries = gallery.entries.len(), "gallery loaded");
+    let started = std::time::Instant::now();
+    let vision_config = VisionConfig {
+        models_dir,
+        onnxruntime: v.onnxruntime.clone(),
+        sessions: v.sessions,
+        ..VisionConfig::default()
+    };
+    let vision = match Vision::load(&vision_config) {
+        Ok(vision) => {
+            tracing::info!(ms = started.elapsed().as_millis() as u64, "vision models loaded and checked");
+            Ok(Arc::new(vision))
+        }
+        Err(e) => {
+            tracing::error!("vision is unavailable, every generation will be refused: {e}");
+            Err(e.to_string())
+        }
+    };
+    Ok(Moderation {
+        vision,
+        gallery: Arc::new(gallery),
+        thresholds: Thresholds { match_distance: v.match_threshold, minor: v.minor_threshold, nsfw: v.nsfw_threshold },
     })
 }
 

@@ -19,11 +19,12 @@ fn decode_images(resp: &Value) -> Vec<(String, Vec<u8>)> {
 #[test]
 fn generated_images_are_signed_and_both_readers_agree() {
     let server = Server::start();
-    let photo = fixture_bytes("faces/grace_hopper.jpg");
+    // A cat: every person in the fixtures is in the shipped public-figure gallery.
+    let photo = fixture_bytes("scenes/chelsea.png");
     let user = "user-7f3a9c";
-    let prompt = "my grandmother as a watercolour, secret-prompt-marker";
+    let prompt = "my cat as a watercolour, secret-prompt-marker";
     let (status, resp) = server.generate(&json!({
-        "user": user, "prompt": prompt, "references": [upload(&photo, "image/jpeg")],
+        "user": user, "prompt": prompt, "references": [upload(&photo, "image/png")],
         "n": 2, "size": "512x640", "seed": 42
     }));
     assert_eq!(status, 200, "{resp}");
@@ -138,7 +139,7 @@ fn bad_requests_get_clear_errors() {
     let cases: Vec<Value> =
         serde_json::from_slice(&std::fs::read(workspace_root().join("tests/cases/bad_requests.json")).unwrap())
             .unwrap();
-    let photo = fixture_bytes("faces/grace_hopper.jpg");
+    let photo = fixture_bytes("scenes/rocket.jpg");
     let bomb = likeness_media::hostile::forged_png(100_000, 100_000);
     let mut corrupt = photo.clone();
     corrupt.truncate(photo.len() / 3);
@@ -191,4 +192,72 @@ fn bad_requests_get_clear_errors() {
         &json!({"user": "u", "prompt": "x", "references": [upload(&photo, "image/jpeg")], "size": "256x256"}),
     );
     assert_eq!(status, 200);
+}
+
+#[test]
+fn a_public_figure_in_a_reference_is_refused_with_the_decision() {
+    let server = Server::start();
+    let (status, resp) = server.generate(&json!({
+        "user": "u", "prompt": "as a sketch", "size": "256x256",
+        "references": [upload(&fixture_bytes("faces/grace_hopper.jpg"), "image/jpeg")]
+    }));
+    assert_eq!(status, 403, "{resp}");
+    assert_eq!(resp["error"]["code"], "vision.public_figure");
+    assert!(resp["error"]["message"].as_str().unwrap().contains("Grace Hopper"));
+    let decision = &resp["error"]["decision"];
+    assert_eq!(decision["action"], "block");
+    assert_eq!(decision["images"][0]["image"], "reference 1");
+    assert_eq!(decision["images"][0]["faces"][0]["matches"][0]["id"], "grace-hopper");
+    assert_eq!(decision["images"].as_array().unwrap().len(), 1, "nothing was generated");
+    let tasks: Vec<&str> = decision["models"].as_array().unwrap().iter().map(|m| m["task"].as_str().unwrap()).collect();
+    assert_eq!(tasks, ["face_detection", "age", "face_embedding", "nsfw"]);
+    assert!(!resp.to_string().contains("embedding\":"), "embeddings never leave the gateway");
+}
+
+#[test]
+fn faces_carry_through_to_outputs_and_are_checked_there() {
+    // With an empty gallery Grace Hopper is just an adult: generation goes on,
+    // and the output check must see her face in every style's output.
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty-gallery.json");
+    std::fs::write(
+        &empty,
+        r#"{"format": "likeness.gallery.v1", "model": "dlib_face_recognition_resnet_model_v1", "entries": []}"#,
+    )
+    .unwrap();
+    let server = Server::start_with("", &["--gallery", empty.to_str().unwrap()]);
+    let photo = fixture_bytes("faces/grace_hopper.jpg");
+    for style in ["watercolor", "sketch", "cartoon", "poster", "vintage", "oil-painting"] {
+        let (status, resp) = server.generate(&json!({
+            "user": "u", "prompt": "portrait", "style": style, "size": "512x512",
+            "references": [upload(&photo, "image/jpeg")]
+        }));
+        assert_eq!(status, 200, "{style}: {resp}");
+        let d = &resp["decision"];
+        assert_eq!(d["checks"], json!(["vision.references", "vision.outputs"]));
+        assert_eq!(d["images"][0]["faces"].as_array().unwrap().len(), 1, "{style}: reference");
+        assert_eq!(d["images"][1]["image"], "output 1");
+        assert!(!d["images"][1]["faces"].as_array().unwrap().is_empty(), "{style}: no face found in the output");
+    }
+}
+
+#[test]
+fn without_models_the_gateway_is_not_ready_and_refuses_to_generate() {
+    let empty = tempfile::tempdir().unwrap();
+    let server = Server::start_with(
+        "",
+        &[
+            "--models",
+            empty.path().to_str().unwrap(),
+            "--gallery",
+            fixture("../models/gallery.example.json").to_str().unwrap(),
+        ],
+    );
+    let resp = Server::client().get(format!("{}/readyz", server.base)).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let body: Value = resp.json().unwrap();
+    assert_eq!(body["checks"]["vision"]["ok"], false);
+    assert!(body["checks"]["vision"]["error"].as_str().unwrap().contains("manifest.json"), "{body}");
+    let (status, resp) = server.generate(&json!({"user": "u", "prompt": "a lake", "size": "256x256"}));
+    assert_eq!((status, resp["error"]["code"].as_str().unwrap()), (503, "vision.unavailable"));
 }

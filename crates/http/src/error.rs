@@ -15,11 +15,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// The decision behind a refusal: scores and reasons, never pixels.
+    pub decision: Option<serde_json::Value>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), decision: None }
     }
 
     pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -34,7 +36,10 @@ impl IntoResponse for ApiError {
         } else {
             tracing::info!(code = self.code, status = self.status.as_u16(), "request refused");
         }
-        let body = json!({ "error": { "code": self.code, "message": self.message } });
+        let mut body = json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(decision) = self.decision {
+            body["error"]["decision"] = decision;
+        }
         (self.status, Json(body)).into_response()
     }
 }
@@ -97,6 +102,14 @@ impl From<PipelineError> for ApiError {
             PipelineError::Signing(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "provenance.signing_failed", message)
             }
+            PipelineError::Refused { code, decision, .. } => ApiError {
+                decision: serde_json::to_value(&*decision).ok(),
+                ..ApiError::new(StatusCode::FORBIDDEN, code, message)
+            },
+            PipelineError::VisionUnavailable(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "vision.unavailable", message)
+            }
+            PipelineError::Vision(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "vision.failed", message),
         }
     }
 }

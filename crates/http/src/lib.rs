@@ -116,15 +116,26 @@ async fn healthz() -> impl IntoResponse {
 /// listens after building them, so this reports what was loaded and how.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let signer = state.pipeline.signer();
+    let moderation = state.pipeline.moderation();
+    let vision = match &moderation.vision {
+        Ok(v) => serde_json::json!({
+            "ok": true,
+            "models": v.models().iter().map(|m| serde_json::json!({ "task": m.task, "file": m.file, "sha256": m.sha256 })).collect::<Vec<_>>(),
+            "gallery_entries": moderation.gallery.entries.len(),
+        }),
+        Err(e) => serde_json::json!({ "ok": false, "error": e }),
+    };
+    let ready = moderation.vision.is_ok() && !state.tenants.is_empty();
     let body = serde_json::json!({
-        "ready": true,
+        "ready": ready,
         "checks": {
             "signing": { "ok": true, "signer": signer.subject() },
+            "vision": vision,
             "generator": { "ok": true },
             "tenants": { "ok": !state.tenants.is_empty(), "count": state.tenants.len() },
         }
     });
-    let status = if state.tenants.is_empty() { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 

@@ -3,13 +3,15 @@
 //! [`PipelineError`] into a status code.
 //!
 //! ```text
-//! validate ─► decode references (memory only) ─► decide (pre)
-//!          ─► generate ─► decide (post) ─► encode ─► sign ─► SignedAsset
+//! validate ─► decode references (memory only) ─► vision ─► decide (pre)
+//!          ─► generate ─► vision ─► decide (post) ─► encode ─► sign ─► SignedAsset
 //! ```
 //!
 //! The pipeline can only hand back [`likeness_provenance::SignedAsset`]s, which
 //! only the provenance crate can construct: an image that skipped signing
 //! cannot be returned, by construction.
+
+mod moderation;
 
 use std::sync::Arc;
 
@@ -17,6 +19,8 @@ use likeness_generators::{GenerationJob, Generator, Style};
 use likeness_media::{DecodeLimits, MediaError, MediaType, OutputFormat};
 use likeness_provenance::{AssetDescription, AssetId, ProvenanceError, SignedAsset, Signer};
 use serde::Serialize;
+
+pub use moderation::{FaceRecord, ImageRecord, Moderation, Thresholds};
 
 /// Bounds on what one request may ask for.
 #[derive(Debug, Clone)]
@@ -80,9 +84,19 @@ pub struct Decision {
     pub references: Vec<String>,
     pub style: String,
     pub generator: String,
-    /// Which checks ran. Vision, consent and policy checks join this list as
-    /// they are added; an empty list is never reported as moderated.
+    /// Which checks ran, in order. Consent and policy checks join this list
+    /// as they are added.
     pub checks: Vec<&'static str>,
+    /// Models that produced the scores: task and SHA-256.
+    pub models: Vec<ModelRef>,
+    /// Scores per reference and per output; no pixels, no embeddings.
+    pub images: Vec<ImageRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelRef {
+    pub task: String,
+    pub sha256: String,
 }
 
 pub struct GenerationOutcome {
@@ -105,19 +119,37 @@ pub enum PipelineError {
     Encode(MediaError),
     #[error("signing failed: {0}")]
     Signing(#[from] ProvenanceError),
+    /// A rule refused the request; the decision says why.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String, decision: Box<Decision> },
+    /// The vision models are not loaded: nothing can be checked, so nothing runs.
+    #[error("the vision models are not available: {0}")]
+    VisionUnavailable(String),
+    #[error("vision failed: {0}")]
+    Vision(#[from] likeness_vision::VisionError),
 }
 
 /// Everything needed to serve generation requests; shared by all requests.
 pub struct Pipeline {
     generator: Arc<dyn Generator>,
     signer: Arc<Signer>,
+    moderation: Moderation,
     limits: RequestLimits,
     jpeg_quality: u8,
 }
 
 impl Pipeline {
-    pub fn new(generator: Arc<dyn Generator>, signer: Arc<Signer>, limits: RequestLimits) -> Pipeline {
-        Pipeline { generator, signer, limits, jpeg_quality: 90 }
+    pub fn new(
+        generator: Arc<dyn Generator>,
+        signer: Arc<Signer>,
+        moderation: Moderation,
+        limits: RequestLimits,
+    ) -> Pipeline {
+        Pipeline { generator, signer, moderation, limits, jpeg_quality: 90 }
+    }
+
+    pub fn moderation(&self) -> &Moderation {
+        &self.moderation
     }
 
     pub fn limits(&self) -> &RequestLimits {
@@ -159,6 +191,7 @@ impl Pipeline {
     /// Runs one request to the end. CPU-bound: call it off the async workers.
     pub fn run(&self, req: GenerationRequest) -> Result<GenerationOutcome, PipelineError> {
         let style = self.validate(&req)?;
+        let vision = self.moderation.vision.as_ref().map_err(|e| PipelineError::VisionUnavailable(e.clone()))?;
         let mut reference_hashes = Vec::with_capacity(req.references.len());
         let mut decoded = Vec::with_capacity(req.references.len());
         for (index, r) in req.references.iter().enumerate() {
@@ -169,6 +202,30 @@ impl Pipeline {
         }
         // The encoded photos are no longer needed: drop them as early as possible.
         drop(req.references);
+        let generator = format!("{}/{}", self.generator.name(), style);
+        let mut decision = Decision {
+            action: "allow",
+            reasons: Vec::new(),
+            references: reference_hashes.clone(),
+            style: style.to_string(),
+            generator: generator.clone(),
+            checks: vec!["vision.references"],
+            models: vision
+                .models()
+                .iter()
+                .map(|m| ModelRef { task: m.task.clone(), sha256: m.sha256.clone() })
+                .collect(),
+            images: Vec::new(),
+        };
+
+        for (i, img) in decoded.iter().enumerate() {
+            let record = self.moderation.record(format!("reference {}", i + 1), &vision.analyze(img)?);
+            let verdict = self.moderation.verdict(&record);
+            decision.images.push(record);
+            if let Some((code, message)) = verdict {
+                return Err(refuse(decision, code, message));
+            }
+        }
 
         let job = GenerationJob {
             prompt: &req.prompt,
@@ -181,7 +238,18 @@ impl Pipeline {
         };
         let images = self.generator.generate(&job).map_err(|e| PipelineError::Generator(e.to_string()))?;
         drop(decoded);
-        let generator = format!("{}/{}", self.generator.name(), style);
+
+        // Outputs are checked like references: the generator may have carried
+        // a face through, or made something the rule forbids.
+        decision.checks.push("vision.outputs");
+        for (i, pixels) in images.iter().enumerate() {
+            let record = self.moderation.record(format!("output {}", i + 1), &vision.analyze(pixels)?);
+            let verdict = self.moderation.verdict(&record);
+            decision.images.push(record);
+            if let Some((code, message)) = verdict {
+                return Err(refuse(decision, code, message));
+            }
+        }
 
         let output = match req.output {
             OutputFormat::Jpeg { .. } => OutputFormat::Jpeg { quality: self.jpeg_quality },
@@ -198,14 +266,12 @@ impl Pipeline {
             };
             assets.push(self.signer.sign(&encoded, output.media_type(), &description)?);
         }
-        let decision = Decision {
-            action: "allow",
-            reasons: Vec::new(),
-            references: reference_hashes,
-            style: style.to_string(),
-            generator,
-            checks: Vec::new(),
-        };
         Ok(GenerationOutcome { request_id: req.request_id, assets, decision })
     }
+}
+
+fn refuse(mut decision: Decision, code: &'static str, message: String) -> PipelineError {
+    decision.action = "block";
+    decision.reasons.push(code.to_string());
+    PipelineError::Refused { code, message, decision: Box::new(decision) }
 }

@@ -9,7 +9,8 @@ use image::RgbImage;
 pub const EMBEDDING_TEMPLATE: [[f32; 2]; 5] =
     [[44.95, 44.52], [102.05, 44.25], [73.57, 75.65], [49.02, 103.42], [97.48, 102.87]];
 /// Template for the 64x64 age chip.
-pub const AGE_TEMPLATE: [[f32; 2]; 5] = [[18.28, 17.72], [44.15, 17.60], [31.25, 31.83], [20.12, 44.41], [42.08, 44.16]];
+pub const AGE_TEMPLATE: [[f32; 2]; 5] =
+    [[18.28, 17.72], [44.15, 17.60], [31.25, 31.83], [20.12, 44.41], [42.08, 44.16]];
 
 /// `image_point = a * chip_point + b` in complex numbers: `a` carries scale
 /// and rotation, `b` the translation.
@@ -59,7 +60,9 @@ pub fn chip(img: &RgbImage, landmarks: &[[f32; 2]; 5], template: &[[f32; 2]; 5],
         let (x0, y0) = (sx.floor() as i64, sy.floor() as i64);
         let (fx, fy) = (sx - x0 as f32, sy - y0 as f32);
         let mut out = [0.0f32; 3];
-        for (dx, dy, wgt) in [(0, 0, (1.0 - fx) * (1.0 - fy)), (1, 0, fx * (1.0 - fy)), (0, 1, (1.0 - fx) * fy), (1, 1, fx * fy)] {
+        for (dx, dy, wgt) in
+            [(0, 0, (1.0 - fx) * (1.0 - fy)), (1, 0, fx * (1.0 - fy)), (0, 1, (1.0 - fx) * fy), (1, 1, fx * fy)]
+        {
             let (px, py) = (x0 + dx, y0 + dy);
             if px >= 0 && py >= 0 && px < w && py < h {
                 let i = ((py * w + px) * 3) as usize;

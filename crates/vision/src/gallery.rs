@@ -57,7 +57,8 @@ impl Default for Gallery {
 
 impl Gallery {
     pub fn load(path: &Path) -> Result<Gallery, VisionError> {
-        let text = std::fs::read_to_string(path).map_err(|e| VisionError::Gallery(format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| VisionError::Gallery(format!("{}: {e}", path.display())))?;
         Gallery::parse(&text).map_err(|e| VisionError::Gallery(format!("{}: {e}", path.display())))
     }
 
@@ -73,8 +74,14 @@ impl Gallery {
             if e.id.trim().is_empty() || e.embeddings.is_empty() {
                 return Err(format!("entry {:?} needs an id and at least one embedding", e.name));
             }
-            if let Some(bad) = e.embeddings.iter().find(|v| v.vector.len() != EMBEDDING_DIM || v.vector.iter().any(|x| !x.is_finite())) {
-                return Err(format!("entry {:?}: an embedding has {} values, expected {EMBEDDING_DIM} finite numbers", e.id, bad.vector.len()));
+            if let Some(bad) =
+                e.embeddings.iter().find(|v| v.vector.len() != EMBEDDING_DIM || v.vector.iter().any(|x| !x.is_finite()))
+            {
+                return Err(format!(
+                    "entry {:?}: an embedding has {} values, expected {EMBEDDING_DIM} finite numbers",
+                    e.id,
+                    bad.vector.len()
+                ));
             }
         }
         Ok(g)
@@ -83,7 +90,9 @@ impl Gallery {
     pub fn save(&self, path: &Path) -> Result<(), VisionError> {
         let text = serde_json::to_string_pretty(self).map_err(|e| VisionError::Gallery(e.to_string()))?;
         let tmp = path.with_extension("json.part");
-        std::fs::write(&tmp, text + "\n").and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| VisionError::Gallery(format!("{}: {e}", path.display())))
+        std::fs::write(&tmp, text + "\n")
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|e| VisionError::Gallery(format!("{}: {e}", path.display())))
     }
 
     /// Adds an embedding under `id`, creating the entry if needed.

@@ -180,7 +180,8 @@ impl Vision {
             let out = s.run(ort::inputs![input]).map_err(err)?;
             (0..4).map(|i| Ok(out[i].try_extract_tensor::<f32>().map_err(err)?.1.to_vec())).collect()
         })?;
-        let dets = detect::decode(&maps[0], &maps[1], &maps[2], &maps[3], (h / 4, w / 4), self.detection_threshold, scale);
+        let dets =
+            detect::decode(&maps[0], &maps[1], &maps[2], &maps[3], (h / 4, w / 4), self.detection_threshold, scale);
         Ok(dets.into_iter().filter_map(|d| detect::clip(d, img.width(), img.height())).collect())
     }
 
@@ -235,7 +236,11 @@ impl Vision {
         for y in 16..240 {
             for x in 16..240 {
                 let p = small.get_pixel(x, y);
-                data.extend([f32::from(p[2]) - NSFW_MEAN_BGR[0], f32::from(p[1]) - NSFW_MEAN_BGR[1], f32::from(p[0]) - NSFW_MEAN_BGR[2]]);
+                data.extend([
+                    f32::from(p[2]) - NSFW_MEAN_BGR[0],
+                    f32::from(p[1]) - NSFW_MEAN_BGR[1],
+                    f32::from(p[0]) - NSFW_MEAN_BGR[2],
+                ]);
             }
         }
         let err = |e: ort::Error| VisionError::Inference { model: "nsfw", message: e.to_string() };

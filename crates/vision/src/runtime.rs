@@ -20,17 +20,19 @@ const ORT_FILE: &str = "libonnxruntime.so.1.31.1";
 /// `ORT_DYLIB_PATH`, then `.cache/onnxruntime/` in the working directory and
 /// its parents (where `make setup` puts it).
 pub fn locate_onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, VisionError> {
+    // A configured path is a promise: no silent fallback to another library.
+    if let Some(p) = explicit {
+        return std::path::absolute(p).ok().filter(|p| p.is_file()).ok_or_else(|| {
+            VisionError::Runtime(format!("ONNX Runtime {ORT_VERSION} is not at the configured path {}", p.display()))
+        });
+    }
     let mut tried = Vec::new();
-    let candidates = explicit
-        .map(Path::to_path_buf)
-        .into_iter()
-        .chain(std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .chain(
-            std::env::current_dir()
-                .ok()
-                .into_iter()
-                .flat_map(|d| d.ancestors().map(|a| a.join(".cache/onnxruntime").join(ORT_FILE)).collect::<Vec<_>>()),
-        );
+    let candidates = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from).into_iter().chain(
+        std::env::current_dir()
+            .ok()
+            .into_iter()
+            .flat_map(|d| d.ancestors().map(|a| a.join(".cache/onnxruntime").join(ORT_FILE)).collect::<Vec<_>>()),
+    );
     for c in candidates {
         if c.is_file() {
             return std::path::absolute(&c).map_err(|e| VisionError::Runtime(format!("{}: {e}", c.display())));
@@ -121,14 +123,22 @@ pub fn load_session(env: &Environment, dir: &Path, entry: &ModelEntry, threads: 
         .map_err(|e| VisionError::ModelMissing { file: path.display().to_string(), reason: e.to_string() })?;
     let actual = hex::encode(Sha256::digest(&bytes));
     if actual != entry.sha256 {
-        return Err(VisionError::ModelAltered { file: path.display().to_string(), expected: entry.sha256.clone(), actual });
+        return Err(VisionError::ModelAltered {
+            file: path.display().to_string(),
+            expected: entry.sha256.clone(),
+            actual,
+        });
     }
     let session = build_session(env, &bytes, threads)
         .map_err(|e| VisionError::ModelMismatch { file: path.display().to_string(), detail: e.to_string() })?;
     let mismatch = |detail: String| VisionError::ModelMismatch { file: path.display().to_string(), detail };
     let io: [(&str, Vec<(String, ValueType)>, &Vec<TensorSpec>); 2] = [
         ("input", session.inputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect(), &entry.inputs),
-        ("output", session.outputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect(), &entry.outputs),
+        (
+            "output",
+            session.outputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect(),
+            &entry.outputs,
+        ),
     ];
     for (kind, actual, expected) in io {
         if actual.len() != expected.len() {
@@ -147,7 +157,11 @@ pub fn load_session(env: &Environment, dir: &Path, entry: &ModelEntry, threads: 
                     None => *d < 0,
                 });
             if !same {
-                return Err(mismatch(format!("{kind} {name} has shape {:?}, the manifest says {:?}", &shape[..], spec.shape)));
+                return Err(mismatch(format!(
+                    "{kind} {name} has shape {:?}, the manifest says {:?}",
+                    &shape[..],
+                    spec.shape
+                )));
             }
         }
     }

@@ -57,10 +57,19 @@ fn same_man_within_threshold_different_people_beyond() {
     let obama2 = analyze("faces/obama2.jpg");
     let hopper = analyze("faces/grace_hopper.jpg");
     let collins = analyze("faces/astronaut.png");
-    let e = |a: &ImageAnalysis| a.faces.iter().max_by(|x, y| (x.bbox[2] * x.bbox[3]).total_cmp(&(y.bbox[2] * y.bbox[3]))).unwrap().embedding.clone();
+    let e = |a: &ImageAnalysis| {
+        a.faces
+            .iter()
+            .max_by(|x, y| (x.bbox[2] * x.bbox[3]).total_cmp(&(y.bbox[2] * y.bbox[3])))
+            .unwrap()
+            .embedding
+            .clone()
+    };
     let same = e(&obama).distance_to(&e(&obama2).0);
     assert!(same < 0.5, "same man: {same}");
-    for (a, b, what) in [(&obama, &hopper, "obama-hopper"), (&obama, &collins, "obama-collins"), (&hopper, &collins, "hopper-collins")] {
+    for (a, b, what) in
+        [(&obama, &hopper, "obama-hopper"), (&obama, &collins, "obama-collins"), (&hopper, &collins, "hopper-collins")]
+    {
         let d = e(a).distance_to(&e(b).0);
         assert!(d > 0.6, "{what}: {d}");
     }
@@ -80,7 +89,14 @@ fn a_gallery_of_obama_flags_his_other_photo_only() {
     let mut g = Gallery::default();
     let obama = analyze("faces/obama.jpg");
     g.add("obama", "Barack Obama", &obama.faces[0].embedding, "fixtures/faces/obama.jpg").unwrap();
-    let biggest = |a: &ImageAnalysis| a.faces.iter().max_by(|x, y| (x.bbox[2] * x.bbox[3]).total_cmp(&(y.bbox[2] * y.bbox[3]))).unwrap().embedding.clone();
+    let biggest = |a: &ImageAnalysis| {
+        a.faces
+            .iter()
+            .max_by(|x, y| (x.bbox[2] * x.bbox[3]).total_cmp(&(y.bbox[2] * y.bbox[3])))
+            .unwrap()
+            .embedding
+            .clone()
+    };
     assert_eq!(g.matches(&biggest(&analyze("faces/obama2.jpg")), 0.55).len(), 1);
     for name in ["faces/grace_hopper.jpg", "faces/astronaut.png"] {
         assert!(g.matches(&biggest(&analyze(name)), 0.55).is_empty(), "{name} matched Obama");
@@ -117,12 +133,14 @@ fn a_model_file_with_one_changed_byte_is_refused() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     std::fs::write(&victim, bytes).unwrap();
-    let err = Vision::load(&VisionConfig { models_dir: dir.path().to_path_buf(), ..VisionConfig::default() }).err().unwrap();
+    let err =
+        Vision::load(&VisionConfig { models_dir: dir.path().to_path_buf(), ..VisionConfig::default() }).err().unwrap();
     let text = err.to_string();
     assert!(text.contains("age-v1.onnx") && text.contains("altered"), "{text}");
     std::fs::remove_file(dir.path().join("open_nsfw.onnx")).unwrap();
     let mut bytes = std::fs::read(root().join("models/age-v1.onnx")).unwrap();
     std::fs::write(&victim, std::mem::take(&mut bytes)).unwrap();
-    let err = Vision::load(&VisionConfig { models_dir: dir.path().to_path_buf(), ..VisionConfig::default() }).err().unwrap();
+    let err =
+        Vision::load(&VisionConfig { models_dir: dir.path().to_path_buf(), ..VisionConfig::default() }).err().unwrap();
     assert!(err.to_string().contains("open_nsfw.onnx") && err.to_string().contains("missing"), "{err}");
 }

@@ -43,6 +43,11 @@ impl Server {
 
     /// Starts `likeness serve` with a TOML config (may be empty).
     pub fn start_with_config(config: &str) -> Server {
+        Server::start_with(config, &[])
+    }
+
+    /// With a config and extra `serve` flags.
+    pub fn start_with(config: &str, extra: &[&str]) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
         let config_path = data_dir.path().join("test-config.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -51,6 +56,7 @@ impl Server {
             .arg(data_dir.path())
             .arg("--config")
             .arg(&config_path)
+            .args(extra)
             .env("LIKENESS_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
