@@ -131,41 +131,38 @@ pub fn load_session(env: &Environment, dir: &Path, entry: &ModelEntry, threads: 
     }
     let session = build_session(env, &bytes, threads)
         .map_err(|e| VisionError::ModelMismatch { file: path.display().to_string(), detail: e.to_string() })?;
-    let mismatch = |detail: String| VisionError::ModelMismatch { file: path.display().to_string(), detail };
-    let io: [(&str, Vec<(String, ValueType)>, &Vec<TensorSpec>); 2] = [
-        ("input", session.inputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect(), &entry.inputs),
-        (
-            "output",
-            session.outputs().iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect(),
-            &entry.outputs,
-        ),
-    ];
-    for (kind, actual, expected) in io {
-        if actual.len() != expected.len() {
-            return Err(mismatch(format!("{} {kind}s, the manifest says {}", actual.len(), expected.len())));
+    let described = |outlets: &[ort::value::Outlet]| -> Vec<(String, ValueType)> {
+        outlets.iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect()
+    };
+    check_tensors("input", &described(session.inputs()), &entry.inputs)
+        .and_then(|()| check_tensors("output", &described(session.outputs()), &entry.outputs))
+        .map_err(|detail| VisionError::ModelMismatch { file: path.display().to_string(), detail })?;
+    Ok(session)
+}
+
+/// Compares a session's tensors with the manifest: names, and shapes where
+/// fixed sizes must be equal and symbolic ones dynamic.
+fn check_tensors(kind: &str, actual: &[(String, ValueType)], expected: &[TensorSpec]) -> Result<(), String> {
+    if actual.len() != expected.len() {
+        return Err(format!("{} {kind}s, the manifest says {}", actual.len(), expected.len()));
+    }
+    for ((name, ty), spec) in actual.iter().zip(expected) {
+        if *name != spec.name {
+            return Err(format!("{kind} is named {name:?}, the manifest says {:?}", spec.name));
         }
-        for ((name, ty), spec) in actual.iter().zip(expected) {
-            if *name != spec.name {
-                return Err(mismatch(format!("{kind} is named {name:?}, the manifest says {:?}", spec.name)));
-            }
-            let ValueType::Tensor { shape, .. } = ty else {
-                return Err(mismatch(format!("{kind} {name} is not a tensor")));
-            };
-            let same = shape.len() == spec.shape.len()
-                && shape.iter().zip(&spec.shape).all(|(d, s)| match s.as_i64() {
-                    Some(fixed) => *d == fixed,
-                    None => *d < 0,
-                });
-            if !same {
-                return Err(mismatch(format!(
-                    "{kind} {name} has shape {:?}, the manifest says {:?}",
-                    &shape[..],
-                    spec.shape
-                )));
-            }
+        let ValueType::Tensor { shape, .. } = ty else {
+            return Err(format!("{kind} {name} is not a tensor"));
+        };
+        let same = shape.len() == spec.shape.len()
+            && shape.iter().zip(&spec.shape).all(|(d, s)| match s.as_i64() {
+                Some(fixed) => *d == fixed,
+                None => *d < 0,
+            });
+        if !same {
+            return Err(format!("{kind} {name} has shape {:?}, the manifest says {:?}", &shape[..], spec.shape));
         }
     }
-    Ok(session)
+    Ok(())
 }
 
 fn build_session(env: &Environment, bytes: &[u8], threads: usize) -> ort::Result<Session> {
