@@ -44,7 +44,8 @@ fn report(name: &str, mut samples: Vec<Duration>) -> Duration {
 
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let photo = std::fs::read(root.join("fixtures/faces/grace_hopper.jpg")).unwrap();
+    // A cat: every person in the fixtures is in the shipped public-figure gallery.
+    let photo = std::fs::read(root.join("fixtures/scenes/chelsea.png")).unwrap();
     let quick = std::env::args().any(|a| a == "--quick");
     let requests = if quick { 10 } else { 60 };
 
@@ -78,8 +79,11 @@ fn main() {
     let verify = report("verify (trusted, from memory)", time(200, || verifier.verify_bytes(signed.bytes()).unwrap()));
 
     println!("\n== pipeline stages, one 1024x1024 output from one reference");
+    let vision = likeness_vision::Vision::load(&likeness_vision::config_for(&root.join("models"))).expect("make setup");
+    let vision_ref = report("vision on the reference (451x300)", time(20, || vision.analyze(&reference).unwrap()));
+    let vision_out = report("vision on the 1024x1024 output", time(20, || vision.analyze(&pixels).unwrap()));
     let decode = report(
-        "decode reference (512x600 JPEG)",
+        "decode reference (451x300 PNG)",
         time(50, || likeness_media::decode(&photo, None, &DecodeLimits::default()).unwrap()),
     );
     let mut gen_total = Duration::ZERO;
@@ -94,8 +98,9 @@ fn main() {
         "encode JPEG q90",
         time(30, || likeness_media::encode(&pixels, OutputFormat::Jpeg { quality: 90 }).unwrap()),
     );
-    let around = decode + encode + sign;
+    let around = decode + vision_ref + vision_out + encode + sign;
     println!("{:<44} {}", "gateway work around generation (p50 sum)", ms(around));
+    println!("{:<44} {}", "  of which vision", ms(vision_ref + vision_out));
     println!("{:<44} {}", "built-in generation, mean of style p50s", ms(gen_total / Style::ALL.len() as u32));
     let _ = verify;
 
@@ -114,7 +119,7 @@ fn main() {
     let key = std::fs::read_to_string(data_dir.path().join("dev-api-key")).unwrap();
     let body = serde_json::json!({
         "user": "bench", "prompt": "as a watercolour", "size": "1024x1024", "n": 1,
-        "references": [{"upload": {"data": base64::engine::general_purpose::STANDARD.encode(&photo), "mime": "image/jpeg"}}]
+        "references": [{"upload": {"data": base64::engine::general_purpose::STANDARD.encode(&photo), "mime": "image/png"}}]
     })
     .to_string();
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();

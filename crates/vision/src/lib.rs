@@ -20,6 +20,7 @@ use image::RgbImage;
 use ort::value::TensorRef;
 use serde::Serialize;
 
+pub use align::{chip as aligned_chip, AGE_TEMPLATE, EMBEDDING_TEMPLATE};
 pub use detect::Detection;
 pub use gallery::{Gallery, GalleryEmbedding, GalleryEntry, GalleryMatch};
 pub use runtime::{locate_onnxruntime, ORT_VERSION};
@@ -186,7 +187,7 @@ impl Vision {
     }
 
     /// (expected age, P(age < 18)) per face, all faces in one batch.
-    fn ages(&self, img: &RgbImage, faces: &[Detection]) -> Result<Vec<(f32, f32)>, VisionError> {
+    pub fn ages(&self, img: &RgbImage, faces: &[Detection]) -> Result<Vec<(f32, f32)>, VisionError> {
         if faces.is_empty() {
             return Ok(Vec::new());
         }
@@ -207,7 +208,8 @@ impl Vision {
             .collect())
     }
 
-    fn embeddings(&self, img: &RgbImage, faces: &[Detection]) -> Result<Vec<Embedding>, VisionError> {
+    /// One embedding per face, all faces in one batch.
+    pub fn embeddings(&self, img: &RgbImage, faces: &[Detection]) -> Result<Vec<Embedding>, VisionError> {
         if faces.is_empty() {
             return Ok(Vec::new());
         }
