@@ -112,13 +112,15 @@ impl Config {
             }
         }
         let v = &config.vision;
-        for (name, value) in [
-            ("match_threshold", v.match_threshold),
-            ("minor_threshold", v.minor_threshold),
-            ("nsfw_threshold", v.nsfw_threshold),
+        // Scores are probabilities (at most 1) and distances (at most 2 for
+        // these embeddings): a threshold outside would silently switch a check off.
+        for (name, value, max) in [
+            ("match_threshold", v.match_threshold, 2.0),
+            ("minor_threshold", v.minor_threshold, 1.0),
+            ("nsfw_threshold", v.nsfw_threshold, 1.0),
         ] {
-            if !(value > 0.0 && value <= 2.0) {
-                bail!("config {}: [vision] {name} must be a positive number, got {value}", path.display());
+            if !(value > 0.0 && value <= max) {
+                bail!("config {}: [vision] {name} must be in (0, {max}], got {value}", path.display());
             }
         }
         if config.signing.chain.is_some() != config.signing.key.is_some() {
@@ -148,6 +150,8 @@ mod tests {
             ("colour = \"red\"", "unknown field"),
             ("[[tenants]]\nid = \"a\"\napi_key_sha256 = \"abc\"", "64 hex digits"),
             ("[signing]\nchain = \"c.pem\"", "both chain and key"),
+            ("[vision]\nnsfw_threshold = 1.5", "nsfw_threshold must be in (0, 1]"),
+            ("[vision]\nminor_threshold = 0", "minor_threshold must be in (0, 1]"),
         ] {
             let path = dir.path().join("c.toml");
             std::fs::write(&path, text).unwrap();

@@ -107,6 +107,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads a regular file of at most `max` bytes, without ever holding more:
+/// `/dev/zero` or a huge file is an error, not an out-of-memory.
+fn read_bounded(path: &std::path::Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let meta = file.metadata().with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        anyhow::bail!("{} is not a regular file", path.display());
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1).read_to_end(&mut bytes).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() as u64 > max {
+        anyhow::bail!("{} is larger than {max} bytes", path.display());
+    }
+    Ok(bytes)
+}
+
 /// Usage and I/O failures of a tool command: the message, and exit code 3.
 fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|e| {

@@ -139,9 +139,15 @@ fn tenants(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<Tenant>> {
             .collect();
     }
     let path = data_dir.join("dev-api-key");
+    // Only a missing file makes a new key: an unreadable one must not
+    // silently replace the key the app developer already uses.
     let key = match std::fs::read_to_string(&path) {
         Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
-        _ => {
+        Ok(_) => anyhow::bail!("{} is empty; delete it to have a new key made", path.display()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("reading {}", path.display()));
+        }
+        Err(_) => {
             let key = format!("lk_dev_{}", hex::encode(rand::random::<[u8; 24]>()));
             write_secret(&path, &key)?;
             tracing::warn!(path = %path.display(), "no tenant configured: created tenant `dev`; its API key is in this file");

@@ -1,8 +1,9 @@
 //! `likeness verify`: the publisher's check of an image's Content Credentials.
 //!
-//! Exit codes: 0 every file trusted or valid; 1 any invalid; 2 any without
-//! credentials that could be checked (none, or a remote manifest that is not
-//! fetched), and none invalid; 3 usage or I/O errors.
+//! Exit codes: 0 every file trusted or valid; 1 any invalid (it outranks
+//! everything else, so a tampered file is never hidden by another error);
+//! 3 usage or I/O errors; 2 any without credentials that could be checked
+//! (none, or a remote manifest that is not fetched).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,7 +48,11 @@ pub fn run(args: VerifyArgs) -> ExitCode {
     let (files, mut io_error) = expand(&args.paths);
     let (mut any_invalid, mut any_unverified) = (false, false);
     for file in files {
-        let result = verifier.verify_file(&file);
+        // A panic inside the C2PA reader on one hostile file must not end the run.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verifier.verify_file(&file)))
+            .unwrap_or_else(|_| {
+                Err(likeness_provenance::ProvenanceError::Read("the C2PA reader crashed on this file".into()))
+            });
         match &result {
             Ok(v) => match v.state {
                 TrustState::Trusted | TrustState::Valid => {}
@@ -62,10 +67,10 @@ pub fn run(args: VerifyArgs) -> ExitCode {
             print_human(&file, &result);
         }
     }
-    ExitCode::from(if io_error {
-        3
-    } else if any_invalid {
+    ExitCode::from(if any_invalid {
         1
+    } else if io_error {
+        3
     } else if any_unverified {
         2
     } else {
@@ -81,7 +86,7 @@ fn expand(args: &[String]) -> (Vec<PathBuf>, bool) {
     for arg in args {
         let path = Path::new(arg);
         if path.is_dir() {
-            walk(path, &mut files);
+            error |= !walk(path, &mut files);
         } else if path.exists() {
             files.push(path.to_path_buf());
         } else if arg.contains(['*', '?', '[']) {
@@ -90,7 +95,7 @@ fn expand(args: &[String]) -> (Vec<PathBuf>, bool) {
                     let before = files.len();
                     for p in paths.flatten() {
                         if p.is_dir() {
-                            walk(&p, &mut files);
+                            error |= !walk(&p, &mut files);
                         } else {
                             files.push(p);
                         }
@@ -113,21 +118,34 @@ fn expand(args: &[String]) -> (Vec<PathBuf>, bool) {
     (files, error)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-    entries.sort();
-    for p in entries {
-        if p.is_dir() {
-            walk(&p, out);
-        } else if p
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+/// Collects image files under `dir`. Symbolic links to directories are not
+/// followed (no loops); an unreadable directory is reported and counts as an
+/// I/O error.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> bool {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {}: {e}", dir.display());
+            return false;
+        }
+    };
+    let mut entries: Vec<_> = entries.flatten().collect();
+    entries.sort_by_key(|e| e.path());
+    let mut ok = true;
+    for entry in entries {
+        let p = entry.path();
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            ok &= walk(&p, out);
+        } else if (kind.is_file() || (kind.is_symlink() && p.is_file()))
+            && p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
         {
             out.push(p);
         }
     }
+    ok
 }
 
 fn json_line(file: &Path, result: &Result<Verification, likeness_provenance::ProvenanceError>) -> String {

@@ -3,14 +3,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use likeness_vision::{Gallery, ImageAnalysis, Vision, VisionConfig};
 
-/// Distance under which a face matches a gallery entry. dlib's rule is 0.6;
-/// on the fixtures the same man measures 0.35..0.42 and different people
-/// 0.67 and more, so 0.55 keeps a margin on both sides while leaning away from
-/// flagging look-alikes of public figures.
-pub const DEFAULT_MATCH_THRESHOLD: f32 = 0.55;
+/// Distance under which a face matches a gallery entry: the gateway's
+/// default (see `Thresholds`), justified in the README.
+fn default_match_threshold() -> f32 {
+    likeness_pipeline::Thresholds::default().match_distance
+}
 
 #[derive(clap::Args)]
 pub struct ModelArgs {
@@ -34,7 +34,7 @@ pub struct AnalyzeArgs {
     /// Public-figure gallery to match faces against.
     #[arg(long, value_name = "FILE")]
     gallery: Option<PathBuf>,
-    #[arg(long, default_value_t = DEFAULT_MATCH_THRESHOLD)]
+    #[arg(long, default_value_t = default_match_threshold())]
     match_threshold: f32,
     #[command(flatten)]
     models: ModelArgs,
@@ -66,8 +66,9 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn analyze_file(vision: &Vision, path: &Path) -> anyhow::Result<ImageAnalysis> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let img = likeness_media::decode(&bytes, None, &likeness_media::DecodeLimits::default())?.pixels;
+    let limits = likeness_media::DecodeLimits::default();
+    let bytes = crate::read_bounded(path, limits.max_bytes as u64)?;
+    let img = likeness_media::decode(&bytes, None, &limits)?.pixels;
     Ok(vision.analyze(&img)?)
 }
 

@@ -75,6 +75,15 @@ fn exit_codes_and_states() {
             ("c-unsigned.jpg".into(), "none".into())
         ]
     );
+    // A symbolic link back to the directory is not followed (no loop), and
+    // a tampered file outranks a missing one in the exit code.
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+    let (code, lines) = likeness_verify(&["--trust", ca, d]);
+    assert_eq!((code, lines.len()), (1, 3));
+    let (code, _) = likeness_verify(&["--trust", ca, x, &format!("{d}/missing.jpg")]);
+    assert_eq!(code, 1, "invalid outranks an I/O error");
+
     // A glob.
     let pattern = format!("{d}/a-*.jpg");
     let (code, lines) = likeness_verify(&["--trust", ca, &pattern]);

@@ -64,6 +64,11 @@ fn gallery_add_then_analyze_flags_only_the_same_man() {
     assert_eq!((matches(1), matches(2)), (0, 0));
     assert_eq!(lines[3]["faces"], serde_json::json!([]));
 
+    // Not a regular file: refused without reading it.
+    let (code, out, _) = run(&["vision", "analyze", "--json", "/dev/zero"]);
+    assert_eq!(code, 3);
+    assert!(out.contains("not a regular file"), "{out}");
+
     // Human output and a missing file (exit 3, the others still analysed).
     let (code, out, _) = run(&["vision", "analyze", "--gallery", g, &f("faces/obama2.jpg"), "/nonexistent.jpg"]);
     assert_eq!(code, 3);
@@ -80,4 +85,35 @@ fn the_shipped_example_gallery_knows_the_three_portraits() {
     let ids: Vec<&str> = g.entries.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["obama", "grace-hopper", "eileen-collins"]);
     assert!(g.entries.iter().all(|e| e.embeddings.iter().all(|v| v.source.contains("public domain"))));
+}
+
+#[test]
+fn without_onnx_runtime_the_error_says_how_to_get_it() {
+    // Run from a directory with no .cache/ above it and a bad ORT_DYLIB_PATH.
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["vision", "analyze", "--models"])
+        .arg(workspace_root().join("models"))
+        .arg(fixture("scenes/coffee.png"))
+        .env("ORT_DYLIB_PATH", dir.path().join("missing/libonnxruntime.so.1.31.1"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("ONNX Runtime 1.31.1 was not found")
+            && err.contains("make setup")
+            && err.contains("ORT_DYLIB_PATH"),
+        "{err}"
+    );
+
+    // A configured path that does not exist is an error too, not a fallback.
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[vision]\nonnxruntime = \"/nonexistent/libonnxruntime.so.1.31.1\"\n").unwrap();
+    let server = Server::start_with(&std::fs::read_to_string(&config).unwrap(), &[]);
+    let body: serde_json::Value =
+        Server::client().get(format!("{}/readyz", server.base)).send().unwrap().json().unwrap();
+    assert_eq!(body["ready"], false);
+    assert!(body["checks"]["vision"]["error"].as_str().unwrap().contains("not at the configured path"), "{body}");
 }

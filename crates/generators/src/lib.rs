@@ -94,11 +94,12 @@ impl FromStr for Style {
     type Err = UnknownStyle;
 
     fn from_str(s: &str) -> Result<Style, UnknownStyle> {
-        let norm = s.trim().to_ascii_lowercase().replace(['-', '_', ' '], "");
+        let squash = |t: &str| t.trim().to_ascii_lowercase().replace(['-', '_', ' '], "");
+        let norm = squash(s);
         Style::ALL
             .iter()
             .copied()
-            .find(|st| st.aliases().iter().any(|a| a.replace(' ', "") == norm))
+            .find(|st| st.aliases().iter().any(|a| squash(a) == norm))
             .ok_or_else(|| UnknownStyle(s.to_string()))
     }
 }
@@ -215,6 +216,8 @@ mod tests {
         assert_eq!("Watercolour".parse::<Style>(), Ok(Style::Watercolor));
         assert_eq!("pencil sketch".parse::<Style>(), Ok(Style::Sketch));
         assert!("cubism".parse::<Style>().is_err());
+        assert_eq!("oil-painting".parse::<Style>(), Ok(Style::OilPainting));
+        assert_eq!("Pop Art".parse::<Style>(), Ok(Style::Poster));
         assert_eq!(Style::detect_in_prompt("my dog from our trip, as a watercolour"), Some(Style::Watercolor));
         assert_eq!(Style::detect_in_prompt("a vintage photo, not a cartoon"), Some(Style::Vintage));
         assert_eq!(Style::resolve(None, "just a dog"), Ok(Style::Watercolor));

@@ -109,6 +109,9 @@ impl From<PipelineError> for ApiError {
             PipelineError::VisionUnavailable(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "vision.unavailable", message)
             }
+            PipelineError::Vision(likeness_vision::VisionError::TooManyFaces { .. }) => {
+                ApiError::invalid("vision.too_many_faces", message)
+            }
             PipelineError::Vision(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "vision.failed", message),
         }
     }

@@ -41,6 +41,9 @@ pub struct HttpConfig {
     pub max_concurrent_generations: usize,
     /// How long a request may wait for a slot before 503.
     pub queue_timeout: Duration,
+    /// Generations running or waiting at once; past this, 503 at once, so
+    /// waiting requests cannot pile up bodies in memory.
+    pub max_pending_generations: usize,
 }
 
 impl Default for HttpConfig {
@@ -49,6 +52,7 @@ impl Default for HttpConfig {
             max_body_bytes: 48 * 1024 * 1024,
             max_concurrent_generations: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue_timeout: Duration::from_secs(30),
+            max_pending_generations: 16,
         }
     }
 }
@@ -57,13 +61,19 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub tenants: Vec<Tenant>,
     pub config: HttpConfig,
-    slots: Semaphore,
+    /// CPU slots. A permit travels into the blocking job, so a client that
+    /// hangs up does not free its slot while its work still runs.
+    slots: Arc<Semaphore>,
+    /// Admission: running plus waiting generations.
+    pending: Arc<Semaphore>,
 }
 
 impl AppState {
     pub fn new(pipeline: Arc<Pipeline>, tenants: Vec<Tenant>, config: HttpConfig) -> Arc<AppState> {
-        let slots = Semaphore::new(config.max_concurrent_generations.max(1));
-        Arc::new(AppState { pipeline, tenants, config, slots })
+        let slots = Arc::new(Semaphore::new(config.max_concurrent_generations.max(1)));
+        let pending =
+            Arc::new(Semaphore::new(config.max_pending_generations.max(config.max_concurrent_generations).max(1)));
+        Arc::new(AppState { pipeline, tenants, config, slots, pending })
     }
 
     fn tenant_for(&self, key: &str) -> Option<&Tenant> {
@@ -93,6 +103,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .merge(api)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
@@ -143,6 +154,10 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "route.not_found", "no such endpoint")
 }
 
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "route.method_not_allowed", "this endpoint does not take that method")
+}
+
 async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Result<Response, ApiError> {
     let header = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::new(StatusCode::UNAUTHORIZED, "auth.missing", "send Authorization: Bearer <API key>")
@@ -150,8 +165,9 @@ async fn authenticate(State(state): State<Arc<AppState>>, mut req: Request, next
     let key = header
         .to_str()
         .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
         .filter(|k| !k.is_empty())
         .ok_or_else(|| {
             ApiError::new(StatusCode::UNAUTHORIZED, "auth.malformed", "expected Authorization: Bearer <API key>")

@@ -100,12 +100,12 @@ fn reference_input(index: usize, body: ReferenceBody) -> Result<ReferenceInput, 
             ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "reference.unsupported_format",
-                format!("reference {index}: {m:?} is not supported (image/jpeg, image/png, image/webp)"),
+                format!("reference {}: {m:?} is not supported (image/jpeg, image/png, image/webp)", index + 1),
             )
         })?),
     };
     let bytes = B64.decode(upload.data.trim()).map_err(|e| {
-        ApiError::invalid("reference.invalid_base64", format!("reference {index}: data is not valid base64: {e}"))
+        ApiError::invalid("reference.invalid_base64", format!("reference {}: data is not valid base64: {e}", index + 1))
     })?;
     Ok(ReferenceInput { bytes, declared })
 }
@@ -136,20 +136,26 @@ pub async fn create_generation(
     // Cheap checks before queueing for a CPU slot.
     state.pipeline.validate(&req)?;
 
-    let _slot = tokio::time::timeout(state.config.queue_timeout, state.slots.acquire())
+    let overloaded = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server.overloaded",
+            "too many requests in progress; retry later",
+        )
+    };
+    let admitted = state.pending.clone().try_acquire_owned().map_err(|_| overloaded())?;
+    let slot = tokio::time::timeout(state.config.queue_timeout, state.slots.clone().acquire_owned())
         .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server.overloaded",
-                "too many requests in progress; retry later",
-            )
-        })?
-        .map_err(|_| {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server.shutting_down", "the server is shutting down")
-        })?;
+        .map_err(|_| overloaded())?
+        .map_err(|_| overloaded())?;
     let pipeline = state.pipeline.clone();
-    let outcome = tokio::task::spawn_blocking(move || pipeline.run(req)).await.map_err(|e| {
+    let outcome = tokio::task::spawn_blocking(move || {
+        // Both permits live as long as the work, even if the client has gone.
+        let _held = (admitted, slot);
+        pipeline.run(req)
+    })
+    .await
+    .map_err(|e| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the request task failed: {e}"))
     })??;
     tracing::info!(tenant = %tenant, images = outcome.assets.len(), "generated");

@@ -235,8 +235,16 @@ pub fn encode(pixels: &RgbImage, format: OutputFormat) -> Result<Vec<u8>, MediaE
     let mut out = Vec::with_capacity((pixels.width() * pixels.height()) as usize / 4);
     match format {
         OutputFormat::Jpeg { quality } => {
-            let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality.clamp(1, 100));
-            pixels.write_with_encoder(encoder).map_err(|e| MediaError::Encode(e.to_string()))?;
+            // jpeg-encoder's SIMD path is several times faster than image's encoder.
+            let (w, h) = (
+                u16::try_from(pixels.width()).map_err(|_| MediaError::Encode("wider than 65535 px".into()))?,
+                u16::try_from(pixels.height()).map_err(|_| MediaError::Encode("taller than 65535 px".into()))?,
+            );
+            let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality.clamp(1, 100));
+            encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+            encoder
+                .encode(pixels.as_raw(), w, h, jpeg_encoder::ColorType::Rgb)
+                .map_err(|e| MediaError::Encode(e.to_string()))?;
         }
         OutputFormat::Png => {
             let encoder = image::codecs::png::PngEncoder::new_with_quality(

@@ -93,6 +93,21 @@ pub struct Decision {
     pub images: Vec<ImageRecord>,
 }
 
+impl Decision {
+    fn empty() -> Decision {
+        Decision {
+            action: "allow",
+            reasons: vec![],
+            references: vec![],
+            style: String::new(),
+            generator: String::new(),
+            checks: vec![],
+            models: vec![],
+            images: vec![],
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelRef {
     pub task: String,
@@ -111,6 +126,7 @@ pub enum PipelineError {
     InvalidRequest { field: &'static str, message: String },
     #[error(transparent)]
     UnknownStyle(#[from] likeness_generators::UnknownStyle),
+    /// `index` counts from 1, as in decisions.
     #[error("reference {index}: {source}")]
     Reference { index: usize, source: MediaError },
     #[error("the generator failed: {0}")]
@@ -135,7 +151,6 @@ pub struct Pipeline {
     signer: Arc<Signer>,
     moderation: Moderation,
     limits: RequestLimits,
-    jpeg_quality: u8,
 }
 
 impl Pipeline {
@@ -145,7 +160,7 @@ impl Pipeline {
         moderation: Moderation,
         limits: RequestLimits,
     ) -> Pipeline {
-        Pipeline { generator, signer, moderation, limits, jpeg_quality: 90 }
+        Pipeline { generator, signer, moderation, limits }
     }
 
     pub fn moderation(&self) -> &Moderation {
@@ -161,7 +176,8 @@ impl Pipeline {
     }
 
     /// Checks what can be checked without touching pixels, so a bad request
-    /// fails fast and cheaply.
+    /// fails fast and cheaply. The HTTP layer calls it before queueing;
+    /// `run` calls it again, so no caller can skip it.
     pub fn validate(&self, req: &GenerationRequest) -> Result<Style, PipelineError> {
         let l = &self.limits;
         let invalid = |field, message: String| Err(PipelineError::InvalidRequest { field, message });
@@ -196,7 +212,7 @@ impl Pipeline {
         let mut decoded = Vec::with_capacity(req.references.len());
         for (index, r) in req.references.iter().enumerate() {
             let d = likeness_media::decode(&r.bytes, r.declared, &self.limits.decode)
-                .map_err(|source| PipelineError::Reference { index, source })?;
+                .map_err(|source| PipelineError::Reference { index: index + 1, source })?;
             reference_hashes.push(likeness_media::sha256_hex(&r.bytes));
             decoded.push(d.pixels);
         }
@@ -218,14 +234,7 @@ impl Pipeline {
             images: Vec::new(),
         };
 
-        for (i, img) in decoded.iter().enumerate() {
-            let record = self.moderation.record(format!("reference {}", i + 1), &vision.analyze(img)?);
-            let verdict = self.moderation.verdict(&record);
-            decision.images.push(record);
-            if let Some((code, message)) = verdict {
-                return Err(refuse(decision, code, message));
-            }
-        }
+        self.check_images(vision, &mut decision, "reference", &decoded)?;
 
         let job = GenerationJob {
             prompt: &req.prompt,
@@ -242,19 +251,9 @@ impl Pipeline {
         // Outputs are checked like references: the generator may have carried
         // a face through, or made something the rule forbids.
         decision.checks.push("vision.outputs");
-        for (i, pixels) in images.iter().enumerate() {
-            let record = self.moderation.record(format!("output {}", i + 1), &vision.analyze(pixels)?);
-            let verdict = self.moderation.verdict(&record);
-            decision.images.push(record);
-            if let Some((code, message)) = verdict {
-                return Err(refuse(decision, code, message));
-            }
-        }
+        self.check_images(vision, &mut decision, "output", &images)?;
 
-        let output = match req.output {
-            OutputFormat::Jpeg { .. } => OutputFormat::Jpeg { quality: self.jpeg_quality },
-            other => other,
-        };
+        let output = req.output;
         let mut assets = Vec::with_capacity(images.len());
         for pixels in images {
             let encoded = likeness_media::encode(&pixels, output).map_err(PipelineError::Encode)?;
@@ -267,6 +266,26 @@ impl Pipeline {
             assets.push(self.signer.sign(&encoded, output.media_type(), &description)?);
         }
         Ok(GenerationOutcome { request_id: req.request_id, assets, decision })
+    }
+
+    /// Analyses each image, records its scores in the decision, and refuses
+    /// at the first image the rule refuses.
+    fn check_images(
+        &self,
+        vision: &likeness_vision::Vision,
+        decision: &mut Decision,
+        kind: &str,
+        images: &[image::RgbImage],
+    ) -> Result<(), PipelineError> {
+        for (i, img) in images.iter().enumerate() {
+            let record = self.moderation.record(format!("{kind} {}", i + 1), &vision.analyze(img)?);
+            let verdict = self.moderation.verdict(&record);
+            decision.images.push(record);
+            if let Some((code, message)) = verdict {
+                return Err(refuse(std::mem::replace(decision, Decision::empty()), code, message));
+            }
+        }
+        Ok(())
     }
 }
 

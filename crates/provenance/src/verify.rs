@@ -1,5 +1,4 @@
-//! Reading and validating Content Credentials, for `likeness verify` and
-//! `POST /v1/verify`. The trust state follows the C2PA reference
+//! Reading and validating Content Credentials, for `likeness verify`. The trust state follows the C2PA reference
 //! implementation: `trusted` needs a signer that chains to a given anchor;
 //! `valid` is intact and well signed but not trusted; anything else that
 //! carries a manifest is `invalid`.
@@ -92,7 +91,12 @@ impl Verification {
 /// Validates files against an optional set of trust anchors.
 pub struct Verifier {
     context: Arc<Context>,
+    max_file_bytes: u64,
 }
+
+/// Largest file `verify_file` reads. The C2PA reader holds a whole JPEG in
+/// memory, so this bounds what a hostile file can cost.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
 
 impl Verifier {
     /// `trust_anchors`: PEM bundle of CA certificates. With none, a good
@@ -108,12 +112,23 @@ impl Verifier {
             .with_settings(settings)
             .map_err(|e| ProvenanceError::Read(format!("trust anchors: {e}")))?
             .into_shared();
-        Ok(Verifier { context })
+        Ok(Verifier { context, max_file_bytes: DEFAULT_MAX_FILE_BYTES })
     }
 
-    /// Reads a file as a stream: only the manifest is held in memory.
+    /// Reads a regular file of at most `max_file_bytes` as a stream.
     pub fn verify_file(&self, path: &Path) -> Result<Verification, ProvenanceError> {
         let mut file = std::fs::File::open(path).map_err(|e| ProvenanceError::Read(e.to_string()))?;
+        let meta = file.metadata().map_err(|e| ProvenanceError::Read(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(ProvenanceError::Read("not a regular file".into()));
+        }
+        if meta.len() > self.max_file_bytes {
+            return Err(ProvenanceError::Read(format!(
+                "the file is {} bytes; files over {} bytes are not read",
+                meta.len(),
+                self.max_file_bytes
+            )));
+        }
         let format = sniff_format(&mut file)
             .or_else(|| path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()))
             .ok_or(ProvenanceError::Unsupported)?;

@@ -77,8 +77,15 @@ pub fn decode(
             found.push(Detection { bbox: [x1 / scale, y1 / scale, bw / scale, bh / scale], score, landmarks: lm });
         }
     }
+    // A mosaic of faces must not make suppression quadratic in the image
+    // size: keep the strongest candidates only.
+    found.sort_by(|a, b| b.score.total_cmp(&a.score));
+    found.truncate(MAX_CANDIDATES);
     nms(found, 0.3)
 }
+
+/// Candidate cells kept before non-maximum suppression.
+const MAX_CANDIDATES: usize = 4096;
 
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let (ax2, ay2, bx2, by2) = (a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]);

@@ -43,7 +43,16 @@ pub enum VisionError {
     Inference { model: &'static str, message: String },
     #[error("gallery: {0}")]
     Gallery(String),
+    /// More faces than the models are run on; refused rather than checked in part.
+    #[error("the image shows {found} faces; at most {max} are checked per image")]
+    TooManyFaces { found: usize, max: usize },
 }
+
+/// Faces checked per image. An image with more is refused as a whole: a
+/// partial check could miss the one face that matters.
+pub const MAX_FACES: usize = 64;
+/// Faces per batch through the age and embedding models, bounding memory.
+const BATCH: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct VisionConfig {
@@ -129,8 +138,9 @@ impl Vision {
         let mut models = Vec::new();
         let mut pool_for = |task: &str| -> Result<pool::Pool, VisionError> {
             let entry = manifest.entry(task)?;
+            let bytes = runtime::read_checked(&config.models_dir, entry)?;
             let sessions = (0..config.sessions.max(1))
-                .map(|_| runtime::load_session(&env, &config.models_dir, entry, 1))
+                .map(|_| runtime::load_session(&env, &config.models_dir, entry, &bytes, 1))
                 .collect::<Result<Vec<_>, _>>()?;
             models.push(ModelInfo {
                 task: entry.task.clone(),
@@ -155,6 +165,9 @@ impl Vision {
     /// Faces with age and embedding, and the NSFW score, for one image.
     pub fn analyze(&self, img: &RgbImage) -> Result<ImageAnalysis, VisionError> {
         let detections = self.detect(img)?;
+        if detections.len() > MAX_FACES {
+            return Err(VisionError::TooManyFaces { found: detections.len(), max: MAX_FACES });
+        }
         let ages = self.ages(img, &detections)?;
         let embeddings = self.embeddings(img, &detections)?;
         let faces = detections
@@ -170,7 +183,9 @@ impl Vision {
                 embedding,
             })
             .collect();
-        Ok(ImageAnalysis { width: img.width(), height: img.height(), faces, nsfw: self.nsfw(img)? })
+        let nsfw = self.nsfw(img)?;
+        finite("nsfw", [nsfw])?;
+        Ok(ImageAnalysis { width: img.width(), height: img.height(), faces, nsfw })
     }
 
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, VisionError> {
@@ -186,18 +201,9 @@ impl Vision {
         Ok(dets.into_iter().filter_map(|d| detect::clip(d, img.width(), img.height())).collect())
     }
 
-    /// (expected age, P(age < 18)) per face, all faces in one batch.
+    /// (expected age, P(age < 18)) per face.
     pub fn ages(&self, img: &RgbImage, faces: &[Detection]) -> Result<Vec<(f32, f32)>, VisionError> {
-        if faces.is_empty() {
-            return Ok(Vec::new());
-        }
-        let data = chips_nchw(img, faces, &align::AGE_TEMPLATE, 64);
-        let err = |e: ort::Error| VisionError::Inference { model: "age", message: e.to_string() };
-        let probs = self.age.with(|s| -> Result<Vec<f32>, VisionError> {
-            let input = TensorRef::from_array_view(([faces.len(), 3, 64, 64], data.as_slice())).map_err(err)?;
-            let out = s.run(ort::inputs![input]).map_err(err)?;
-            Ok(out[0].try_extract_tensor::<f32>().map_err(err)?.1.to_vec())
-        })?;
+        let probs = run_chips(&self.age, "age", img, faces, &align::AGE_TEMPLATE, 64, 81)?;
         Ok(probs
             .chunks(81)
             .map(|p| {
@@ -208,22 +214,11 @@ impl Vision {
             .collect())
     }
 
-    /// One embedding per face, all faces in one batch.
+    /// One embedding per face.
     pub fn embeddings(&self, img: &RgbImage, faces: &[Detection]) -> Result<Vec<Embedding>, VisionError> {
-        if faces.is_empty() {
-            return Ok(Vec::new());
-        }
-        let data = chips_nchw(img, faces, &align::EMBEDDING_TEMPLATE, 150);
-        let err = |e: ort::Error| VisionError::Inference { model: "face embedding", message: e.to_string() };
-        let flat = self.embedder.with(|s| -> Result<Vec<f32>, VisionError> {
-            let input = TensorRef::from_array_view(([faces.len(), 3, 150, 150], data.as_slice())).map_err(err)?;
-            let out = s.run(ort::inputs![input]).map_err(err)?;
-            Ok(out[0].try_extract_tensor::<f32>().map_err(err)?.1.to_vec())
-        })?;
-        Ok(flat
-            .chunks(EMBEDDING_DIM)
-            .map(|c| Embedding(c.try_into().expect("the manifest fixes 128 values a face")))
-            .collect())
+        let flat =
+            run_chips(&self.embedder, "face embedding", img, faces, &align::EMBEDDING_TEMPLATE, 150, EMBEDDING_DIM)?;
+        Ok(flat.chunks(EMBEDDING_DIM).map(|c| Embedding(c.try_into().expect("chunks of EMBEDDING_DIM"))).collect())
     }
 
     pub fn nsfw(&self, img: &RgbImage) -> Result<f32, VisionError> {
@@ -255,7 +250,49 @@ impl Vision {
     }
 }
 
-/// Aligned chips of every face, normalised for the dlib models, in one NCHW batch.
+/// Runs aligned chips of the faces through a dlib model in batches and
+/// returns `per_face` finite values for every face, in order.
+fn run_chips(
+    pool: &pool::Pool,
+    model: &'static str,
+    img: &RgbImage,
+    faces: &[Detection],
+    template: &[[f32; 2]; 5],
+    size: u32,
+    per_face: usize,
+) -> Result<Vec<f32>, VisionError> {
+    let err = |e: ort::Error| VisionError::Inference { model, message: e.to_string() };
+    let mut all = Vec::with_capacity(faces.len() * per_face);
+    for batch in faces.chunks(BATCH) {
+        let data = chips_nchw(img, batch, template, size);
+        let s = size as usize;
+        let values = pool.with(|session| -> Result<Vec<f32>, VisionError> {
+            let input = TensorRef::from_array_view(([batch.len(), 3, s, s], data.as_slice())).map_err(err)?;
+            let out = session.run(ort::inputs![input]).map_err(err)?;
+            Ok(out[0].try_extract_tensor::<f32>().map_err(err)?.1.to_vec())
+        })?;
+        if values.len() != batch.len() * per_face {
+            return Err(VisionError::Inference {
+                model,
+                message: format!("{} values for {} faces, expected {per_face} each", values.len(), batch.len()),
+            });
+        }
+        all.extend(values);
+    }
+    finite(model, all.iter().copied())?;
+    Ok(all)
+}
+
+/// A NaN or infinite score would compare false against every threshold and
+/// pass the checks: refuse it as a model failure instead.
+fn finite(model: &'static str, values: impl IntoIterator<Item = f32>) -> Result<(), VisionError> {
+    match values.into_iter().find(|v| !v.is_finite()) {
+        Some(v) => Err(VisionError::Inference { model, message: format!("the model returned {v}") }),
+        None => Ok(()),
+    }
+}
+
+/// Aligned chips of the faces, normalised for the dlib models, in one NCHW batch.
 fn chips_nchw(img: &RgbImage, faces: &[Detection], template: &[[f32; 2]; 5], size: u32) -> Vec<f32> {
     let plane = (size * size) as usize;
     let mut data = vec![0.0f32; faces.len() * 3 * plane];

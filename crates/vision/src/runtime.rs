@@ -114,10 +114,8 @@ impl Manifest {
     }
 }
 
-/// Reads a model file, checks its SHA-256 against the manifest, builds a
-/// session and checks its tensor names and shapes. Any difference refuses
-/// the model with an error that names the file.
-pub fn load_session(env: &Environment, dir: &Path, entry: &ModelEntry, threads: usize) -> Result<Session, VisionError> {
+/// Reads a model file and checks its SHA-256 against the manifest.
+pub fn read_checked(dir: &Path, entry: &ModelEntry) -> Result<Vec<u8>, VisionError> {
     let path = dir.join(&entry.file);
     let bytes = std::fs::read(&path)
         .map_err(|e| VisionError::ModelMissing { file: path.display().to_string(), reason: e.to_string() })?;
@@ -129,7 +127,21 @@ pub fn load_session(env: &Environment, dir: &Path, entry: &ModelEntry, threads: 
             actual,
         });
     }
-    let session = build_session(env, &bytes, threads)
+    Ok(bytes)
+}
+
+/// Builds a session from checked bytes and checks its tensors (names,
+/// float32 element type, shapes) against the manifest. Any difference
+/// refuses the model with an error that names the file.
+pub fn load_session(
+    env: &Environment,
+    dir: &Path,
+    entry: &ModelEntry,
+    bytes: &[u8],
+    threads: usize,
+) -> Result<Session, VisionError> {
+    let path = dir.join(&entry.file);
+    let session = build_session(env, bytes, threads)
         .map_err(|e| VisionError::ModelMismatch { file: path.display().to_string(), detail: e.to_string() })?;
     let described = |outlets: &[ort::value::Outlet]| -> Vec<(String, ValueType)> {
         outlets.iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect()
@@ -150,9 +162,13 @@ fn check_tensors(kind: &str, actual: &[(String, ValueType)], expected: &[TensorS
         if *name != spec.name {
             return Err(format!("{kind} is named {name:?}, the manifest says {:?}", spec.name));
         }
-        let ValueType::Tensor { shape, .. } = ty else {
+        let ValueType::Tensor { shape, ty, .. } = ty else {
             return Err(format!("{kind} {name} is not a tensor"));
         };
+        // Every model here takes and gives float32.
+        if *ty != ort::value::TensorElementType::Float32 {
+            return Err(format!("{kind} {name} holds {ty}, not float32"));
+        }
         let same = shape.len() == spec.shape.len()
             && shape.iter().zip(&spec.shape).all(|(d, s)| match s.as_i64() {
                 Some(fixed) => *d == fixed,

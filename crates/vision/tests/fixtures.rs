@@ -144,3 +144,21 @@ fn a_model_file_with_one_changed_byte_is_refused() {
         Vision::load(&VisionConfig { models_dir: dir.path().to_path_buf(), ..VisionConfig::default() }).err().unwrap();
     assert!(err.to_string().contains("open_nsfw.onnx") && err.to_string().contains("missing"), "{err}");
 }
+
+#[test]
+fn an_image_with_more_faces_than_are_checked_is_refused_whole() {
+    // A 10x10 mosaic of one portrait: 100 faces, more than MAX_FACES.
+    let bytes = std::fs::read(root().join("fixtures/faces/grace_hopper.jpg")).unwrap();
+    let tile = likeness_media::decode(&bytes, None, &Default::default()).unwrap().pixels;
+    let tile = image::imageops::resize(&tile, 160, 188, image::imageops::FilterType::Triangle);
+    let mut mosaic = image::RgbImage::new(1600, 1880);
+    for i in 0..10 {
+        for j in 0..10 {
+            image::imageops::replace(&mut mosaic, &tile, i * 160, j * 188);
+        }
+    }
+    match vision().analyze(&mosaic) {
+        Err(likeness_vision::VisionError::TooManyFaces { found, max }) => assert!(found > max, "{found} > {max}"),
+        other => panic!("expected TooManyFaces, got {:?}", other.map(|a| a.faces.len())),
+    }
+}
