@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use likeness_vision::{Gallery, ImageAnalysis, Vision, VisionConfig};
+use likeness_vision::{Embedding, Gallery, ImageAnalysis, Vision, VisionConfig};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -21,6 +21,11 @@ fn analyze(name: &str) -> ImageAnalysis {
     let bytes = std::fs::read(root().join("fixtures").join(name)).unwrap();
     let img = likeness_media::decode(&bytes, None, &Default::default()).unwrap().pixels;
     vision().analyze(&img).unwrap()
+}
+
+/// The embedding of the largest face (obama2.jpg also shows part of a second one).
+fn largest_face(a: &ImageAnalysis) -> Embedding {
+    a.faces.iter().max_by(|x, y| (x.bbox[2] * x.bbox[3]).total_cmp(&(y.bbox[2] * y.bbox[3]))).unwrap().embedding.clone()
 }
 
 #[test]
@@ -57,20 +62,12 @@ fn same_man_within_threshold_different_people_beyond() {
     let obama2 = analyze("faces/obama2.jpg");
     let hopper = analyze("faces/grace_hopper.jpg");
     let collins = analyze("faces/astronaut.png");
-    let e = |a: &ImageAnalysis| {
-        a.faces
-            .iter()
-            .max_by(|x, y| (x.bbox[2] * x.bbox[3]).total_cmp(&(y.bbox[2] * y.bbox[3])))
-            .unwrap()
-            .embedding
-            .clone()
-    };
-    let same = e(&obama).distance_to(&e(&obama2).0);
+    let same = largest_face(&obama).distance_to(&largest_face(&obama2).0);
     assert!(same < 0.5, "same man: {same}");
     for (a, b, what) in
         [(&obama, &hopper, "obama-hopper"), (&obama, &collins, "obama-collins"), (&hopper, &collins, "hopper-collins")]
     {
-        let d = e(a).distance_to(&e(b).0);
+        let d = largest_face(a).distance_to(&largest_face(b).0);
         assert!(d > 0.6, "{what}: {d}");
     }
 }
@@ -89,17 +86,9 @@ fn a_gallery_of_obama_flags_his_other_photo_only() {
     let mut g = Gallery::default();
     let obama = analyze("faces/obama.jpg");
     g.add("obama", "Barack Obama", &obama.faces[0].embedding, "fixtures/faces/obama.jpg").unwrap();
-    let biggest = |a: &ImageAnalysis| {
-        a.faces
-            .iter()
-            .max_by(|x, y| (x.bbox[2] * x.bbox[3]).total_cmp(&(y.bbox[2] * y.bbox[3])))
-            .unwrap()
-            .embedding
-            .clone()
-    };
-    assert_eq!(g.matches(&biggest(&analyze("faces/obama2.jpg")), 0.55).len(), 1);
+    assert_eq!(g.matches(&largest_face(&analyze("faces/obama2.jpg")), 0.55).len(), 1);
     for name in ["faces/grace_hopper.jpg", "faces/astronaut.png"] {
-        assert!(g.matches(&biggest(&analyze(name)), 0.55).is_empty(), "{name} matched Obama");
+        assert!(g.matches(&largest_face(&analyze(name)), 0.55).is_empty(), "{name} matched Obama");
     }
 }
 
