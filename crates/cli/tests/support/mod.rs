@@ -34,6 +34,8 @@ pub struct Server {
     pub base: String,
     pub data_dir: tempfile::TempDir,
     pub api_key: String,
+    /// The server's stderr (its logs), outside the data dir.
+    pub log: tempfile::NamedTempFile,
 }
 
 impl Server {
@@ -48,7 +50,13 @@ impl Server {
 
     /// With a config and extra `serve` flags.
     pub fn start_with(config: &str, extra: &[&str]) -> Server {
+        Server::start_logging(config, extra, "warn")
+    }
+
+    /// With a log filter (`LIKENESS_LOG`), logs captured in `log`.
+    pub fn start_logging(config: &str, extra: &[&str], log_filter: &str) -> Server {
         let data_dir = tempfile::tempdir().unwrap();
+        let log = tempfile::NamedTempFile::new().unwrap();
         let config_path = data_dir.path().join("test-config.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new(bin())
@@ -57,9 +65,9 @@ impl Server {
             .arg("--config")
             .arg(&config_path)
             .args(extra)
-            .env("LIKENESS_LOG", "warn")
+            .env("LIKENESS_LOG", log_filter)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("start likeness serve");
         let stdout = child.stdout.take().unwrap();
@@ -71,7 +79,7 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
             .to_string();
         let api_key = std::fs::read_to_string(data_dir.path().join("dev-api-key")).unwrap().trim().to_string();
-        Server { child, base, data_dir, api_key }
+        Server { child, base, data_dir, api_key, log }
     }
 
     pub fn ca_pem(&self) -> PathBuf {
