@@ -36,10 +36,10 @@ pub struct Moderation {
 #[derive(Debug, Clone, Serialize)]
 pub struct FaceRecord {
     #[serde(rename = "box")]
-    pub bbox: [f32; 4],
-    pub score: f32,
-    pub age: f32,
-    pub p_minor: f32,
+    pub bbox: [f64; 4],
+    pub score: f64,
+    pub age: f64,
+    pub p_minor: f64,
     pub matches: Vec<GalleryMatch>,
 }
 
@@ -48,7 +48,7 @@ pub struct ImageRecord {
     /// `reference 1`, `output 2`...
     pub image: String,
     pub faces: Vec<FaceRecord>,
-    pub nsfw: f32,
+    pub nsfw: f64,
 }
 
 impl Moderation {
@@ -57,9 +57,9 @@ impl Moderation {
             .faces
             .iter()
             .map(|f| FaceRecord {
-                bbox: f.bbox.map(|v| v.round()),
+                bbox: f.bbox.map(|v| f64::from(v).round()),
                 score: round3(f.score),
-                age: f.age.round(),
+                age: f64::from(f.age).round(),
                 p_minor: round3(f.p_minor),
                 matches: self.gallery.matches(&f.embedding, self.thresholds.match_distance),
             })
@@ -85,20 +85,21 @@ impl Moderation {
             }
         }
         for (i, f) in r.faces.iter().enumerate() {
-            if f.p_minor >= t.minor {
+            if f.p_minor >= f64::from(t.minor) {
                 return Some((
                     "vision.minor",
                     format!("{} shows a possible minor (face {}, P(age < 18) = {:.2})", r.image, i + 1, f.p_minor),
                 ));
             }
         }
-        if r.nsfw >= t.nsfw {
+        if r.nsfw >= f64::from(t.nsfw) {
             return Some(("vision.nsfw", format!("{} is likely not safe for work (score {:.2})", r.image, r.nsfw)));
         }
         None
     }
 }
 
-fn round3(v: f32) -> f32 {
-    (v * 1000.0).round() / 1000.0
+/// Three decimals, in f64 so the JSON shows 0.867 and not 0.8669999837875366.
+fn round3(v: f32) -> f64 {
+    (f64::from(v) * 1000.0).round() / 1000.0
 }
