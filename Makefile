@@ -14,7 +14,7 @@ export ORT_DYLIB_PATH := $(ORT_LIB)
 
 ARGS ?=
 
-.PHONY: setup setup-test run test bench build clippy clean
+.PHONY: setup setup-test postgres run test bench build clippy clean
 
 ## What the gateway needs to run: ONNX Runtime, taken from the onnxruntime
 ## wheel on the Python registry (ort's own download cannot work here).
@@ -33,7 +33,15 @@ $(ORT_LIB):
 
 ## What the tests need on top: the C2PA reference reader (c2pa-python) that
 ## the end-to-end tests compare against.
-setup-test: setup $(REFERENCE_VENV)/.installed
+setup-test: setup $(REFERENCE_VENV)/.installed postgres
+
+## The PostgreSQL suite needs a server: 127.0.0.1:5432 (database `test`,
+## trust auth), started here if it is installed but stopped. Point the tests
+## at another with LIKENESS_TEST_POSTGRES=postgres://USER@HOST:PORT/DB.
+postgres:
+	@if [ -z "$$LIKENESS_TEST_POSTGRES" ] && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
+		&& command -v pg_ctlcluster >/dev/null; then \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start; fi
 
 $(REFERENCE_VENV)/.installed:
 	$(PYTHON) -m venv $(REFERENCE_VENV)

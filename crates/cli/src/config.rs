@@ -11,6 +11,8 @@ use serde::Deserialize;
 pub struct Config {
     pub listen: Option<String>,
     pub data_dir: Option<PathBuf>,
+    /// `postgres://...` for several replicas; unset: `<data_dir>/likeness.db` (SQLite).
+    pub database: Option<String>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
     #[serde(default)]

@@ -24,6 +24,9 @@ pub struct ServeArgs {
     /// Where keys, the database and the dev API key live [default: ./data].
     #[arg(long, env = "LIKENESS_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Database URL: `postgres://...`, or a SQLite file [default: <data-dir>/likeness.db].
+    #[arg(long, env = "LIKENESS_DATABASE")]
+    database: Option<String>,
     /// Public-figure gallery, replacing the shipped example.
     #[arg(long, env = "LIKENESS_GALLERY")]
     gallery: Option<PathBuf>,
@@ -77,10 +80,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_concurrent_generations: limits.max_concurrent_generations,
         ..HttpConfig::default()
     };
-    let state = AppState::new(pipeline, tenants, http_config);
+    let database =
+        args.database.or(config.database.clone()).unwrap_or_else(|| data_dir.join("likeness.db").display().to_string());
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
+        let store = likeness_store::Store::open(&database).await.context("opening the database")?;
+        tracing::info!(backend = ?store.backend(), "database ready");
+        let state = AppState::new(pipeline, store, tenants, http_config);
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %data_dir.display(), "likeness is listening");

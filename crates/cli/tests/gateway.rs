@@ -261,3 +261,46 @@ fn without_models_the_gateway_is_not_ready_and_refuses_to_generate() {
     let (status, resp) = server.generate(&json!({"user": "u", "prompt": "a lake", "size": "256x256"}));
     assert_eq!((status, resp["error"]["code"].as_str().unwrap()), (503, "vision.unavailable"));
 }
+
+/// Every output's manifest is in the database before the answer: on the
+/// embedded SQLite file by default, and on PostgreSQL with --database.
+#[test]
+fn manifests_are_stored_on_sqlite_and_postgres() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let admin_url = std::env::var("LIKENESS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".into());
+    let db_name = format!("likeness_e2e_{:016x}", rand::random::<u64>());
+    let admin = rt.block_on(likeness_store::Store::open(&admin_url)).expect("PostgreSQL (see README: Tests)");
+    rt.block_on(admin.execute_admin(&format!("CREATE DATABASE {db_name}"))).unwrap();
+    let pg_url = format!("{}/{db_name}", admin_url.rsplit_once('/').unwrap().0);
+
+    for database in [None, Some(pg_url.as_str())] {
+        let server = match database {
+            None => Server::start(),
+            Some(url) => Server::start_with("", &["--database", url]),
+        };
+        let (status, resp) = server.generate(&json!({"user": "u", "prompt": "a beach", "size": "256x256", "n": 2}));
+        assert_eq!(status, 200, "{resp}");
+        let url = database
+            .map(str::to_string)
+            .unwrap_or_else(|| server.data_dir.path().join("likeness.db").display().to_string());
+        let store = rt.block_on(likeness_store::Store::open(&url)).unwrap();
+        for img in resp["images"].as_array().unwrap() {
+            let record = rt.block_on(store.manifest(img["manifest_id"].as_str().unwrap())).unwrap().expect("stored");
+            assert_eq!(record.asset_id, img["asset_id"].as_str().unwrap());
+            assert_eq!(record.tenant, "dev");
+            assert_eq!(record.request_id, resp["id"].as_str().unwrap());
+            // The stored manifest validates the image it came with.
+            let bytes = B64.decode(img["data"].as_str().unwrap()).unwrap();
+            let v = likeness_provenance::Verifier::new(None)
+                .unwrap()
+                .verify_with_manifest(&record.manifest_store, &bytes)
+                .unwrap();
+            assert_eq!(v.state, likeness_provenance::TrustState::Valid, "{:?}", v.failures);
+        }
+        let ready: Value = Server::client().get(format!("{}/readyz", server.base)).send().unwrap().json().unwrap();
+        let expected = if database.is_some() { "postgres" } else { "sqlite" };
+        assert_eq!(ready["checks"]["storage"]["backend"], expected);
+        rt.block_on(store.close());
+    }
+    rt.block_on(admin.execute_admin(&format!("DROP DATABASE {db_name} WITH (FORCE)"))).unwrap();
+}

@@ -59,6 +59,7 @@ impl Default for HttpConfig {
 
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
+    pub store: likeness_store::Store,
     pub tenants: Vec<Tenant>,
     pub config: HttpConfig,
     /// CPU slots. A permit travels into the blocking job, so a client that
@@ -69,11 +70,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(pipeline: Arc<Pipeline>, tenants: Vec<Tenant>, config: HttpConfig) -> Arc<AppState> {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        store: likeness_store::Store,
+        tenants: Vec<Tenant>,
+        config: HttpConfig,
+    ) -> Arc<AppState> {
         let slots = Arc::new(Semaphore::new(config.max_concurrent_generations.max(1)));
         let pending =
             Arc::new(Semaphore::new(config.max_pending_generations.max(config.max_concurrent_generations).max(1)));
-        Arc::new(AppState { pipeline, tenants, config, slots, pending })
+        Arc::new(AppState { pipeline, store, tenants, config, slots, pending })
     }
 
     fn tenant_for(&self, key: &str) -> Option<&Tenant> {
@@ -136,11 +142,16 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         }),
         Err(e) => serde_json::json!({ "ok": false, "error": e }),
     };
-    let ready = moderation.vision.is_ok() && !state.tenants.is_empty();
+    let storage = match state.store.ping().await {
+        Ok(()) => serde_json::json!({ "ok": true, "backend": format!("{:?}", state.store.backend()).to_lowercase() }),
+        Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+    };
+    let ready = moderation.vision.is_ok() && !state.tenants.is_empty() && storage["ok"] == true;
     let body = serde_json::json!({
         "ready": ready,
         "checks": {
             "signing": { "ok": true, "signer": signer.subject() },
+            "storage": storage,
             "vision": vision,
             "generator": { "ok": true },
             "tenants": { "ok": !state.tenants.is_empty(), "count": state.tenants.len() },

@@ -158,6 +158,25 @@ pub async fn create_generation(
     .map_err(|e| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the request task failed: {e}"))
     })??;
+    // Every manifest is stored before any image leaves, so the resolver can
+    // always recover an output's credentials. No storage, no images.
+    for a in &outcome.assets {
+        let record = likeness_store::ManifestRecord {
+            manifest_id: a.manifest_id().to_string(),
+            asset_id: a.asset_id().to_string(),
+            tenant: tenant.clone(),
+            request_id: outcome.request_id.clone(),
+            created_at_ms: likeness_store::now_ms(),
+            manifest_store: a.manifest_store().to_vec(),
+        };
+        state.store.put_manifest(&record).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage.unavailable",
+                format!("could not store the manifest: {e}"),
+            )
+        })?;
+    }
     tracing::info!(tenant = %tenant, images = outcome.assets.len(), "generated");
 
     let images = outcome

@@ -141,6 +141,21 @@ impl Verifier {
         self.verify_stream(&format, cursor)
     }
 
+    /// Validates `asset` against a manifest store kept apart from it (what the
+    /// soft-binding resolver returns, or a sidecar `.c2pa`).
+    pub fn verify_with_manifest(&self, manifest_store: &[u8], asset: &[u8]) -> Result<Verification, ProvenanceError> {
+        let mut cursor = std::io::Cursor::new(asset);
+        let format = sniff_format(&mut cursor).ok_or(ProvenanceError::Unsupported)?;
+        match Reader::from_shared_context(&self.context).with_manifest_data_and_stream(manifest_store, &format, cursor)
+        {
+            Ok(reader) => Ok(summarize(&reader)),
+            Err(e) => Ok(Verification {
+                failures: vec![Failure { code: "manifest.malformed".into(), explanation: Some(e.to_string()) }],
+                ..Verification::empty(TrustState::Invalid)
+            }),
+        }
+    }
+
     fn verify_stream(&self, format: &str, stream: impl Read + Seek + Send) -> Result<Verification, ProvenanceError> {
         match Reader::from_shared_context(&self.context).with_stream(format, stream) {
             Ok(reader) => Ok(summarize(&reader)),
