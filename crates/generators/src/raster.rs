@@ -170,74 +170,41 @@ pub fn join(planes: &[Vec<f32>; 3], w: usize, h: usize) -> Canvas {
     Canvas { width: w, height: h, px }
 }
 
-/// Summed-area table with one extra row and column of zeros; f64 so sums of
-/// squares over a megapixel keep their precision.
-struct Integral {
-    w: usize,
-    sum: Vec<f64>,
-}
-
-impl Integral {
-    fn new(src: impl Iterator<Item = f32>, w: usize, h: usize) -> Integral {
-        let stride = w + 1;
-        let mut sum = vec![0.0f64; stride * (h + 1)];
-        let mut it = src;
-        for y in 0..h {
-            let mut row = 0.0f64;
-            for x in 0..w {
-                row += f64::from(it.next().unwrap_or(0.0));
-                sum[(y + 1) * stride + x + 1] = sum[y * stride + x + 1] + row;
-            }
-        }
-        Integral { w: stride, sum }
-    }
-
-    /// Sum over [x0, x1) x [y0, y1).
-    #[inline]
-    fn rect(&self, x0: usize, y0: usize, x1: usize, y1: usize) -> f64 {
-        let s = &self.sum;
-        s[y1 * self.w + x1] - s[y0 * self.w + x1] - s[y1 * self.w + x0] + s[y0 * self.w + x0]
-    }
-}
-
 /// Kuwahara filter: each pixel takes the mean colour of whichever of its four
 /// quadrant windows is most uniform. Flattens texture into painterly patches
 /// while keeping edges (eyes, mouth, outlines) sharp, which is why faces stay
 /// recognisable after it.
+///
+/// A quadrant of side `r + 1` anchored at a corner of the pixel is a centred
+/// box of radius `r / 2` shifted by `r / 2`, so five box-filtered planes (the
+/// three colours, luminance and its square) give every quadrant's mean and
+/// variance by lookup. `r` is rounded to an even number for that.
 pub fn kuwahara(c: &Canvas, r: usize) -> Canvas {
     let (w, h) = (c.width, c.height);
-    let planes = split(c);
-    let ints: Vec<Integral> = planes.iter().map(|p| Integral::new(p.iter().copied(), w, h)).collect();
+    let half = (r / 2).max(1);
+    let [pr, pg, pb] = split(c);
     let l = c.luma();
-    let il = Integral::new(l.iter().copied(), w, h);
-    let il2 = Integral::new(l.iter().map(|v| v * v), w, h);
+    let l2: Vec<f32> = l.iter().map(|v| v * v).collect();
+    let [mr, mg, mb, ml, ml2] = [&pr, &pg, &pb, &l, &l2].map(|p| box_blur_plane(p, w, h, half));
     let mut out = Canvas::new(w, h, [0.0; 3]);
+    let (hx, hy) = (half as isize, half as isize);
     for y in 0..h {
+        let ys = [clamp_idx(y as isize - hy, h), clamp_idx(y as isize + hy, h)];
         for x in 0..w {
-            let xs = [x.saturating_sub(r), x];
-            let ys = [y.saturating_sub(r), y];
-            let xe = [x + 1, (x + r + 1).min(w)];
-            let ye = [y + 1, (y + r + 1).min(h)];
-            let mut best = f64::MAX;
-            let mut best_q = (0, 0);
-            for qy in 0..2 {
-                for qx in 0..2 {
-                    let n = ((xe[qx] - xs[qx]) * (ye[qy] - ys[qy])) as f64;
-                    let m = il.rect(xs[qx], ys[qy], xe[qx], ye[qy]) / n;
-                    let v = il2.rect(xs[qx], ys[qy], xe[qx], ye[qy]) / n - m * m;
-                    if v < best {
-                        best = v;
-                        best_q = (qx, qy);
+            let xs = [clamp_idx(x as isize - hx, w), clamp_idx(x as isize + hx, w)];
+            let mut best = f32::MAX;
+            let mut at = 0;
+            for cy in ys {
+                for cx in xs {
+                    let i = cy * w + cx;
+                    let var = ml2[i] - ml[i] * ml[i];
+                    if var < best {
+                        best = var;
+                        at = i;
                     }
                 }
             }
-            let (qx, qy) = best_q;
-            let n = ((xe[qx] - xs[qx]) * (ye[qy] - ys[qy])) as f64;
-            let mut p = [0.0f32; 3];
-            for k in 0..3 {
-                p[k] = (ints[k].rect(xs[qx], ys[qy], xe[qx], ye[qy]) / n) as f32;
-            }
-            out.px[y * w + x] = p;
+            out.px[y * w + x] = [mr[at], mg[at], mb[at]];
         }
     }
     out
@@ -290,11 +257,22 @@ fn fast_floor(x: f32) -> i64 {
 /// Deterministic value noise with fractal octaves (fBm), 0..1.
 pub struct Noise {
     seed: u64,
+    /// Lattice values, made on first use: a lookup is far cheaper than
+    /// hashing four corners for every sample of every octave.
+    lattice: std::cell::OnceCell<Vec<f32>>,
 }
+
+const LATTICE: usize = 512;
 
 impl Noise {
     pub fn new(seed: u64) -> Noise {
-        Noise { seed }
+        Noise { seed, lattice: std::cell::OnceCell::new() }
+    }
+
+    fn lattice(&self) -> &[f32] {
+        self.lattice.get_or_init(|| {
+            (0..LATTICE * LATTICE).map(|i| self.hash((i % LATTICE) as i64, (i / LATTICE) as i64)).collect()
+        })
     }
 
     #[inline]
@@ -311,10 +289,10 @@ impl Noise {
         let (xi, yi) = (fast_floor(x), fast_floor(y));
         let (fx, fy) = (x - xi as f32, y - yi as f32);
         let (sx, sy) = (fx * fx * (3.0 - 2.0 * fx), fy * fy * (3.0 - 2.0 * fy));
-        let a = self.hash(xi, yi);
-        let b = self.hash(xi + 1, yi);
-        let c = self.hash(xi, yi + 1);
-        let d = self.hash(xi + 1, yi + 1);
+        let t = self.lattice();
+        let m = LATTICE as i64 - 1;
+        let at = |x: i64, y: i64| t[((y & m) as usize) * LATTICE + (x & m) as usize];
+        let (a, b, c, d) = (at(xi, yi), at(xi + 1, yi), at(xi, yi + 1), at(xi + 1, yi + 1));
         let top = a + (b - a) * sx;
         let bottom = c + (d - c) * sx;
         top + (bottom - top) * sy
