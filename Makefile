@@ -40,8 +40,9 @@ setup-test: setup $(REFERENCE_VENV)/.installed postgres
 ## at another with LIKENESS_TEST_POSTGRES=postgres://USER@HOST:PORT/DB.
 postgres:
 	@if [ -z "$$LIKENESS_TEST_POSTGRES" ] && ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
-		&& command -v pg_ctlcluster >/dev/null; then \
-		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start; fi
+		&& command -v pg_lsclusters >/dev/null; then \
+		set -- $$(pg_lsclusters --no-header | head -1); \
+		pg_ctlcluster --skip-systemctl-redirect "$$1" "$$2" start; fi
 
 $(REFERENCE_VENV)/.installed:
 	$(PYTHON) -m venv $(REFERENCE_VENV)

@@ -268,10 +268,9 @@ fn without_models_the_gateway_is_not_ready_and_refuses_to_generate() {
 fn manifests_are_stored_on_sqlite_and_postgres() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let admin_url = std::env::var("LIKENESS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".into());
-    let db_name = format!("likeness_e2e_{:016x}", rand::random::<u64>());
-    let admin = rt.block_on(likeness_store::Store::open(&admin_url)).expect("PostgreSQL (see README: Tests)");
-    rt.block_on(admin.execute_admin(&format!("CREATE DATABASE {db_name}"))).unwrap();
-    let pg_url = format!("{}/{db_name}", admin_url.rsplit_once('/').unwrap().0);
+    let db =
+        rt.block_on(likeness_store::testing::TempDatabase::create(&admin_url)).expect("PostgreSQL (see README: Tests)");
+    let pg_url = db.url.clone();
 
     for database in [None, Some(pg_url.as_str())] {
         let server = match database {
@@ -302,5 +301,4 @@ fn manifests_are_stored_on_sqlite_and_postgres() {
         assert_eq!(ready["checks"]["storage"]["backend"], expected);
         rt.block_on(store.close());
     }
-    rt.block_on(admin.execute_admin(&format!("DROP DATABASE {db_name} WITH (FORCE)"))).unwrap();
 }

@@ -142,9 +142,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         }),
         Err(e) => serde_json::json!({ "ok": false, "error": e }),
     };
-    let storage = match state.store.ping().await {
-        Ok(()) => serde_json::json!({ "ok": true, "backend": format!("{:?}", state.store.backend()).to_lowercase() }),
-        Err(e) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+    let storage = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => {
+            serde_json::json!({ "ok": true, "backend": format!("{:?}", state.store.backend()).to_lowercase() })
+        }
+        Ok(Err(e)) => serde_json::json!({ "ok": false, "error": e.to_string() }),
+        Err(_) => serde_json::json!({ "ok": false, "error": "the database did not answer within 2 s" }),
     };
     let ready = moderation.vision.is_ok() && !state.tenants.is_empty() && storage["ok"] == true;
     let body = serde_json::json!({

@@ -159,23 +159,28 @@ pub async fn create_generation(
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the request task failed: {e}"))
     })??;
     // Every manifest is stored before any image leaves, so the resolver can
-    // always recover an output's credentials. No storage, no images.
-    for a in &outcome.assets {
-        let record = likeness_store::ManifestRecord {
+    // always recover an output's credentials: all of a request's or none, in
+    // bounded time. No storage, no images.
+    let records: Vec<likeness_store::ManifestRecord> = outcome
+        .assets
+        .iter()
+        .map(|a| likeness_store::ManifestRecord {
             manifest_id: a.manifest_id().to_string(),
             asset_id: a.asset_id().to_string(),
             tenant: tenant.clone(),
             request_id: outcome.request_id.clone(),
             created_at_ms: likeness_store::now_ms(),
             manifest_store: a.manifest_store().to_vec(),
-        };
-        state.store.put_manifest(&record).await.map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage.unavailable",
-                format!("could not store the manifest: {e}"),
-            )
-        })?;
+        })
+        .collect();
+    let stored = tokio::time::timeout(std::time::Duration::from_secs(10), state.store.put_manifests(&records)).await;
+    if let Err(detail) = stored.map_err(|_| "timed out".to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+        tracing::error!(error = %detail, "storing manifests failed");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage.unavailable",
+            "could not store the credentials; retry later",
+        ));
     }
     tracing::info!(tenant = %tenant, images = outcome.assets.len(), "generated");
 

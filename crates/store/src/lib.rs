@@ -13,7 +13,7 @@ use sqlx::{AnyPool, Row};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("unsupported database URL {0:?}: use a file path, sqlite://PATH or postgres://...")]
+    #[error("unsupported database URL (scheme {0:?}): use a file path, sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -65,22 +65,17 @@ const MIGRATIONS: &[(i64, &str)] = &[(
 impl Store {
     /// Opens (creating a SQLite file if needed) and migrates.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        sqlx::any::install_default_drivers();
-        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string())
-        } else if let Some(path) = url.strip_prefix("sqlite://") {
-            (Backend::Sqlite, format!("sqlite://{path}?mode=rwc"))
-        } else if !url.contains("://") {
-            (Backend::Sqlite, format!("sqlite://{url}?mode=rwc"))
-        } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
-        };
+        let (backend, url) = connect_url(url)?;
         let max = if backend == Backend::Sqlite { 4 } else { 8 };
-        let pool = AnyPoolOptions::new().max_connections(max).connect(&url).await?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&url)
+            .await?;
         if backend == Backend::Sqlite {
-            // WAL lets readers work while a write is in progress.
+            // WAL (kept in the file) lets readers work while a write is in
+            // progress; sqlx already sets a busy timeout on every connection.
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
-            sqlx::query("PRAGMA busy_timeout = 5000").execute(&pool).await?;
         }
         let store = Store { pool, backend };
         store.migrate().await?;
@@ -91,52 +86,43 @@ impl Store {
         self.backend
     }
 
-    /// Applies missing migrations. On PostgreSQL an advisory lock makes
+    /// Applies missing migrations, all in one transaction (DDL is
+    /// transactional on both databases, so a crash leaves nothing half
+    /// applied). On PostgreSQL a transaction-scoped advisory lock makes
     /// replicas that start together migrate one at a time.
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
+        let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_lock(73190411)").execute(&mut *conn).await?;
+            sqlx::query("SET LOCAL lock_timeout = '60s'").execute(&mut *tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(73190411)").execute(&mut *tx).await?;
         }
-        let result = async {
-            sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)")
-                .execute(&mut *conn)
-                .await?;
-            let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|r| r.try_get::<i64, _>(0))
-                .collect::<Result<_, _>>()?;
-            let bytes = if self.backend == Backend::Postgres { "BYTEA" } else { "BLOB" };
-            for (version, sql) in MIGRATIONS {
-                if applied.contains(version) {
-                    continue;
-                }
-                let sql = sql.replace("{bytes}", bytes);
-                let fail = |e: sqlx::Error| StoreError::Migration { version: *version, message: e.to_string() };
-                sqlx::query(&sql).execute(&mut *conn).await.map_err(fail)?;
-                sqlx::query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)")
-                    .bind(*version)
-                    .bind(now_ms())
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(fail)?;
-                tracing::info!(version, "database migrated");
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at_ms BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?;
+        let bytes = if self.backend == Backend::Postgres { "BYTEA" } else { "BLOB" };
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
             }
-            Ok::<(), StoreError>(())
+            let fail = |e: sqlx::Error| StoreError::Migration { version: *version, message: e.to_string() };
+            sqlx::query(&sql.replace("{bytes}", bytes)).execute(&mut *tx).await.map_err(fail)?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(fail)?;
+            tracing::info!(version, "database migrated");
         }
-        .await;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock(73190411)").execute(&mut *conn).await?;
-        }
-        result
-    }
-
-    /// Runs one administrative statement (tests create and drop databases).
-    #[doc(hidden)]
-    pub async fn execute_admin(&self, sql: &str) -> Result<(), StoreError> {
-        sqlx::query(sql).execute(&self.pool).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -150,22 +136,20 @@ impl Store {
         Ok(())
     }
 
-    pub async fn put_manifest(&self, m: &ManifestRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO manifests (manifest_id, asset_id, tenant, request_id, created_at_ms, manifest_store)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&m.manifest_id)
-        .bind(&m.asset_id)
-        .bind(&m.tenant)
-        .bind(&m.request_id)
-        .bind(m.created_at_ms)
-        .bind(&m.manifest_store)
-        .execute(&self.pool)
-        .await?;
+    /// Stores the manifests of one request together: all or none.
+    pub async fn put_manifests(&self, records: &[ManifestRecord]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for m in records {
+            insert_manifest(&mut tx, m).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
+    pub async fn put_manifest(&self, m: &ManifestRecord) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        insert_manifest(&mut conn, m).await
+    }
     pub async fn manifest(&self, manifest_id: &str) -> Result<Option<ManifestRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT manifest_id, asset_id, tenant, request_id, created_at_ms, manifest_store FROM manifests WHERE manifest_id = $1",
@@ -184,6 +168,108 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| manifest_from_row(&r)).transpose()
+    }
+}
+
+async fn insert_manifest(conn: &mut sqlx::AnyConnection, m: &ManifestRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO manifests (manifest_id, asset_id, tenant, request_id, created_at_ms, manifest_store)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&m.manifest_id)
+    .bind(&m.asset_id)
+    .bind(&m.tenant)
+    .bind(&m.request_id)
+    .bind(m.created_at_ms)
+    .bind(&m.manifest_store)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The sqlx URL for a database argument: PostgreSQL URLs as given; for
+/// SQLite an absolute path, percent-encoded, opened read-write-create.
+fn connect_url(arg: &str) -> Result<(Backend, String), StoreError> {
+    sqlx::any::install_default_drivers();
+    if arg.starts_with("postgres://") || arg.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, arg.to_string()));
+    }
+    let path = match arg.strip_prefix("sqlite://").or_else(|| arg.strip_prefix("sqlite:")) {
+        Some(p) if p.contains('?') => return Err(StoreError::UnsupportedUrl("sqlite with options".into())),
+        Some(p) => p,
+        None if arg.contains("://") => {
+            return Err(StoreError::UnsupportedUrl(arg.split("://").next().unwrap_or_default().to_string()))
+        }
+        None => arg,
+    };
+    let abs = std::path::absolute(path)
+        .map_err(|e| StoreError::Database(sqlx::Error::Configuration(format!("{path}: {e}").into())))?;
+    let mut encoded = String::new();
+    for ch in abs.to_string_lossy().chars() {
+        match ch {
+            '%' | '?' | '#' | ' ' | '[' | ']' | '^' | '|' | '<' | '>' | '"' | '`' | '{' | '}' | '\\' => {
+                let mut buf = [0u8; 4];
+                for b in ch.encode_utf8(&mut buf).bytes() {
+                    encoded.push_str(&format!("%{b:02X}"));
+                }
+            }
+            c => encoded.push(c),
+        }
+    }
+    Ok((Backend::Sqlite, format!("sqlite://{encoded}?mode=rwc")))
+}
+
+/// Databases made for one test run and dropped afterwards, even when the
+/// test panics.
+#[doc(hidden)]
+pub mod testing {
+    use sqlx::Connection;
+
+    pub struct TempDatabase {
+        pub url: String,
+        admin_url: String,
+        name: String,
+    }
+
+    impl TempDatabase {
+        /// Creates a database on the server of `admin_url` (a PostgreSQL URL
+        /// of a database the user may connect to; the user needs CREATEDB).
+        pub async fn create(admin_url: &str) -> Result<TempDatabase, sqlx::Error> {
+            sqlx::any::install_default_drivers();
+            let name = format!("likeness_test_{:016x}", rand_u64());
+            let mut admin = sqlx::AnyConnection::connect(admin_url).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
+            let (base, query) = match admin_url.split_once('?') {
+                Some((b, q)) => (b, format!("?{q}")),
+                None => (admin_url, String::new()),
+            };
+            let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
+            Ok(TempDatabase { url: format!("{prefix}/{name}{query}"), admin_url: admin_url.to_string(), name })
+        }
+    }
+
+    impl Drop for TempDatabase {
+        fn drop(&mut self) {
+            let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+            // Its own thread and runtime: Drop may run inside another runtime.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                rt.block_on(async {
+                    let mut admin = sqlx::AnyConnection::connect(&admin_url).await?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await?;
+                    Ok::<(), sqlx::Error>(())
+                })
+                .map_err(std::io::Error::other)
+            })
+            .join();
+        }
+    }
+
+    fn rand_u64() -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+        h.finish()
     }
 }
 

@@ -39,31 +39,51 @@ async fn sqlite() {
     drop(store);
     // Reopening keeps the data and does not re-run migrations.
     let store = Store::open(&format!("sqlite://{}", path.display())).await.unwrap();
+    store.ping().await.unwrap();
     assert!(store.manifest(&record(1).manifest_id).await.unwrap().is_some());
 }
 
 #[tokio::test]
 async fn postgres() {
     let admin_url = std::env::var("LIKENESS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".into());
-    let name = format!("likeness_test_{:016x}", rand::random::<u64>());
-    let admin = Store::open(&admin_url).await.unwrap_or_else(|e| {
+    let db = likeness_store::testing::TempDatabase::create(&admin_url).await.unwrap_or_else(|e| {
         panic!(
             "PostgreSQL at {admin_url} is needed (make test starts it; set LIKENESS_TEST_POSTGRES to use another): {e}"
         )
     });
-    admin.execute_admin(&format!("CREATE DATABASE {name}")).await.unwrap();
-    let base = admin_url.rsplit_once('/').unwrap().0;
-    let url = format!("{base}/{name}");
-    let result = {
-        let store = Store::open(&url).await.unwrap();
-        assert_eq!(store.backend(), Backend::Postgres);
-        cases(&store).await;
-        let again = Store::open(&url).await.unwrap();
-        let found = again.manifest(&record(1).manifest_id).await.unwrap().is_some();
-        store.close().await;
-        again.close().await;
-        found
-    };
-    admin.execute_admin(&format!("DROP DATABASE {name}")).await.unwrap();
-    assert!(result);
+    let store = Store::open(&db.url).await.unwrap();
+    assert_eq!(store.backend(), Backend::Postgres);
+    cases(&store).await;
+    // Two stores opening at once (two replicas) migrate once, without error.
+    let (a, b) = tokio::join!(Store::open(&db.url), Store::open(&db.url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.manifest(&record(1).manifest_id).await.unwrap().is_some());
+    for s in [store, a, b] {
+        s.close().await;
+    }
+}
+
+#[tokio::test]
+async fn manifests_of_one_request_are_stored_all_or_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("x.db").to_str().unwrap()).await.unwrap();
+    store.put_manifest(&record(1)).await.unwrap();
+    // The second clashes with the stored one: neither of the pair is kept.
+    assert!(store.put_manifests(&[record(2), record(1)]).await.is_err());
+    assert_eq!(store.manifest(&record(2).manifest_id).await.unwrap(), None);
+    store.put_manifests(&[record(2), record(3)]).await.unwrap();
+    assert!(store.manifest(&record(3).manifest_id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn sqlite_paths_with_awkward_characters_and_bad_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("my data %20 #1");
+    std::fs::create_dir_all(&odd).unwrap();
+    let path = odd.join("likeness.db");
+    let store = Store::open(path.to_str().unwrap()).await.unwrap();
+    store.put_manifest(&record(1)).await.unwrap();
+    assert!(path.is_file(), "the file is created at exactly that path");
+    let err = Store::open("mysql://user:secret@host/db").await.err().unwrap().to_string();
+    assert!(err.contains("mysql") && !err.contains("secret"), "{err}");
 }
