@@ -70,6 +70,14 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
+    // `likeness verify DIR | head` should stop quietly when the reader goes
+    // away, as other Unix tools do, instead of panicking on a broken pipe.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal, before any
+    // thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => match serve::run(args) {

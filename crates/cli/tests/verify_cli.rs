@@ -97,6 +97,18 @@ fn exit_codes_and_states() {
     let out = Command::new(bin()).args(["verify"]).output().unwrap();
     assert_ne!(out.status.code(), Some(0), "no path is a usage error");
 
+    // A reader that goes away early (`| head -1`) ends the run quietly.
+    #[cfg(unix)]
+    {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} verify --trust {ca} {d} {d} {d} | head -c 10 >/dev/null", bin()))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+    }
+
     // Human output names the state and the signer.
     let out = Command::new(bin()).args(["verify", "--trust", ca, t]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
