@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
-use likeness_vision::{Gallery, ImageAnalysis, Vision, VisionConfig};
+use likeness_vision::{Gallery, ImageAnalysis, Vision};
 
 /// Distance under which a face matches a gallery entry: the gateway's
 /// default (see `Thresholds`), justified in the README.
@@ -22,7 +22,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     pub fn load(&self) -> anyhow::Result<Vision> {
         let models_dir = self.models.clone().unwrap_or_else(likeness_vision::default_models_dir);
-        Ok(Vision::load(&VisionConfig { models_dir, ..VisionConfig::default() })?)
+        Ok(Vision::load(&likeness_vision::config_for(&models_dir))?)
     }
 }
 

@@ -150,23 +150,22 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         insert_manifest(&mut conn, m).await
     }
+
     pub async fn manifest(&self, manifest_id: &str) -> Result<Option<ManifestRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT manifest_id, asset_id, tenant, request_id, created_at_ms, manifest_store FROM manifests WHERE manifest_id = $1",
-        )
-        .bind(manifest_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| manifest_from_row(&r)).transpose()
+        self.manifest_where("manifest_id", manifest_id).await
     }
 
     pub async fn manifest_by_asset(&self, asset_id: &str) -> Result<Option<ManifestRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT manifest_id, asset_id, tenant, request_id, created_at_ms, manifest_store FROM manifests WHERE asset_id = $1",
-        )
-        .bind(asset_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        self.manifest_where("asset_id", asset_id).await
+    }
+
+    /// One manifest by a unique column; `column` is a name from this file,
+    /// never input.
+    async fn manifest_where(&self, column: &'static str, value: &str) -> Result<Option<ManifestRecord>, StoreError> {
+        let sql = format!(
+            "SELECT manifest_id, asset_id, tenant, request_id, created_at_ms, manifest_store FROM manifests WHERE {column} = $1"
+        );
+        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await?;
         row.map(|r| manifest_from_row(&r)).transpose()
     }
 }
