@@ -1,0 +1,441 @@
+//! Consent: the rules, not the records' storage. Pure functions over values
+//! (no I/O, no clock): callers load grants and subjects from the store, pass
+//! the current time, and get a decision they can record.
+//!
+//! Two kinds of consent meet in one request:
+//! - **photo access**: a [`Grant`] lets an app use some of a user's library
+//!   photos (by media item or album) for a purpose until an expiry, revocable
+//!   at once. Inline uploads are the user's own act and need no grant.
+//! - **likeness**: a [`Subject`] (the user, or a friend, or a child through
+//!   a guardian) consents to their face being used by one user. Faces in the
+//!   references are labelled against the declared subjects and the
+//!   public-figure gallery, then [`reference_faces_rule`] decides.
+//!
+//! What a request relied on becomes a [`Receipt`]: ids only, no personal data.
+
+use serde::Serialize;
+
+/// Longest id (user, media item, album) accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+/// Most photos plus albums one grant may list.
+pub const MAX_GRANT_ITEMS: usize = 1000;
+/// Longest subject name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// Most enrollment photos per subject.
+pub const MAX_ENROLLMENT_PHOTOS: usize = 8;
+
+/// What the photos may be used for. Only generation exists today; a grant
+/// for another purpose never covers a generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Generation,
+}
+
+impl Purpose {
+    pub fn parse(s: &str) -> Option<Purpose> {
+        match s {
+            "generation" => Some(Purpose::Generation),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Generation => "generation",
+        }
+    }
+}
+
+/// A user's permission for an app (tenant) to use some library photos.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: String,
+    pub tenant: String,
+    pub user: String,
+    pub photos: Vec<String>,
+    pub albums: Vec<String>,
+    pub purpose: Purpose,
+    /// Milliseconds since the Unix epoch, as every time here.
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+}
+
+/// A person whose likeness a user may use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subject {
+    pub id: String,
+    pub tenant: String,
+    /// The user who may use this likeness.
+    pub user: String,
+    /// Emptied when the subject is deleted.
+    pub name: String,
+    pub relationship: Relationship,
+    pub minor: bool,
+    pub guardian_consent: bool,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub deleted_at_ms: Option<i64>,
+    /// Face embeddings of the enrollment photos (never the photos).
+    pub embeddings: Vec<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Relationship {
+    #[serde(rename = "self")]
+    Myself,
+    Family,
+    Friend,
+    Other,
+}
+
+impl Relationship {
+    pub fn parse(s: &str) -> Option<Relationship> {
+        Some(match s {
+            "self" => Relationship::Myself,
+            "family" => Relationship::Family,
+            "friend" => Relationship::Friend,
+            "other" => Relationship::Other,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Relationship::Myself => "self",
+            Relationship::Family => "family",
+            Relationship::Friend => "friend",
+            Relationship::Other => "other",
+        }
+    }
+}
+
+/// A new record that cannot be accepted; `field` names the wire field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidRecord {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> Result<(), InvalidRecord> {
+    Err(InvalidRecord { field, message: message.into() })
+}
+
+fn check_id(field: &'static str, id: &str) -> Result<(), InvalidRecord> {
+    if id.trim().is_empty() || id.len() > MAX_ID_BYTES || id.chars().any(char::is_control) {
+        return invalid(field, format!("ids must be 1 to {MAX_ID_BYTES} bytes without control characters"));
+    }
+    Ok(())
+}
+
+/// Checks a grant before it is stored.
+pub fn validate_grant(g: &Grant, now_ms: i64) -> Result<(), InvalidRecord> {
+    check_id("user", &g.user)?;
+    if g.photos.is_empty() && g.albums.is_empty() {
+        return invalid("photos", "a grant needs at least one photo or album");
+    }
+    if g.photos.len() + g.albums.len() > MAX_GRANT_ITEMS {
+        return invalid("photos", format!("at most {MAX_GRANT_ITEMS} photos and albums per grant"));
+    }
+    for p in &g.photos {
+        check_id("photos", p)?;
+    }
+    for a in &g.albums {
+        check_id("albums", a)?;
+    }
+    if g.expires_at_ms.is_some_and(|e| e <= now_ms) {
+        return invalid("expires_at", "must be in the future");
+    }
+    Ok(())
+}
+
+/// Checks a subject before it is stored. Embeddings are checked by whoever
+/// computed them.
+pub fn validate_subject(s: &Subject, now_ms: i64) -> Result<(), InvalidRecord> {
+    check_id("user", &s.user)?;
+    if s.name.trim().is_empty() || s.name.chars().count() > MAX_NAME_CHARS || s.name.chars().any(char::is_control) {
+        return invalid("name", format!("must be 1 to {MAX_NAME_CHARS} characters without control characters"));
+    }
+    if s.minor && !s.guardian_consent {
+        return invalid(
+            "guardian_consent",
+            "a minor's likeness needs a guardian's consent: guardian_consent must be true",
+        );
+    }
+    if s.expires_at_ms.is_some_and(|e| e <= now_ms) {
+        return invalid("expires_at", "must be in the future");
+    }
+    Ok(())
+}
+
+/// Why a request may not use what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsentError {
+    #[error("reference {index} (media item {media_item_id:?}) is not covered by {}", grant.as_deref().map_or("any grant: the request names none".to_string(), |g| format!("grant {g}")))]
+    PhotoNotGranted { index: usize, media_item_id: String, grant: Option<String> },
+    #[error("no grant {0} for this app")]
+    GrantUnknown(String),
+    #[error("grant {grant} belongs to another user")]
+    GrantOtherUser { grant: String },
+    #[error("grant {grant} is for {purpose}, not generation")]
+    GrantWrongPurpose { grant: String, purpose: &'static str },
+    #[error("grant {0} has expired")]
+    GrantExpired(String),
+    #[error("grant {0} was revoked")]
+    GrantRevoked(String),
+    #[error("no subject {0} for this app")]
+    SubjectUnknown(String),
+    #[error("subject {0} consents to another user")]
+    SubjectOtherUser(String),
+    #[error("subject {0}'s consent has expired")]
+    SubjectExpired(String),
+    #[error("subject {0} was deleted")]
+    SubjectRevoked(String),
+}
+
+/// Where a reference photo came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReferenceSource {
+    /// Sent in the request: the user's own act.
+    Upload,
+    /// From the user's photo library; `album_id` is the album the app picked
+    /// it from, when it says so.
+    Library { media_item_id: String, album_id: Option<String> },
+}
+
+/// How one reference was allowed, as the receipt records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReferenceConsent {
+    /// 1-based, as in decisions.
+    pub reference: usize,
+    /// `upload` or `library`.
+    pub source: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_item_id: Option<String>,
+    /// `photo` (listed in the grant) or `album` (its album is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub covered_by: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub album_id: Option<String>,
+}
+
+impl Grant {
+    /// Whether the grant may be used now, by `user`, for `purpose`.
+    pub fn check_usable(&self, user: &str, purpose: Purpose, now_ms: i64) -> Result<(), ConsentError> {
+        // Revocation first: it is the user's most recent word.
+        if self.revoked_at_ms.is_some() {
+            return Err(ConsentError::GrantRevoked(self.id.clone()));
+        }
+        if self.user != user {
+            return Err(ConsentError::GrantOtherUser { grant: self.id.clone() });
+        }
+        if self.purpose != purpose {
+            return Err(ConsentError::GrantWrongPurpose { grant: self.id.clone(), purpose: self.purpose.as_str() });
+        }
+        if self.expires_at_ms.is_some_and(|e| e <= now_ms) {
+            return Err(ConsentError::GrantExpired(self.id.clone()));
+        }
+        Ok(())
+    }
+}
+
+/// Checks that every library reference is covered by `grant` (already
+/// loaded for this tenant, or `None` when the request names none), and says
+/// how each reference was allowed.
+pub fn check_references(
+    grant: Option<&Grant>,
+    user: &str,
+    now_ms: i64,
+    references: &[ReferenceSource],
+) -> Result<Vec<ReferenceConsent>, ConsentError> {
+    if let Some(g) = grant {
+        g.check_usable(user, Purpose::Generation, now_ms)?;
+    }
+    references
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let index = i + 1;
+            match r {
+                ReferenceSource::Upload => Ok(ReferenceConsent {
+                    reference: index,
+                    source: "upload",
+                    media_item_id: None,
+                    covered_by: None,
+                    album_id: None,
+                }),
+                ReferenceSource::Library { media_item_id, album_id } => {
+                    let not_granted = || ConsentError::PhotoNotGranted {
+                        index,
+                        media_item_id: media_item_id.clone(),
+                        grant: grant.map(|g| g.id.clone()),
+                    };
+                    let g = grant.ok_or_else(not_granted)?;
+                    let covered_by = if g.photos.iter().any(|p| p == media_item_id) {
+                        "photo"
+                    } else if album_id.as_ref().is_some_and(|a| g.albums.contains(a)) {
+                        "album"
+                    } else {
+                        return Err(not_granted());
+                    };
+                    Ok(ReferenceConsent {
+                        reference: index,
+                        source: "library",
+                        media_item_id: Some(media_item_id.clone()),
+                        covered_by: Some(covered_by),
+                        album_id: album_id.clone().filter(|_| covered_by == "album"),
+                    })
+                }
+            }
+        })
+        .collect()
+}
+
+/// Checks the subjects a request declares. `found` holds the records the
+/// store returned for those ids (for this tenant); any id missing from it is
+/// unknown.
+pub fn check_subjects(declared: &[String], found: &[Subject], user: &str, now_ms: i64) -> Result<(), ConsentError> {
+    for id in declared {
+        let s = found.iter().find(|s| &s.id == id).ok_or_else(|| ConsentError::SubjectUnknown(id.clone()))?;
+        if s.deleted_at_ms.is_some() {
+            return Err(ConsentError::SubjectRevoked(id.clone()));
+        }
+        if s.user != user {
+            return Err(ConsentError::SubjectOtherUser(id.clone()));
+        }
+        if s.expires_at_ms.is_some_and(|e| e <= now_ms) {
+            return Err(ConsentError::SubjectExpired(id.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// Who a face in a reference is, as far as the request can tell.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "label", rename_all = "snake_case")]
+pub enum FaceLabel {
+    /// Matches an enrolled embedding of a declared subject who consents to
+    /// this user.
+    ConsentingSubject {
+        subject: String,
+        distance: f32,
+    },
+    /// Matches the public-figure gallery.
+    PublicFigure {
+        name: String,
+        distance: f32,
+    },
+    Unknown,
+}
+
+/// What vision found about one face, as the rules need it.
+#[derive(Debug, Clone)]
+pub struct FaceFacts<'a> {
+    pub embedding: &'a [f32],
+    pub p_minor: f32,
+    /// The nearest gallery entry within the match distance, if any.
+    pub public_figure: Option<(String, f32)>,
+}
+
+/// Labels one face. A public-figure match wins over a subject match:
+/// enrollment refuses public figures' faces, so a face matching both is
+/// treated as the riskier one.
+pub fn label_face(face: &FaceFacts<'_>, subjects: &[Subject], match_distance: f32) -> FaceLabel {
+    if let Some((name, distance)) = &face.public_figure {
+        return FaceLabel::PublicFigure { name: name.clone(), distance: *distance };
+    }
+    let nearest = subjects
+        .iter()
+        .flat_map(|s| s.embeddings.iter().map(move |e| (s, distance(face.embedding, e))))
+        .filter(|(_, d)| *d < match_distance)
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    match nearest {
+        Some((s, d)) => FaceLabel::ConsentingSubject { subject: s.id.clone(), distance: d },
+        None => FaceLabel::Unknown,
+    }
+}
+
+/// Euclidean distance; vectors of different lengths never match.
+pub fn distance(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return f32::INFINITY;
+    }
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
+}
+
+/// A refusal: a stable code and a message naming what was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The default rule for faces in references, until the policy engine
+/// decides: refuse a public figure, a likely minor without a consenting
+/// subject whose guardian consented, and an unknown adult. `image` names the
+/// reference (`reference 2`); faces come with their labels and P(age < 18).
+pub fn reference_faces_rule(
+    image: &str,
+    faces: &[(FaceLabel, f32)],
+    subjects: &[Subject],
+    minor_threshold: f32,
+) -> Option<Refusal> {
+    for (i, (label, p_minor)) in faces.iter().enumerate() {
+        let face = i + 1;
+        let likely_minor = *p_minor >= minor_threshold;
+        let refusal = match label {
+            FaceLabel::PublicFigure { name, distance } => Refusal {
+                code: "vision.public_figure",
+                message: format!(
+                    "{image} shows a face (face {face}) that matches a public figure in the gallery: {name} (distance {distance:.2})"
+                ),
+            },
+            FaceLabel::ConsentingSubject { subject, .. } => {
+                let s = subjects.iter().find(|s| &s.id == subject);
+                if likely_minor && !s.is_some_and(|s| s.minor && s.guardian_consent) {
+                    Refusal {
+                        code: "consent.minor_without_guardian",
+                        message: format!(
+                            "{image} shows a possible minor (face {face}, P(age < 18) = {p_minor:.2}) matching subject {subject}, \
+                             who is not enrolled as a minor with a guardian's consent"
+                        ),
+                    }
+                } else {
+                    continue;
+                }
+            }
+            FaceLabel::Unknown if likely_minor => Refusal {
+                code: "consent.minor_without_guardian",
+                message: format!(
+                    "{image} shows a possible minor (face {face}, P(age < 18) = {p_minor:.2}) who matches no declared \
+                     subject with a guardian's consent"
+                ),
+            },
+            FaceLabel::Unknown => Refusal {
+                code: "consent.unknown_person",
+                message: format!(
+                    "{image} shows a person (face {face}) who matches no declared consenting subject; \
+                     enroll them as a subject and list them in `subjects`"
+                ),
+            },
+        };
+        return Some(refusal);
+    }
+    None
+}
+
+/// What one request relied on. Ids only: the manifest of every output names
+/// the receipt's id, never the user, names or photos.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Receipt {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+    /// Subjects whose likeness was found and allowed.
+    pub subjects: Vec<String>,
+    pub references: Vec<ReferenceConsent>,
+    pub purpose: Purpose,
+}
