@@ -3,8 +3,16 @@
 //! SQL both accept), same test suite.
 //!
 //! What is stored: manifests of signed outputs (for the soft-binding
-//! resolver). Later: consent receipts, enrolled embeddings, the audit log.
-//! Never reference photos.
+//! resolver), photo-access grants, subjects and their enrolled face
+//! embeddings, consent receipts. Later: the audit log. Never reference photos.
+//!
+//! Nothing here caches: every consent question is asked of the database at
+//! the moment it matters, so a revocation through one replica holds on every
+//! other at once.
+
+mod consent;
+
+pub use consent::{ConsentCheck, ReceiptRecord, Revoked};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,6 +25,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("stored data is not what this version expects: {0}")]
+    Corrupt(String),
     #[error("migration {version} failed: {message}")]
     Migration { version: i64, message: String },
 }
@@ -48,19 +58,73 @@ pub struct Store {
     backend: Backend,
 }
 
-/// Schema versions, applied in order, each once. `{bytes}` is the binary
-/// column type of the backend.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE manifests (
-        manifest_id TEXT PRIMARY KEY,
-        asset_id TEXT NOT NULL UNIQUE,
-        tenant TEXT NOT NULL,
-        request_id TEXT NOT NULL,
-        created_at_ms BIGINT NOT NULL,
-        manifest_store {bytes} NOT NULL
-    )",
-)];
+/// Schema versions, applied in order, each once, each a list of statements
+/// (PostgreSQL prepares one statement at a time). `{bytes}` is the binary
+/// column type of the backend. Booleans are BIGINT 0/1 on both, for one
+/// decoding path.
+const MIGRATIONS: &[(i64, &[&str])] = &[
+    (
+        1,
+        &["CREATE TABLE manifests (
+            manifest_id TEXT PRIMARY KEY,
+            asset_id TEXT NOT NULL UNIQUE,
+            tenant TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            created_at_ms BIGINT NOT NULL,
+            manifest_store {bytes} NOT NULL
+        )"],
+    ),
+    (
+        2,
+        &[
+            "CREATE TABLE grants (
+                id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                purpose TEXT NOT NULL,
+                created_at_ms BIGINT NOT NULL,
+                expires_at_ms BIGINT,
+                revoked_at_ms BIGINT
+            )",
+            "CREATE INDEX grants_by_user ON grants (tenant, user_id, created_at_ms)",
+            "CREATE TABLE grant_items (
+                grant_id TEXT NOT NULL REFERENCES grants (id),
+                kind TEXT NOT NULL,
+                item_id TEXT NOT NULL,
+                position BIGINT NOT NULL,
+                PRIMARY KEY (grant_id, kind, item_id)
+            )",
+            "CREATE TABLE subjects (
+                id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                name TEXT NOT NULL,
+                relationship TEXT NOT NULL,
+                minor BIGINT NOT NULL,
+                guardian_consent BIGINT NOT NULL,
+                created_at_ms BIGINT NOT NULL,
+                expires_at_ms BIGINT,
+                deleted_at_ms BIGINT
+            )",
+            "CREATE INDEX subjects_by_user ON subjects (tenant, user_id, created_at_ms)",
+            "CREATE TABLE subject_embeddings (
+                subject_id TEXT NOT NULL REFERENCES subjects (id),
+                position BIGINT NOT NULL,
+                vector {bytes} NOT NULL,
+                PRIMARY KEY (subject_id, position)
+            )",
+            "CREATE TABLE consent_receipts (
+                id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                request_id TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                grant_id TEXT,
+                created_at_ms BIGINT NOT NULL,
+                body TEXT NOT NULL
+            )",
+        ],
+    ),
+];
 
 impl Store {
     /// Opens (creating a SQLite file if needed) and migrates.
@@ -108,12 +172,14 @@ impl Store {
             .map(|r| r.try_get::<i64, _>(0))
             .collect::<Result<_, _>>()?;
         let bytes = if self.backend == Backend::Postgres { "BYTEA" } else { "BLOB" };
-        for (version, sql) in MIGRATIONS {
+        for (version, statements) in MIGRATIONS {
             if applied.contains(version) {
                 continue;
             }
             let fail = |e: sqlx::Error| StoreError::Migration { version: *version, message: e.to_string() };
-            sqlx::query(&sql.replace("{bytes}", bytes)).execute(&mut *tx).await.map_err(fail)?;
+            for sql in *statements {
+                sqlx::query(&sql.replace("{bytes}", bytes)).execute(&mut *tx).await.map_err(fail)?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at_ms) VALUES ($1, $2)")
                 .bind(*version)
                 .bind(now_ms())

@@ -2,7 +2,8 @@
 //! LIKENESS_TEST_POSTGRES (default postgres://127.0.0.1:5432/test); each run
 //! works in a database of its own, dropped at the end.
 
-use likeness_store::{Backend, ManifestRecord, Store};
+use likeness_consent::{ConsentError, Grant, Purpose, Relationship, Subject};
+use likeness_store::{Backend, ManifestRecord, ReceiptRecord, Revoked, Store};
 
 fn record(n: u8) -> ManifestRecord {
     ManifestRecord {
@@ -27,6 +28,112 @@ async fn cases(store: &Store) {
     let mut same_asset = record(2);
     same_asset.asset_id = a.asset_id.clone();
     assert!(store.put_manifest(&same_asset).await.is_err());
+    consent_cases(store).await;
+}
+
+fn grant(id: &str, tenant: &str, user: &str) -> Grant {
+    Grant {
+        id: id.into(),
+        tenant: tenant.into(),
+        user: user.into(),
+        photos: vec!["p1".into(), "p2".into()],
+        albums: vec!["trip".into()],
+        purpose: Purpose::Generation,
+        created_at_ms: 1_000,
+        expires_at_ms: Some(9_000_000_000_000),
+        revoked_at_ms: None,
+    }
+}
+
+fn subject(id: &str, user: &str) -> Subject {
+    Subject {
+        id: id.into(),
+        tenant: "dev".into(),
+        user: user.into(),
+        name: "Ada Lovelace-Byron \u{e9}".into(),
+        relationship: Relationship::Family,
+        minor: true,
+        guardian_consent: true,
+        created_at_ms: 2_000,
+        expires_at_ms: None,
+        deleted_at_ms: None,
+        embeddings: vec![vec![0.5, -1.25, f32::MIN_POSITIVE], vec![3.0, 0.0, -0.0]],
+    }
+}
+
+fn receipt(id: &str, grant: Option<&str>) -> ReceiptRecord {
+    ReceiptRecord {
+        id: id.into(),
+        tenant: "dev".into(),
+        request_id: format!("req_{id}"),
+        user: "alice".into(),
+        grant_id: grant.map(String::from),
+        created_at_ms: 3_000,
+        body: r#"{"id":"x"}"#.into(),
+    }
+}
+
+async fn consent_cases(store: &Store) {
+    // Grants: stored whole, scoped by tenant, listed per user.
+    let g = grant("g1", "dev", "alice");
+    store.put_grant(&g).await.unwrap();
+    store.put_grant(&grant("g2", "dev", "alice")).await.unwrap();
+    store.put_grant(&grant("g3", "other-app", "alice")).await.unwrap();
+    assert_eq!(store.grant("dev", "g1").await.unwrap(), Some(g.clone()));
+    assert_eq!(store.grant("other-app", "g1").await.unwrap(), None, "another tenant's grant is invisible");
+    let ids: Vec<String> = store.grants_for_user("dev", "alice").await.unwrap().into_iter().map(|g| g.id).collect();
+    assert_eq!(ids, ["g1", "g2"]);
+    assert!(store.grants_for_user("dev", "bob").await.unwrap().is_empty());
+
+    // Revocation: at once, first time kept, unknown ids said so.
+    assert_eq!(store.revoke_grant("dev", "g2", 5_000).await.unwrap(), Revoked::Now);
+    assert_eq!(store.revoke_grant("dev", "g2", 6_000).await.unwrap(), Revoked::Already);
+    assert_eq!(store.revoke_grant("other-app", "g1", 6_000).await.unwrap(), Revoked::NotFound);
+    assert_eq!(store.grant("dev", "g2").await.unwrap().unwrap().revoked_at_ms, Some(5_000));
+
+    // Subjects: embeddings round-trip bit for bit; deletion drops them and the name.
+    let s = subject("s1", "alice");
+    store.put_subject(&s).await.unwrap();
+    store.put_subject(&subject("s2", "alice")).await.unwrap();
+    assert_eq!(store.subject("dev", "s1").await.unwrap(), Some(s.clone()));
+    assert_eq!(store.subject("other-app", "s1").await.unwrap(), None);
+    let found = store.subjects("dev", &["s2".into(), "nobody".into(), "s1".into()]).await.unwrap();
+    assert_eq!(found.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["s2", "s1"]);
+    assert_eq!(store.delete_subject("dev", "s2", 7_000).await.unwrap(), Revoked::Now);
+    assert_eq!(store.delete_subject("dev", "s2", 8_000).await.unwrap(), Revoked::Already);
+    assert_eq!(store.delete_subject("dev", "nobody", 8_000).await.unwrap(), Revoked::NotFound);
+    let gone = store.subject("dev", "s2").await.unwrap().unwrap();
+    assert!(gone.embeddings.is_empty() && gone.name.is_empty() && gone.deleted_at_ms == Some(7_000));
+    assert_eq!(store.subjects_for_user("dev", "alice").await.unwrap().len(), 2);
+
+    // Recording a generation re-checks consent in the same transaction.
+    let ok = |g: Option<&Grant>, s: &[Subject]| -> Result<(), ConsentError> {
+        let g = g.unwrap();
+        if g.revoked_at_ms.is_some() {
+            return Err(ConsentError::GrantRevoked(g.id.clone()));
+        }
+        if let Some(s) = s.iter().find(|s| s.deleted_at_ms.is_some()) {
+            return Err(ConsentError::SubjectRevoked(s.id.clone()));
+        }
+        Ok(())
+    };
+    let m = record(7);
+    let r = receipt("r1", Some("g1"));
+    store.record_generation(&r, &["s1".into()], &[m.clone()], &ok).await.unwrap().unwrap();
+    assert_eq!(store.receipt("dev", "r1").await.unwrap(), Some(r));
+    assert_eq!(store.receipt("other-app", "r1").await.unwrap(), None);
+    assert!(store.manifest(&m.manifest_id).await.unwrap().is_some());
+    for (grant, subjects, expect) in [
+        ("g2", vec!["s1".to_string()], ConsentError::GrantRevoked("g2".into())),
+        ("g1", vec!["s2".to_string()], ConsentError::SubjectRevoked("s2".into())),
+        ("g404", vec![], ConsentError::GrantUnknown("g404".into())),
+    ] {
+        let m = record(8);
+        let refused = store.record_generation(&receipt("r2", Some(grant)), &subjects, &[m.clone()], &ok).await.unwrap();
+        assert_eq!(refused, Err(expect));
+        assert_eq!(store.manifest(&m.manifest_id).await.unwrap(), None, "nothing stored when consent is gone");
+        assert_eq!(store.receipt("dev", "r2").await.unwrap(), None);
+    }
 }
 
 #[tokio::test]
