@@ -1,0 +1,363 @@
+//! The photo-library source: fetches a user's picked photos from their
+//! provider, modelled on the Google Photos Picker API. The app's picker
+//! session yields media items with a `baseUrl`; `{baseUrl}=d` returns the
+//! original bytes to a request carrying the user's OAuth bearer token.
+//!
+//! Guarding the gateway against being used to reach anything else (SSRF):
+//! - only hosts on the allow-list, matched on host and port;
+//! - `https`, or plain `http` only to a loopback host (local providers, tests);
+//! - redirects followed by hand, at most [`MAX_REDIRECTS`], never to another
+//!   scheme, host or port, so the token never leaves the provider;
+//! - bounded bytes (checked on `Content-Length` and while streaming) and a
+//!   deadline for the whole fetch.
+//!
+//! Photos stay in memory. Access tokens are never logged, stored or put in
+//! an error message.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use url::Url;
+
+/// Same-origin redirects followed at most.
+pub const MAX_REDIRECTS: usize = 3;
+
+/// An OAuth bearer token. Its `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    pub fn new(token: String) -> AccessToken {
+        AccessToken(token)
+    }
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccessToken(..)")
+    }
+}
+
+/// One picked photo.
+#[derive(Debug, Clone)]
+pub struct LibraryItem {
+    pub media_item_id: String,
+    pub base_url: String,
+    pub access_token: AccessToken,
+}
+
+/// The original bytes of a photo, and the media type the provider declared.
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
+impl std::fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fetched({} bytes, {:?})", self.bytes.len(), self.content_type)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LibraryConfig {
+    /// `host` or `host:port`; without a port, the scheme's default.
+    pub allow_hosts: Vec<String>,
+    /// Largest photo accepted, in bytes.
+    pub max_bytes: usize,
+    /// Deadline for one photo: connecting, redirects and the whole body.
+    pub timeout: Duration,
+}
+
+impl Default for LibraryConfig {
+    fn default() -> Self {
+        LibraryConfig { allow_hosts: Vec::new(), max_bytes: 32 * 1024 * 1024, timeout: Duration::from_secs(20) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhotoError {
+    #[error("invalid allow-list entry {0:?}: expected HOST or HOST:PORT")]
+    BadAllowEntry(String),
+    #[error("base_url is not a usable URL: {0}")]
+    InvalidUrl(String),
+    #[error("{host} is not an allowed photo host")]
+    HostNotAllowed { host: String },
+    #[error("the photo provider refused the access token (HTTP {status})")]
+    Unauthorized { status: u16 },
+    #[error("the photo provider has no such photo (HTTP {status})")]
+    NotFound { status: u16 },
+    #[error("the photo is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the photo provider redirected to {to}, another origin; not followed")]
+    RedirectElsewhere { to: String },
+    #[error("the photo provider is unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AllowedHost {
+    host: String,
+    port: Option<u16>,
+}
+
+/// A client for photo providers, shared by all requests.
+pub struct PhotoLibrary {
+    client: reqwest::Client,
+    allowed: Vec<AllowedHost>,
+    config: LibraryConfig,
+}
+
+impl PhotoLibrary {
+    pub fn new(config: LibraryConfig) -> Result<PhotoLibrary, PhotoError> {
+        let allowed = config.allow_hosts.iter().map(|h| parse_allowed(h)).collect::<Result<_, _>>()?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("likeness/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| PhotoError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
+        Ok(PhotoLibrary { client, allowed, config })
+    }
+
+    /// Whether any host is allowed: without one, library references are refused.
+    pub fn is_enabled(&self) -> bool {
+        !self.allowed.is_empty()
+    }
+
+    pub fn allowed_hosts(&self) -> &[String] {
+        &self.config.allow_hosts
+    }
+
+    /// The download URL of an item (`{base_url}=d`), if its host may be asked.
+    pub fn download_url(&self, base_url: &str) -> Result<Url, PhotoError> {
+        let url = Url::parse(&format!("{base_url}=d")).map_err(|e| PhotoError::InvalidUrl(e.to_string()))?;
+        if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+            return Err(PhotoError::InvalidUrl("a base URL has no query, fragment or user info".into()));
+        }
+        self.check_origin(&url)?;
+        Ok(url)
+    }
+
+    fn check_origin(&self, url: &Url) -> Result<(), PhotoError> {
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(PhotoError::InvalidUrl(format!("{}:// is not allowed: use https", url.scheme())));
+        }
+        let host = url.host_str().ok_or_else(|| PhotoError::InvalidUrl("no host".into()))?.to_ascii_lowercase();
+        let port = url.port_or_known_default();
+        let shown = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        let scheme_ok = match url.scheme() {
+            "https" => true,
+            "http" => is_loopback(url),
+            _ => false,
+        };
+        if !scheme_ok {
+            return Err(PhotoError::InvalidUrl(format!(
+                "{}:// is not allowed for {shown}: use https (plain http only on loopback)",
+                url.scheme()
+            )));
+        }
+        let allowed = self
+            .allowed
+            .iter()
+            .any(|a| a.host == host && a.port.map_or_else(|| port == default_port(url.scheme()), |p| Some(p) == port));
+        if !allowed {
+            return Err(PhotoError::HostNotAllowed { host: shown });
+        }
+        Ok(())
+    }
+
+    /// Fetches one photo's original bytes, within the limits.
+    pub async fn fetch(&self, item: &LibraryItem) -> Result<Fetched, PhotoError> {
+        let url = self.download_url(&item.base_url)?;
+        let deadline = self.config.timeout;
+        match tokio::time::timeout(deadline, self.fetch_url(url, &item.access_token)).await {
+            Ok(r) => r,
+            Err(_) => Err(PhotoError::Unavailable(format!("no complete answer within {} s", deadline.as_secs_f32()))),
+        }
+    }
+
+    /// Fetches several photos at once; answers in the same order.
+    pub async fn fetch_all(&self, items: &[LibraryItem]) -> Vec<Result<Fetched, PhotoError>> {
+        futures_util::future::join_all(items.iter().map(|i| self.fetch(i))).await
+    }
+
+    async fn fetch_url(&self, mut url: Url, token: &AccessToken) -> Result<Fetched, PhotoError> {
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.0))
+            .map_err(|_| PhotoError::Unauthorized { status: 0 })?;
+        auth.set_sensitive(true);
+        let origin = url.origin();
+        let mut hops = 0;
+        let mut resp = loop {
+            let resp = self
+                .client
+                .get(url.clone())
+                .header(AUTHORIZATION, auth.clone())
+                .send()
+                .await
+                .map_err(|e| PhotoError::Unavailable(describe(&e)))?;
+            if !resp.status().is_redirection() {
+                break resp;
+            }
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .ok_or_else(|| PhotoError::Unavailable(format!("HTTP {} without a Location", resp.status())))?;
+            let next = url.join(location).map_err(|e| PhotoError::Unavailable(format!("bad redirect: {e}")))?;
+            if next.origin() != origin {
+                let to = next.host_str().unwrap_or("?").to_string();
+                return Err(PhotoError::RedirectElsewhere { to });
+            }
+            hops += 1;
+            if hops > MAX_REDIRECTS {
+                return Err(PhotoError::Unavailable(format!("more than {MAX_REDIRECTS} redirects")));
+            }
+            url = next;
+        };
+        let status = resp.status().as_u16();
+        match status {
+            200..=299 => {}
+            401 | 403 => return Err(PhotoError::Unauthorized { status }),
+            404 | 410 => return Err(PhotoError::NotFound { status }),
+            _ => return Err(PhotoError::Unavailable(format!("HTTP {status}"))),
+        }
+        let limit = self.config.max_bytes;
+        let declared_len =
+            resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        if declared_len.is_some_and(|n| n > limit as u64) {
+            return Err(PhotoError::TooLarge { limit });
+        }
+        let content_type =
+            resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_ascii_lowercase());
+        let mut bytes = Vec::with_capacity(declared_len.map_or(64 * 1024, |n| n as usize));
+        while let Some(chunk) = resp.chunk().await.map_err(|e| PhotoError::Unavailable(describe(&e)))? {
+            if bytes.len() + chunk.len() > limit {
+                return Err(PhotoError::TooLarge { limit });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { bytes, content_type })
+    }
+}
+
+/// A reqwest error without its URL (which may hold ids the provider
+/// considers private) and without anything from the request headers.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_body() || e.is_decode() {
+        "the answer broke off"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind}: {detail}")
+    }
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn parse_allowed(entry: &str) -> Result<AllowedHost, PhotoError> {
+    let bad = || PhotoError::BadAllowEntry(entry.to_string());
+    let e = entry.trim();
+    if e.is_empty() || e.contains('/') || e.contains('@') {
+        return Err(bad());
+    }
+    // Let the URL parser normalise the host (IDNA, IPv6 brackets, case).
+    let url = Url::parse(&format!("https://{e}/")).map_err(|_| bad())?;
+    let host = url.host_str().ok_or_else(bad)?.to_ascii_lowercase();
+    let explicit_port =
+        e.rsplit_once(':').is_some_and(|(h, p)| !h.ends_with(':') && p.chars().all(|c| c.is_ascii_digit()));
+    let port =
+        if explicit_port { Some(e.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).ok_or_else(bad)?) } else { None };
+    Ok(AllowedHost { host, port })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn library(hosts: &[&str]) -> PhotoLibrary {
+        PhotoLibrary::new(LibraryConfig {
+            allow_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            ..LibraryConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn only_allowed_origins_are_asked() {
+        let lib = library(&["photos.example.com", "127.0.0.1:8081", "[::1]:9000", "LocalHost:7000"]);
+        for ok in [
+            "https://photos.example.com/lr/abc",
+            "https://PHOTOS.example.com:443/lr/abc",
+            "http://127.0.0.1:8081/m/1",
+            "http://[::1]:9000/m/1",
+            "http://localhost:7000/m/1",
+        ] {
+            let url = lib.download_url(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert!(url.as_str().ends_with("=d"), "{url}");
+        }
+        for (bad, expect) in [
+            ("https://evil.example.com/lr/abc", "not an allowed photo host"),
+            ("https://photos.example.com:8443/lr/abc", "not an allowed photo host"),
+            ("https://photos.example.com.evil.net/x", "not an allowed photo host"),
+            ("http://photos.example.com/lr/abc", "use https"),
+            ("http://127.0.0.1:8082/m/1", "not an allowed photo host"),
+            ("file:///etc/passwd", "not allowed"),
+            ("https://user:pw@photos.example.com/x", "user info"),
+            ("https://photos.example.com/x?size=1", "no query"),
+            ("not a url", "not a usable URL"),
+        ] {
+            let err = lib.download_url(bad).unwrap_err().to_string();
+            assert!(err.contains(expect), "{bad}: {err}");
+        }
+        assert!(!library(&[]).is_enabled());
+    }
+
+    #[test]
+    fn allow_list_entries_are_checked() {
+        for bad in ["", "https://x.com", "x.com/path", "a@b.com", "x.com:99999"] {
+            assert!(
+                PhotoLibrary::new(LibraryConfig { allow_hosts: vec![bad.into()], ..LibraryConfig::default() }).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_do_not_print() {
+        let t = AccessToken::new("ya29.secret".into());
+        assert!(!format!("{t:?}").contains("secret"));
+        let item = LibraryItem { media_item_id: "m".into(), base_url: "https://x".into(), access_token: t };
+        assert!(!format!("{item:?}").contains("secret"));
+    }
+}
