@@ -69,6 +69,7 @@ fn main() {
         request_id: "bench".into(),
         generator: "builtin/watercolor".into(),
         ingredient_hashes: vec![likeness_media::sha256_hex(&photo)],
+        receipt_id: "bench".into(),
     };
     let sign = report(
         "sign (includes c2pa's verify-after-sign)",

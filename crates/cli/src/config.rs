@@ -22,7 +22,30 @@ pub struct Config {
     #[serde(default)]
     pub vision: VisionSettings,
     #[serde(default)]
+    pub photos: PhotosSettings,
+    #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+}
+
+/// The photo-library source. With no allowed host, library references are
+/// refused (`photos.host_not_allowed`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PhotosSettings {
+    /// `host` or `host:port` (e.g. `lh3.googleusercontent.com`); https, or
+    /// http on loopback only.
+    pub allow_hosts: Vec<String>,
+    /// Largest photo fetched, in bytes.
+    pub max_bytes: usize,
+    /// Deadline for one photo, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for PhotosSettings {
+    fn default() -> Self {
+        let d = likeness_photos::LibraryConfig::default();
+        PhotosSettings { allow_hosts: d.allow_hosts, max_bytes: d.max_bytes, timeout_secs: d.timeout.as_secs() }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

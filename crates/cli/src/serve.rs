@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Directory of the ONNX models and their manifest.
     #[arg(long, env = "LIKENESS_MODELS")]
     models: Option<PathBuf>,
+    /// A photo-library host that may be fetched from, HOST or HOST:PORT
+    /// (repeatable; added to the config's [photos] allow_hosts).
+    #[arg(long = "allow-photo-host", value_name = "HOST[:PORT]")]
+    allow_photo_hosts: Vec<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -80,6 +84,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_concurrent_generations: limits.max_concurrent_generations,
         ..HttpConfig::default()
     };
+    let mut allow_hosts = config.photos.allow_hosts.clone();
+    allow_hosts.extend(args.allow_photo_hosts);
+    let photos = likeness_photos::PhotoLibrary::new(likeness_photos::LibraryConfig {
+        allow_hosts,
+        max_bytes: config.photos.max_bytes,
+        timeout: std::time::Duration::from_secs(config.photos.timeout_secs.max(1)),
+    })
+    .context("the photo-library settings")?;
+    if photos.is_enabled() {
+        tracing::info!(hosts = ?photos.allowed_hosts(), "photo library hosts allowed");
+    }
     let database =
         args.database.or(config.database.clone()).unwrap_or_else(|| data_dir.join("likeness.db").display().to_string());
 
@@ -87,7 +102,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let store = likeness_store::Store::open(&database).await.context("opening the database")?;
         tracing::info!(backend = ?store.backend(), "database ready");
-        let state = AppState::new(pipeline, store, tenants, http_config);
+        let state = AppState::new(pipeline, store, photos, tenants, http_config);
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %data_dir.display(), "likeness is listening");

@@ -213,6 +213,11 @@ fn print_human(file: &Path, result: &Result<Verification, likeness_provenance::P
     for i in &v.ingredients {
         println!("  ingredient:    {} ({})", i.hash.as_deref().unwrap_or("no hash"), i.relationship);
     }
+    if let Some(l) = &v.likeness {
+        let field = |k: &str| l.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+        println!("  asset:         {}", field("asset_id"));
+        println!("  consent:       receipt {}", field("receipt"));
+    }
     if v.failures.is_empty() {
         println!("  failures:      none");
     }

@@ -216,8 +216,9 @@ fn a_public_figure_in_a_reference_is_refused_with_the_decision() {
 
 #[test]
 fn faces_carry_through_to_outputs_and_are_checked_there() {
-    // With an empty gallery Grace Hopper is just an adult: generation goes on,
-    // and the output check must see her face in every style's output.
+    // With an empty gallery Grace Hopper is a private person; enrolled as a
+    // subject and declared, generation goes on, and the output check must
+    // see her face in every style's output.
     let dir = tempfile::tempdir().unwrap();
     let empty = dir.path().join("empty-gallery.json");
     std::fs::write(
@@ -227,14 +228,21 @@ fn faces_carry_through_to_outputs_and_are_checked_there() {
     .unwrap();
     let server = Server::start_with("", &["--gallery", empty.to_str().unwrap()]);
     let photo = fixture_bytes("faces/grace_hopper.jpg");
+    let (status, subject) = server.call(
+        "POST",
+        "/v1/subjects",
+        Some(&json!({"user": "u", "name": "G.", "relationship": "self", "enroll": [upload(&photo, "image/jpeg")]})),
+    );
+    assert_eq!(status, 201, "{subject}");
     for style in ["watercolor", "sketch", "cartoon", "poster", "vintage", "oil-painting"] {
         let (status, resp) = server.generate(&json!({
             "user": "u", "prompt": "portrait", "style": style, "size": "512x512",
-            "references": [upload(&photo, "image/jpeg")]
+            "references": [upload(&photo, "image/jpeg")], "subjects": [subject["id"]]
         }));
         assert_eq!(status, 200, "{style}: {resp}");
         let d = &resp["decision"];
-        assert_eq!(d["checks"], json!(["vision.references", "vision.outputs"]));
+        assert_eq!(d["checks"], json!(["consent.photos", "consent.subjects", "vision.references", "vision.outputs"]));
+        assert_eq!(d["images"][0]["faces"][0]["label"], "consenting_subject");
         assert_eq!(d["images"][0]["faces"].as_array().unwrap().len(), 1, "{style}: reference");
         assert_eq!(d["images"][1]["image"], "output 1");
         assert!(!d["images"][1]["faces"].as_array().unwrap().is_empty(), "{style}: no face found in the output");

@@ -6,8 +6,10 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use likeness_consent::ConsentError;
 use likeness_media::MediaError;
-use likeness_pipeline::PipelineError;
+use likeness_photos::PhotoError;
+use likeness_pipeline::{EnrollmentProblem, PipelineError};
 use serde_json::json;
 
 #[derive(Debug)]
@@ -26,6 +28,42 @@ impl ApiError {
 
     pub fn invalid(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// A library reference (1-based `index`) the provider did not deliver.
+    pub fn photo(index: usize, e: PhotoError) -> ApiError {
+        let message = format!("reference {index}: {e}");
+        let (status, code) = match e {
+            PhotoError::HostNotAllowed { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "photos.host_not_allowed"),
+            PhotoError::InvalidUrl(_) | PhotoError::BadAllowEntry(_) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "photos.invalid_url")
+            }
+            PhotoError::Unauthorized { .. } => (StatusCode::FORBIDDEN, "photos.unauthorized"),
+            PhotoError::NotFound { .. } => (StatusCode::NOT_FOUND, "photos.not_found"),
+            PhotoError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "photos.too_large"),
+            PhotoError::RedirectElsewhere { .. } | PhotoError::Unavailable(_) => {
+                (StatusCode::BAD_GATEWAY, "photos.unavailable")
+            }
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<ConsentError> for ApiError {
+    fn from(e: ConsentError) -> ApiError {
+        let code = match e {
+            ConsentError::PhotoNotGranted { .. } => "consent.photo_not_granted",
+            ConsentError::GrantUnknown(_) => "consent.grant_unknown",
+            ConsentError::GrantOtherUser { .. } => "consent.grant_other_user",
+            ConsentError::GrantWrongPurpose { .. } => "consent.grant_wrong_purpose",
+            ConsentError::GrantExpired(_) => "consent.grant_expired",
+            ConsentError::GrantRevoked(_) => "consent.grant_revoked",
+            ConsentError::SubjectUnknown(_) => "consent.subject_unknown",
+            ConsentError::SubjectOtherUser(_) => "consent.subject_other_user",
+            ConsentError::SubjectExpired(_) => "consent.subject_expired",
+            ConsentError::SubjectRevoked(_) => "consent.subject_revoked",
+        };
+        ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
     }
 }
 
@@ -113,6 +151,15 @@ impl From<PipelineError> for ApiError {
                 ApiError::invalid("vision.too_many_faces", message)
             }
             PipelineError::Vision(_) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "vision.failed", message),
+            PipelineError::Enrollment { problem, .. } => ApiError::invalid(
+                match problem {
+                    EnrollmentProblem::NoFace => "subject.enroll_no_face",
+                    EnrollmentProblem::SeveralFaces(_) => "subject.enroll_several_faces",
+                    EnrollmentProblem::PublicFigure(_) => "subject.enroll_public_figure",
+                    EnrollmentProblem::PossibleMinor(_) => "subject.enroll_possible_minor",
+                },
+                message,
+            ),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP gateway: routes, wire types, authentication, and the mapping of
 //! errors to status codes. The only crate that knows HTTP and JSON wire types.
 
+mod consent;
 mod error;
 mod wire;
 
@@ -11,7 +12,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use likeness_pipeline::Pipeline;
 use sha2::{Digest, Sha256};
@@ -60,6 +61,9 @@ impl Default for HttpConfig {
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     pub store: likeness_store::Store,
+    /// The photo-library source; without allowed hosts, library references
+    /// are refused.
+    pub photos: Arc<likeness_photos::PhotoLibrary>,
     pub tenants: Vec<Tenant>,
     pub config: HttpConfig,
     /// CPU slots. A permit travels into the blocking job, so a client that
@@ -73,13 +77,43 @@ impl AppState {
     pub fn new(
         pipeline: Arc<Pipeline>,
         store: likeness_store::Store,
+        photos: likeness_photos::PhotoLibrary,
         tenants: Vec<Tenant>,
         config: HttpConfig,
     ) -> Arc<AppState> {
         let slots = Arc::new(Semaphore::new(config.max_concurrent_generations.max(1)));
         let pending =
             Arc::new(Semaphore::new(config.max_pending_generations.max(config.max_concurrent_generations).max(1)));
-        Arc::new(AppState { pipeline, store, tenants, config, slots, pending })
+        Arc::new(AppState { pipeline, store, photos: Arc::new(photos), tenants, config, slots, pending })
+    }
+
+    /// Runs CPU-bound work (vision, generation) on a blocking thread once a
+    /// CPU slot is free; 503 when too many wait or the wait is too long.
+    pub(crate) async fn run_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let overloaded = || {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server.overloaded",
+                "too many requests in progress; retry later",
+            )
+        };
+        let admitted = self.pending.clone().try_acquire_owned().map_err(|_| overloaded())?;
+        let slot = tokio::time::timeout(self.config.queue_timeout, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| overloaded())?
+            .map_err(|_| overloaded())?;
+        tokio::task::spawn_blocking(move || {
+            // Both permits live as long as the work, even if the client has gone.
+            let _held = (admitted, slot);
+            work()
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the request task failed: {e}"))
+        })
     }
 
     fn tenant_for(&self, key: &str) -> Option<&Tenant> {
@@ -103,6 +137,11 @@ pub struct TenantId(pub String);
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v1/generations", post(wire::create_generation))
+        .route("/v1/grants", post(consent::create_grant).get(consent::list_grants))
+        .route("/v1/grants/{id}", get(consent::get_grant).delete(consent::revoke_grant))
+        .route("/v1/subjects", post(consent::create_subject).get(consent::list_subjects))
+        .route("/v1/subjects/{id}", get(consent::get_subject).merge(delete(consent::delete_subject)))
+        .route("/v1/receipts/{id}", get(consent::get_receipt))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(healthz))

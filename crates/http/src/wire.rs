@@ -8,10 +8,10 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use base64::Engine as _;
 use likeness_media::{MediaType, OutputFormat};
-use likeness_pipeline::{Decision, GenerationRequest, ReferenceInput};
+use likeness_pipeline::{Decision, GenerationRequest, ReferenceInput, RequestConsent};
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiError, AppState, RequestId, TenantId};
+use crate::{consent, ApiError, AppState, RequestId, TenantId};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -33,7 +33,16 @@ pub struct GenerationBody {
     output_format: String,
     #[serde(default)]
     seed: Option<u64>,
+    /// The photo-access grant that covers the library references.
+    #[serde(default)]
+    grant_id: Option<String>,
+    /// Subjects whose likeness the references may show.
+    #[serde(default)]
+    subjects: Vec<String>,
 }
+
+/// Most subjects one request may declare.
+const MAX_DECLARED_SUBJECTS: usize = 32;
 
 fn default_n() -> u32 {
     1
@@ -49,14 +58,27 @@ fn default_format() -> String {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum ReferenceBody {
     Upload(UploadBody),
+    Library(LibraryBody),
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UploadBody {
+pub(crate) struct UploadBody {
     data: String,
     #[serde(default)]
     mime: Option<String>,
+}
+
+/// A photo picked from the user's library (Google Photos Picker style).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LibraryBody {
+    media_item_id: String,
+    base_url: String,
+    access_token: String,
+    /// The album the app picked it from, for grants that name albums.
+    #[serde(default)]
+    album_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -92,8 +114,7 @@ fn parse_format(format: &str) -> Result<OutputFormat, ApiError> {
     }
 }
 
-fn reference_input(index: usize, body: ReferenceBody) -> Result<ReferenceInput, ApiError> {
-    let ReferenceBody::Upload(upload) = body;
+pub(crate) fn reference_input(index: usize, upload: UploadBody) -> Result<ReferenceInput, ApiError> {
     let declared = match upload.mime.as_deref() {
         None => None,
         Some(m) => Some(MediaType::from_mime(m).ok_or_else(|| {
@@ -119,9 +140,40 @@ pub async fn create_generation(
     let Json(body) = body?;
     let (width, height) = parse_size(&body.size)?;
     let output = parse_format(&body.output_format)?;
-    let references =
-        body.references.into_iter().enumerate().map(|(i, r)| reference_input(i, r)).collect::<Result<Vec<_>, _>>()?;
-    let req = GenerationRequest {
+    let mut seen = std::collections::HashSet::new();
+    let subject_ids: Vec<String> = body.subjects.into_iter().filter(|s| seen.insert(s.clone())).collect();
+    if subject_ids.len() > MAX_DECLARED_SUBJECTS {
+        return Err(ApiError::invalid("request.invalid", format!("subjects: at most {MAX_DECLARED_SUBJECTS}")));
+    }
+    // Uploads are decoded from base64 now; library photos are fetched only
+    // once consent allows it. Their slots stay empty until then.
+    let mut references = Vec::with_capacity(body.references.len());
+    let mut sources = Vec::with_capacity(body.references.len());
+    let mut library = Vec::new();
+    for (i, r) in body.references.into_iter().enumerate() {
+        match r {
+            ReferenceBody::Upload(u) => {
+                references.push(reference_input(i, u)?);
+                sources.push(likeness_consent::ReferenceSource::Upload);
+            }
+            ReferenceBody::Library(l) => {
+                references.push(ReferenceInput { bytes: Vec::new(), declared: None });
+                sources.push(likeness_consent::ReferenceSource::Library {
+                    media_item_id: l.media_item_id.clone(),
+                    album_id: l.album_id,
+                });
+                library.push((
+                    i,
+                    likeness_photos::LibraryItem {
+                        media_item_id: l.media_item_id,
+                        base_url: l.base_url,
+                        access_token: likeness_photos::AccessToken::new(l.access_token),
+                    },
+                ));
+            }
+        }
+    }
+    let mut req = GenerationRequest {
         request_id: request_id.clone(),
         user: body.user,
         prompt: body.prompt,
@@ -132,35 +184,50 @@ pub async fn create_generation(
         height,
         output,
         seed: body.seed,
+        consent: RequestConsent {
+            receipt_id: consent::receipt_id(),
+            grant_id: body.grant_id.clone(),
+            references: Vec::new(),
+            subjects: Vec::new(),
+        },
     };
-    // Cheap checks before queueing for a CPU slot.
+    // Cheap checks before anything is loaded, fetched or queued.
     state.pipeline.validate(&req)?;
 
-    let overloaded = || {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server.overloaded",
-            "too many requests in progress; retry later",
-        )
-    };
-    let admitted = state.pending.clone().try_acquire_owned().map_err(|_| overloaded())?;
-    let slot = tokio::time::timeout(state.config.queue_timeout, state.slots.clone().acquire_owned())
-        .await
-        .map_err(|_| overloaded())?
-        .map_err(|_| overloaded())?;
+    let checked =
+        consent::check_generation(&state, &tenant, &req.user, body.grant_id.as_deref(), &subject_ids, &sources).await?;
+    req.consent.references = checked.references;
+    req.consent.subjects = checked.subjects;
+
+    if !library.is_empty() {
+        let items: Vec<_> = library.iter().map(|(_, item)| item.clone()).collect();
+        let fetched = state.photos.fetch_all(&items).await;
+        for ((index, _), result) in library.iter().zip(fetched) {
+            let photo = result.map_err(|e| ApiError::photo(index + 1, e))?;
+            req.references[*index] = ReferenceInput {
+                declared: photo.content_type.as_deref().and_then(MediaType::from_mime),
+                bytes: photo.bytes,
+            };
+        }
+    }
+
     let pipeline = state.pipeline.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        // Both permits live as long as the work, even if the client has gone.
-        let _held = (admitted, slot);
-        pipeline.run(req)
-    })
-    .await
-    .map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the request task failed: {e}"))
-    })??;
-    // Every manifest is stored before any image leaves, so the resolver can
-    // always recover an output's credentials: all of a request's or none, in
-    // bounded time. No storage, no images.
+    let user = req.user.clone();
+    let receipt_id = req.consent.receipt_id.clone();
+    let outcome = state.run_blocking(move || pipeline.run(req)).await??;
+
+    // The receipt and every manifest are stored before any image leaves, all
+    // or none, in bounded time, and only if consent still holds: a grant
+    // revoked or a subject deleted while this request ran stops it here.
+    let receipt = likeness_store::ReceiptRecord {
+        id: receipt_id,
+        tenant: tenant.clone(),
+        request_id: outcome.request_id.clone(),
+        user: user.clone(),
+        grant_id: body.grant_id,
+        created_at_ms: likeness_store::now_ms(),
+        body: serde_json::to_string(&outcome.decision.consent).unwrap_or_default(),
+    };
     let records: Vec<likeness_store::ManifestRecord> = outcome
         .assets
         .iter()
@@ -173,16 +240,19 @@ pub async fn create_generation(
             manifest_store: a.manifest_store().to_vec(),
         })
         .collect();
-    let stored = tokio::time::timeout(std::time::Duration::from_secs(10), state.store.put_manifests(&records)).await;
-    if let Err(detail) = stored.map_err(|_| "timed out".to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
-        tracing::error!(error = %detail, "storing manifests failed");
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "storage.unavailable",
-            "could not store the credentials; retry later",
-        ));
+    let still_allowed = consent::recheck(user, subject_ids.clone());
+    let stored = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        state.store.record_generation(&receipt, &subject_ids, &records, &still_allowed),
+    )
+    .await;
+    match stored {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(withdrawn))) => return Err(withdrawn.into()),
+        Ok(Err(e)) => return Err(storage_failed(&e.to_string())),
+        Err(_) => return Err(storage_failed("timed out")),
     }
-    tracing::info!(tenant = %tenant, images = outcome.assets.len(), "generated");
+    tracing::info!(tenant = %tenant, receipt = %receipt.id, images = outcome.assets.len(), "generated");
 
     let images = outcome
         .assets
@@ -196,4 +266,13 @@ pub async fn create_generation(
         .collect();
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Ok(Json(GenerationResponse { id: outcome.request_id, created, images, decision: outcome.decision }))
+}
+
+fn storage_failed(detail: &str) -> ApiError {
+    tracing::error!(error = %detail, "storing the receipt and manifests failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage.unavailable",
+        "could not store the credentials; retry later",
+    )
 }

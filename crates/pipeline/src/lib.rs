@@ -3,9 +3,14 @@
 //! [`PipelineError`] into a status code.
 //!
 //! ```text
-//! validate ─► decode references (memory only) ─► vision ─► decide (pre)
-//!          ─► generate ─► vision ─► decide (post) ─► encode ─► sign ─► SignedAsset
+//! validate ─► decode references (memory only) ─► vision ─► label faces
+//!          ─► decide (pre: consent for every face) ─► generate ─► vision
+//!          ─► decide (post) ─► encode ─► sign ─► SignedAsset
 //! ```
+//!
+//! Photo-access consent (grants) and the declared subjects are checked
+//! before the pipeline, where the records are loaded; it receives them as a
+//! [`RequestConsent`] and decides on the faces it finds.
 //!
 //! The pipeline can only hand back [`likeness_provenance::SignedAsset`]s, which
 //! only the provenance crate can construct: an image that skipped signing
@@ -20,6 +25,7 @@ use likeness_media::{DecodeLimits, MediaError, MediaType, OutputFormat};
 use likeness_provenance::{AssetDescription, AssetId, ProvenanceError, SignedAsset, Signer};
 use serde::Serialize;
 
+pub use likeness_consent::{Receipt, ReferenceConsent, Subject};
 pub use moderation::{FaceRecord, ImageRecord, Moderation, Thresholds};
 
 /// Bounds on what one request may ask for.
@@ -72,6 +78,30 @@ pub struct GenerationRequest {
     pub height: u32,
     pub output: OutputFormat,
     pub seed: Option<u64>,
+    pub consent: RequestConsent,
+}
+
+/// What the consent checks ahead of the pipeline established.
+pub struct RequestConsent {
+    /// The id of this request's consent receipt, named in every manifest.
+    pub receipt_id: String,
+    pub grant_id: Option<String>,
+    /// How each reference was allowed, in request order.
+    pub references: Vec<ReferenceConsent>,
+    /// The declared subjects, already checked usable by this user, with
+    /// their enrolled embeddings.
+    pub subjects: Vec<Subject>,
+}
+
+impl std::fmt::Debug for RequestConsent {
+    // Ids only: no names, no embeddings in any debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestConsent")
+            .field("receipt_id", &self.receipt_id)
+            .field("grant_id", &self.grant_id)
+            .field("subjects", &self.subjects.iter().map(|s| &s.id).collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 /// What was decided about a request, and on what grounds. Derived data only.
@@ -91,21 +121,9 @@ pub struct Decision {
     pub models: Vec<ModelRef>,
     /// Scores per reference and per output; no pixels, no embeddings.
     pub images: Vec<ImageRecord>,
-}
-
-impl Decision {
-    fn empty() -> Decision {
-        Decision {
-            action: "allow",
-            reasons: vec![],
-            references: vec![],
-            style: String::new(),
-            generator: String::new(),
-            checks: vec![],
-            models: vec![],
-            images: vec![],
-        }
-    }
+    /// The consent receipt: grant, subjects relied on, how each reference
+    /// was allowed. Ids only.
+    pub consent: Receipt,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +161,21 @@ pub enum PipelineError {
     VisionUnavailable(String),
     #[error("vision failed: {0}")]
     Vision(#[from] likeness_vision::VisionError),
+    /// An enrollment photo cannot enroll a subject.
+    #[error("enrollment photo {index}: {problem}")]
+    Enrollment { index: usize, problem: EnrollmentProblem },
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EnrollmentProblem {
+    #[error("no face found; use a clear photo of the subject alone")]
+    NoFace,
+    #[error("{0} faces found; enrollment needs a photo of the subject alone")]
+    SeveralFaces(usize),
+    #[error("the face matches a public figure in the gallery ({0}); public figures cannot be enrolled")]
+    PublicFigure(String),
+    #[error("the face looks like a minor's (P(age < 18) = {0:.2}); enroll with minor: true and a guardian's consent")]
+    PossibleMinor(f32),
 }
 
 /// Everything needed to serve generation requests; shared by all requests.
@@ -225,16 +258,41 @@ impl Pipeline {
             references: reference_hashes.clone(),
             style: style.to_string(),
             generator: generator.clone(),
-            checks: vec!["vision.references"],
+            checks: vec!["consent.photos", "consent.subjects", "vision.references"],
             models: vision
                 .models()
                 .iter()
                 .map(|m| ModelRef { task: m.task.clone(), sha256: m.sha256.clone() })
                 .collect(),
             images: Vec::new(),
+            consent: Receipt {
+                id: req.consent.receipt_id.clone(),
+                grant: req.consent.grant_id.clone(),
+                subjects: Vec::new(),
+                references: req.consent.references.clone(),
+                purpose: likeness_consent::Purpose::Generation,
+            },
         };
 
-        self.check_images(vision, &mut decision, "reference", &decoded)?;
+        let subjects = &req.consent.subjects;
+        for (i, img) in decoded.iter().enumerate() {
+            let record = self.moderation.record(format!("reference {}", i + 1), &vision.analyze(img)?, subjects);
+            let verdict = self.moderation.reference_verdict(&record, subjects);
+            decision.images.push(record);
+            if let Some((code, message)) = verdict {
+                return Err(refuse(decision, code, message));
+            }
+        }
+        // The subjects the references actually showed: what the request relied on.
+        let mut minor_allowed = false;
+        for face in decision.images.iter().flat_map(|r| &r.faces) {
+            if let likeness_consent::FaceLabel::ConsentingSubject { subject, .. } = &face.label {
+                if !decision.consent.subjects.contains(subject) {
+                    decision.consent.subjects.push(subject.clone());
+                }
+                minor_allowed |= subjects.iter().any(|s| &s.id == subject && s.minor && s.guardian_consent);
+            }
+        }
 
         let job = GenerationJob {
             prompt: &req.prompt,
@@ -251,7 +309,14 @@ impl Pipeline {
         // Outputs are checked like references: the generator may have carried
         // a face through, or made something the rule forbids.
         decision.checks.push("vision.outputs");
-        self.check_images(vision, &mut decision, "output", &images)?;
+        for (i, img) in images.iter().enumerate() {
+            let record = self.moderation.record(format!("output {}", i + 1), &vision.analyze(img)?, subjects);
+            let verdict = self.moderation.output_verdict(&record, minor_allowed);
+            decision.images.push(record);
+            if let Some((code, message)) = verdict {
+                return Err(refuse(decision, code, message));
+            }
+        }
 
         let output = req.output;
         let mut assets = Vec::with_capacity(images.len());
@@ -262,30 +327,42 @@ impl Pipeline {
                 request_id: req.request_id.clone(),
                 generator: generator.clone(),
                 ingredient_hashes: reference_hashes.clone(),
+                receipt_id: req.consent.receipt_id.clone(),
             };
             assets.push(self.signer.sign(&encoded, output.media_type(), &description)?);
         }
         Ok(GenerationOutcome { request_id: req.request_id, assets, decision })
     }
 
-    /// Analyses each image, records its scores in the decision, and refuses
-    /// at the first image the rule refuses.
-    fn check_images(
-        &self,
-        vision: &likeness_vision::Vision,
-        decision: &mut Decision,
-        kind: &str,
-        images: &[image::RgbImage],
-    ) -> Result<(), PipelineError> {
-        for (i, img) in images.iter().enumerate() {
-            let record = self.moderation.record(format!("{kind} {}", i + 1), &vision.analyze(img)?);
-            let verdict = self.moderation.verdict(&record);
-            decision.images.push(record);
-            if let Some((code, message)) = verdict {
-                return Err(refuse(std::mem::replace(decision, Decision::empty()), code, message));
+    /// Checks enrollment photos and returns one face embedding per photo:
+    /// exactly one face each, not a public figure, and not a likely minor
+    /// unless the subject is declared a minor (whose guardian consented;
+    /// the consent crate checks that). CPU-bound: call it off the async workers.
+    pub fn enroll(&self, photos: Vec<ReferenceInput>, minor: bool) -> Result<Vec<Vec<f32>>, PipelineError> {
+        let vision = self.moderation.vision.as_ref().map_err(|e| PipelineError::VisionUnavailable(e.clone()))?;
+        let mut embeddings = Vec::with_capacity(photos.len());
+        for (i, photo) in photos.into_iter().enumerate() {
+            let index = i + 1;
+            let problem = |problem| PipelineError::Enrollment { index, problem };
+            let decoded = likeness_media::decode(&photo.bytes, photo.declared, &self.limits.decode)
+                .map_err(|source| PipelineError::Reference { index, source })?;
+            drop(photo);
+            let analysis = vision.analyze(&decoded.pixels)?;
+            let face = match analysis.faces.as_slice() {
+                [] => return Err(problem(EnrollmentProblem::NoFace)),
+                [one] => one,
+                many => return Err(problem(EnrollmentProblem::SeveralFaces(many.len()))),
+            };
+            let t = &self.moderation.thresholds;
+            if let Some(m) = self.moderation.gallery.matches(&face.embedding, t.match_distance).first() {
+                return Err(problem(EnrollmentProblem::PublicFigure(m.name.clone())));
             }
+            if face.p_minor >= t.minor && !minor {
+                return Err(problem(EnrollmentProblem::PossibleMinor(face.p_minor)));
+            }
+            embeddings.push(face.embedding.0.to_vec());
         }
-        Ok(())
+        Ok(embeddings)
     }
 }
 

@@ -1,9 +1,13 @@
-//! Vision checks on references and outputs, and the interim rule that
-//! decides on them until the policy engine exists: refuse a likely minor, a
-//! public-figure match, or a high NSFW score. Thresholds come from config.
+//! Vision checks on references and outputs, and the default rules that
+//! decide on them until the policy engine exists. References: every face
+//! must be a consenting subject (likely minors only with a guardian's
+//! consent), never a public figure. Outputs: no public figure, no likely
+//! minor the references did not justify. Both: nothing NSFW. Thresholds come
+//! from config.
 
 use std::sync::Arc;
 
+use likeness_consent::{label_face, reference_faces_rule, FaceFacts, FaceLabel, Subject};
 use likeness_vision::{Gallery, GalleryMatch, ImageAnalysis, Vision};
 use serde::Serialize;
 
@@ -32,7 +36,8 @@ pub struct Moderation {
     pub thresholds: Thresholds,
 }
 
-/// One face as the decision records it: scores only, no pixels, no embedding.
+/// One face as the decision records it: scores and who it is, no pixels,
+/// no embedding.
 #[derive(Debug, Clone, Serialize)]
 pub struct FaceRecord {
     #[serde(rename = "box")]
@@ -40,7 +45,14 @@ pub struct FaceRecord {
     pub score: f64,
     pub age: f64,
     pub p_minor: f64,
+    /// Unrounded, for the rules: rounding must not move a face across a threshold.
+    #[serde(skip)]
+    pub p_minor_raw: f32,
     pub matches: Vec<GalleryMatch>,
+    /// `consenting_subject` (with `subject`), `public_figure` (with `name`)
+    /// or `unknown`.
+    #[serde(flatten)]
+    pub label: FaceLabel,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,23 +64,54 @@ pub struct ImageRecord {
 }
 
 impl Moderation {
-    pub fn record(&self, image: String, a: &ImageAnalysis) -> ImageRecord {
+    /// Scores one analysed image and labels its faces against the gallery
+    /// and the request's declared subjects.
+    pub fn record(&self, image: String, a: &ImageAnalysis, subjects: &[Subject]) -> ImageRecord {
         let faces = a
             .faces
             .iter()
-            .map(|f| FaceRecord {
-                bbox: f.bbox.map(|v| f64::from(v).round()),
-                score: round3(f.score),
-                age: f64::from(f.age).round(),
-                p_minor: round3(f.p_minor),
-                matches: self.gallery.matches(&f.embedding, self.thresholds.match_distance),
+            .map(|f| {
+                let matches = self.gallery.matches(&f.embedding, self.thresholds.match_distance);
+                let facts = FaceFacts {
+                    embedding: &f.embedding.0,
+                    p_minor: f.p_minor,
+                    public_figure: matches.first().map(|m| (m.name.clone(), m.distance)),
+                };
+                let mut label = label_face(&facts, subjects, self.thresholds.match_distance);
+                if let FaceLabel::ConsentingSubject { distance, .. } | FaceLabel::PublicFigure { distance, .. } =
+                    &mut label
+                {
+                    *distance = round3(*distance) as f32;
+                }
+                FaceRecord {
+                    bbox: f.bbox.map(|v| f64::from(v).round()),
+                    score: round3(f.score),
+                    age: f64::from(f.age).round(),
+                    p_minor: round3(f.p_minor),
+                    p_minor_raw: f.p_minor,
+                    matches,
+                    label,
+                }
             })
             .collect();
         ImageRecord { image, faces, nsfw: round3(a.nsfw) }
     }
 
-    /// The first reason to refuse this image, as (code, message).
-    pub fn verdict(&self, r: &ImageRecord) -> Option<(&'static str, String)> {
+    /// The rule for references: consent for every face (see
+    /// [`likeness_consent::reference_faces_rule`]), then NSFW.
+    pub fn reference_verdict(&self, r: &ImageRecord, subjects: &[Subject]) -> Option<(&'static str, String)> {
+        let faces: Vec<(FaceLabel, f32)> = r.faces.iter().map(|f| (f.label.clone(), f.p_minor_raw)).collect();
+        if let Some(refusal) = reference_faces_rule(&r.image, &faces, subjects, self.thresholds.minor) {
+            return Some((refusal.code, refusal.message));
+        }
+        self.nsfw_verdict(r)
+    }
+
+    /// The rule for outputs: no public figure, no likely minor unless the
+    /// references showed a consenting minor subject with a guardian's
+    /// consent (`minor_allowed`), nothing NSFW. Unknown adults are allowed:
+    /// generators invent people.
+    pub fn output_verdict(&self, r: &ImageRecord, minor_allowed: bool) -> Option<(&'static str, String)> {
         let t = &self.thresholds;
         for (i, f) in r.faces.iter().enumerate() {
             if let Some(m) = f.matches.first() {
@@ -85,14 +128,18 @@ impl Moderation {
             }
         }
         for (i, f) in r.faces.iter().enumerate() {
-            if f.p_minor >= f64::from(t.minor) {
+            if f.p_minor_raw >= t.minor && !minor_allowed {
                 return Some((
                     "vision.minor",
                     format!("{} shows a possible minor (face {}, P(age < 18) = {:.2})", r.image, i + 1, f.p_minor),
                 ));
             }
         }
-        if r.nsfw >= f64::from(t.nsfw) {
+        self.nsfw_verdict(r)
+    }
+
+    fn nsfw_verdict(&self, r: &ImageRecord) -> Option<(&'static str, String)> {
+        if r.nsfw >= f64::from(self.thresholds.nsfw) {
             return Some(("vision.nsfw", format!("{} is likely not safe for work (score {:.2})", r.image, r.nsfw)));
         }
         None

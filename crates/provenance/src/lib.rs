@@ -28,7 +28,8 @@ pub const TRAINED_ALGORITHMIC_MEDIA: &str = "http://cv.iptc.org/newscodes/digita
 pub const COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA: &str =
     "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia";
 
-/// Label of likeness's own assertion: request id, asset id and generator.
+/// Label of likeness's own assertion: request id, asset id, generator and
+/// consent receipt id.
 pub const REQUEST_ASSERTION: &str = "org.likeness.request";
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +82,8 @@ pub struct AssetDescription {
     pub generator: String,
     /// SHA-256 (hex) of each reference photo, in request order.
     pub ingredient_hashes: Vec<String>,
+    /// The consent receipt the request relied on: an id, never personal data.
+    pub receipt_id: String,
 }
 
 /// An encoded image with its signed manifest embedded. Its fields are private
@@ -190,6 +193,7 @@ impl Signer {
             request_id: "self-test".into(),
             generator: "self-test".into(),
             ingredient_hashes: vec![],
+            receipt_id: "self-test".into(),
         };
         self.sign(&bytes, MediaType::Png, &desc)
             .map(drop)
@@ -264,6 +268,7 @@ fn manifest_definition(desc: &AssetDescription, media_type: MediaType, label: &s
                 "request_id": desc.request_id,
                 "asset_id": desc.asset_id.to_string(),
                 "generator": desc.generator,
+                "receipt": desc.receipt_id,
             } },
         ],
     })
@@ -297,6 +302,7 @@ mod tests {
             request_id: "req_test".into(),
             generator: "builtin/sketch".into(),
             ingredient_hashes: hashes,
+            receipt_id: "rcpt_test".into(),
         }
     }
 

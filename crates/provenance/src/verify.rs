@@ -67,6 +67,9 @@ pub struct Verification {
     pub ingredients: Vec<IngredientSummary>,
     pub failures: Vec<Failure>,
     pub remote_url: Option<String>,
+    /// likeness's own assertion (`org.likeness.request`): request, asset and
+    /// consent receipt ids, when the signer was a likeness gateway.
+    pub likeness: Option<serde_json::Value>,
 }
 
 impl Verification {
@@ -84,6 +87,7 @@ impl Verification {
             ingredients: vec![],
             failures: vec![],
             remote_url: None,
+            likeness: None,
         }
     }
 }
@@ -257,6 +261,10 @@ fn summarize(reader: &Reader) -> Verification {
         v.issuer = leaf_issuer(chain);
     }
     for assertion in manifest.assertions() {
+        if assertion.label() == crate::REQUEST_ASSERTION {
+            v.likeness = assertion.value().ok().cloned();
+            continue;
+        }
         if !assertion.label().starts_with("c2pa.actions") {
             continue;
         }

@@ -3,6 +3,8 @@
 //! reference reader (c2pa-python, installed by `make setup-test`).
 #![allow(dead_code)]
 
+pub mod provider;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,6 +38,9 @@ pub struct Server {
     pub api_key: String,
     /// The server's stderr (its logs), outside the data dir.
     pub log: tempfile::NamedTempFile,
+    config: String,
+    extra: Vec<String>,
+    log_filter: String,
 }
 
 impl Server {
@@ -55,17 +60,31 @@ impl Server {
 
     /// With a log filter (`LIKENESS_LOG`), logs captured in `log`.
     pub fn start_logging(config: &str, extra: &[&str], log_filter: &str) -> Server {
-        let data_dir = tempfile::tempdir().unwrap();
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Server::start_in(tempfile::tempdir().unwrap(), config.to_string(), extra, log_filter.to_string())
+    }
+
+    /// Stops this server and starts another on the same data dir and flags.
+    pub fn restart(mut self) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
+        let (config, extra, filter) =
+            (std::mem::take(&mut self.config), std::mem::take(&mut self.extra), std::mem::take(&mut self.log_filter));
+        Server::start_in(data_dir, config, extra, filter)
+    }
+
+    fn start_in(data_dir: tempfile::TempDir, config: String, extra: Vec<String>, log_filter: String) -> Server {
         let log = tempfile::NamedTempFile::new().unwrap();
         let config_path = data_dir.path().join("test-config.toml");
-        std::fs::write(&config_path, config).unwrap();
+        std::fs::write(&config_path, &config).unwrap();
         let mut child = Command::new(bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
             .arg("--config")
             .arg(&config_path)
-            .args(extra)
-            .env("LIKENESS_LOG", log_filter)
+            .args(&extra)
+            .env("LIKENESS_LOG", &log_filter)
             .stdout(Stdio::piped())
             .stderr(log.reopen().unwrap())
             .spawn()
@@ -79,7 +98,20 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
             .to_string();
         let api_key = std::fs::read_to_string(data_dir.path().join("dev-api-key")).unwrap().trim().to_string();
-        Server { child, base, data_dir, api_key, log }
+        Server { child, base, data_dir, api_key, log, config, extra, log_filter }
+    }
+
+    /// Any API call with the tenant's key: (status, JSON body or Null).
+    pub fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = Server::client().request(method, format!("{}{path}", self.base)).bearer_auth(&self.api_key);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().unwrap();
+        (status, if text.is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text).unwrap() })
     }
 
     pub fn ca_pem(&self) -> PathBuf {

@@ -1,0 +1,341 @@
+//! Consent end to end, through the real binary, a real photo provider on
+//! loopback, on SQLite and on PostgreSQL: grants cover (or do not), expire,
+//! are revoked between two requests; subjects enroll, are declared, matched,
+//! deleted; records survive a restart; two gateways on one PostgreSQL
+//! database act as one.
+//!
+//! The shipped gallery holds every person in the fixtures, so these tests
+//! use a gallery without Barack Obama: his two photos play a private person
+//! who enrolls (obama.jpg) and is then recognised (obama2.jpg). Grace Hopper
+//! stays a public figure; rocket/coffee/cat show no one.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::provider::{Provider, TOKEN};
+use support::*;
+
+const USER: &str = "alice-7c1e";
+
+/// The shipped gallery minus Obama, written to `dir`.
+fn gallery_without_obama(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut g: Value =
+        serde_json::from_slice(&std::fs::read(workspace_root().join("models/gallery.example.json")).unwrap()).unwrap();
+    g["entries"].as_array_mut().unwrap().retain(|e| e["id"] != "obama");
+    let path = dir.join("gallery.json");
+    std::fs::write(&path, serde_json::to_vec(&g).unwrap()).unwrap();
+    path
+}
+
+fn start(provider: &Provider, gallery: &std::path::Path, database: Option<&str>, config: &str) -> Server {
+    let mut args = vec!["--gallery", gallery.to_str().unwrap(), "--allow-photo-host", &provider.host];
+    if let Some(db) = database {
+        args.extend(["--database", db]);
+    }
+    Server::start_with(config, &args)
+}
+
+fn generate(server: &Server, extra: Value) -> (u16, Value) {
+    let mut body = json!({ "user": USER, "prompt": "as a watercolour", "size": "256x256" });
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    server.generate(&body)
+}
+
+fn code(resp: &Value) -> &str {
+    resp["error"]["code"].as_str().unwrap_or("")
+}
+
+fn create_grant(server: &Server, body: Value) -> String {
+    let (status, g) = server.call("POST", "/v1/grants", Some(&body));
+    assert_eq!(status, 201, "{g}");
+    assert_eq!(g["status"], "active");
+    g["id"].as_str().unwrap().to_string()
+}
+
+fn enroll(server: &Server, body: Value) -> (u16, Value) {
+    server.call("POST", "/v1/subjects", Some(&body))
+}
+
+/// The consent cases, against a gateway on `database` (None: SQLite).
+fn consent_suite(database: Option<&str>) {
+    let provider = Provider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = gallery_without_obama(dir.path());
+    let server = start(&provider, &gallery, database, "");
+
+    // A grant for two photos and an album.
+    let grant = create_grant(
+        &server,
+        json!({ "user": USER, "photos": ["cat", "barack", "missing"], "albums": ["trip"], "purpose": "generation" }),
+    );
+    let (status, listed) = server.call("GET", &format!("/v1/grants?user={USER}"), None);
+    assert_eq!(status, 200);
+    assert_eq!(listed["grants"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["grants"][0]["photos"], json!(["cat", "barack", "missing"]));
+
+    // Covered: the photo is fetched with the user's token, and the receipt
+    // records the grant; the manifest names the receipt.
+    let (status, resp) = generate(&server, json!({ "grant_id": grant, "references": [provider.item("cat", TOKEN)] }));
+    assert_eq!(status, 200, "{resp}");
+    let consent = &resp["decision"]["consent"];
+    assert_eq!(consent["grant"], grant.as_str());
+    assert_eq!(
+        consent["references"],
+        json!([{ "reference": 1, "source": "library", "media_item_id": "cat", "covered_by": "photo" }])
+    );
+    let receipt = consent["id"].as_str().unwrap();
+    let image = base64_image(&resp);
+    assert!(find(&image, receipt.as_bytes()), "the manifest carries the receipt id");
+    let (status, stored) = server.call("GET", &format!("/v1/receipts/{receipt}"), None);
+    assert_eq!(status, 200, "{stored}");
+    assert_eq!(stored["grant"], grant.as_str());
+    assert_eq!(stored["request_id"], resp["id"]);
+
+    // From a granted album.
+    let mut from_album = provider.item("coffee", TOKEN);
+    from_album["library"]["album_id"] = json!("trip");
+    let (status, resp) = generate(&server, json!({ "grant_id": grant, "references": [from_album] }));
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(resp["decision"]["consent"]["references"][0]["covered_by"], "album");
+
+    // Outside the grant, or without one: refused before anything is fetched.
+    let fetched = provider.served();
+    let (status, resp) = generate(
+        &server,
+        json!({ "grant_id": grant, "references": [provider.item("cat", TOKEN), provider.item("rocket", TOKEN)] }),
+    );
+    assert_eq!((status, code(&resp)), (403, "consent.photo_not_granted"), "{resp}");
+    assert!(resp["error"]["message"].as_str().unwrap().contains("reference 2 (media item \"rocket\")"), "{resp}");
+    let (status, resp) = generate(&server, json!({ "references": [provider.item("cat", TOKEN)] }));
+    assert_eq!((status, code(&resp)), (403, "consent.photo_not_granted"), "{resp}");
+    let (status, resp) =
+        generate(&server, json!({ "grant_id": "grt_nope", "references": [provider.item("cat", TOKEN)] }));
+    assert_eq!((status, code(&resp)), (403, "consent.grant_unknown"), "{resp}");
+    let (status, resp) = server.generate(
+        &json!({ "user": "mallory", "prompt": "x", "grant_id": grant, "references": [provider.item("cat", TOKEN)] }),
+    );
+    assert_eq!((status, code(&resp)), (403, "consent.grant_other_user"), "{resp}");
+    assert_eq!(provider.served(), fetched, "nothing was fetched for refused requests");
+
+    // The provider's answers become clear errors.
+    let (status, resp) =
+        generate(&server, json!({ "grant_id": grant, "references": [provider.item("cat", "ya29.wrong")] }));
+    assert_eq!((status, code(&resp)), (403, "photos.unauthorized"), "{resp}");
+    let (status, resp) =
+        generate(&server, json!({ "grant_id": grant, "references": [provider.item("missing", TOKEN)] }));
+    assert_eq!((status, code(&resp)), (404, "photos.not_found"), "{resp}");
+    let mut elsewhere = provider.item("cat", TOKEN);
+    elsewhere["library"]["base_url"] = json!("http://127.0.0.2:9/media/cat");
+    let (status, resp) = generate(&server, json!({ "grant_id": grant, "references": [elsewhere] }));
+    assert_eq!((status, code(&resp)), (422, "photos.host_not_allowed"), "{resp}");
+
+    // Likeness: enrollment keeps embeddings only, one face per photo.
+    let barack = fixture_bytes("faces/obama.jpg");
+    let (status, subject) = enroll(
+        &server,
+        json!({ "user": USER, "name": "B.", "relationship": "friend", "enroll": [upload(&barack, "image/jpeg")] }),
+    );
+    assert_eq!(status, 201, "{subject}");
+    assert_eq!(subject["enrolled_faces"], 1);
+    assert!(subject.get("embeddings").is_none());
+    let subject_id = subject["id"].as_str().unwrap().to_string();
+    for (photo, mime, expect) in [
+        ("scenes/chelsea.png", "image/png", "subject.enroll_no_face"),
+        ("faces/grace_hopper.jpg", "image/jpeg", "subject.enroll_public_figure"),
+    ] {
+        let (status, resp) = enroll(
+            &server,
+            json!({ "user": USER, "name": "x", "relationship": "other", "enroll": [upload(&fixture_bytes(photo), mime)] }),
+        );
+        assert_eq!((status, code(&resp)), (422, expect), "{photo}: {resp}");
+    }
+    let (status, resp) =
+        enroll(&server, json!({ "user": USER, "name": "kid", "relationship": "family", "minor": true }));
+    assert_eq!((status, code(&resp)), (422, "request.invalid"), "a minor needs guardian consent: {resp}");
+    let (status, bobs) = enroll(&server, json!({ "user": "bob", "name": "Bob", "relationship": "self" }));
+    assert_eq!(status, 201, "{bobs}");
+
+    // Declared and matched: allowed, labelled, relied on.
+    let barack_ref = provider.item("barack", TOKEN);
+    let (status, resp) =
+        generate(&server, json!({ "grant_id": grant, "subjects": [subject_id], "references": [barack_ref] }));
+    assert_eq!(status, 200, "{resp}");
+    let face = &resp["decision"]["images"][0]["faces"][0];
+    assert_eq!(
+        (face["label"].as_str(), face["subject"].as_str()),
+        (Some("consenting_subject"), Some(subject_id.as_str())),
+        "{face}"
+    );
+    assert_eq!(resp["decision"]["consent"]["subjects"], json!([subject_id]));
+
+    // Undeclared: an unknown person, named by reference.
+    let (status, resp) = generate(&server, json!({ "grant_id": grant, "references": [barack_ref] }));
+    assert_eq!((status, code(&resp)), (403, "consent.unknown_person"), "{resp}");
+    assert!(resp["error"]["message"].as_str().unwrap().starts_with("reference 1"), "{resp}");
+    assert_eq!(resp["error"]["decision"]["images"][0]["faces"][0]["label"], "unknown");
+    // A public figure stays refused, uploads included.
+    let grace = upload(&fixture_bytes("faces/grace_hopper.jpg"), "image/jpeg");
+    let (status, resp) = generate(&server, json!({ "subjects": [subject_id], "references": [grace] }));
+    assert_eq!((status, code(&resp)), (403, "vision.public_figure"), "{resp}");
+    // Someone else's subject, or an unknown one.
+    let (status, resp) = generate(&server, json!({ "subjects": [bobs["id"]], "prompt": "a lake" }));
+    assert_eq!((status, code(&resp)), (403, "consent.subject_other_user"), "{resp}");
+    let (status, resp) = generate(&server, json!({ "subjects": ["sub_nope"], "prompt": "a lake" }));
+    assert_eq!((status, code(&resp)), (403, "consent.subject_unknown"), "{resp}");
+
+    // Records survive a restart.
+    let server = server.restart();
+    let (_, listed) = server.call("GET", &format!("/v1/grants?user={USER}"), None);
+    assert_eq!(listed["grants"][0]["id"], grant.as_str());
+    let (_, subjects) = server.call("GET", &format!("/v1/subjects?user={USER}"), None);
+    assert_eq!(subjects["subjects"][0]["id"], subject_id.as_str());
+    assert_eq!(subjects["subjects"][0]["enrolled_faces"], 1);
+
+    // Deleting the subject drops the embeddings at once; declaring it is refused.
+    assert_eq!(server.call("DELETE", &format!("/v1/subjects/{subject_id}"), None).0, 204);
+    let (_, gone) = server.call("GET", &format!("/v1/subjects/{subject_id}"), None);
+    assert_eq!(
+        (gone["status"].as_str(), gone["enrolled_faces"].as_u64(), gone["name"].as_str()),
+        (Some("deleted"), Some(0), Some(""))
+    );
+    let (status, resp) =
+        generate(&server, json!({ "grant_id": grant, "subjects": [subject_id], "references": [barack_ref] }));
+    assert_eq!((status, code(&resp)), (403, "consent.subject_revoked"), "{resp}");
+    assert_eq!(server.call("DELETE", "/v1/subjects/sub_nope", None).0, 404);
+
+    // Revoked between two requests.
+    let (status, resp) = generate(&server, json!({ "grant_id": grant, "references": [provider.item("cat", TOKEN)] }));
+    assert_eq!(status, 200, "{resp}");
+    assert_eq!(server.call("DELETE", &format!("/v1/grants/{grant}"), None).0, 204);
+    let (status, resp) = generate(&server, json!({ "grant_id": grant, "references": [provider.item("cat", TOKEN)] }));
+    assert_eq!((status, code(&resp)), (403, "consent.grant_revoked"), "{resp}");
+    let (_, g) = server.call("GET", &format!("/v1/grants/{grant}"), None);
+    assert_eq!(g["status"], "revoked");
+    assert_eq!(server.call("DELETE", &format!("/v1/grants/{grant}"), None).0, 204, "revoking twice is fine");
+    assert_eq!(server.call("DELETE", "/v1/grants/grt_nope", None).0, 404);
+
+    // Expired.
+    let soon = time_in(std::time::Duration::from_millis(1500));
+    let short = create_grant(&server, json!({ "user": USER, "photos": ["cat"], "expires_at": soon }));
+    std::thread::sleep(std::time::Duration::from_millis(1700));
+    let (status, resp) = generate(&server, json!({ "grant_id": short, "references": [provider.item("cat", TOKEN)] }));
+    assert_eq!((status, code(&resp)), (403, "consent.grant_expired"), "{resp}");
+
+    // Bad records are refused with the field named.
+    for (body, field) in [
+        (json!({ "user": USER }), "photos"),
+        (json!({ "user": USER, "photos": ["a"], "expires_at": "2001-01-01T00:00:00Z" }), "expires_at"),
+        (json!({ "user": USER, "photos": ["a"], "expires_at": "tomorrow" }), "expires_at"),
+        (json!({ "user": USER, "photos": ["a"], "purpose": "training" }), "purpose"),
+    ] {
+        let (status, resp) = server.call("POST", "/v1/grants", Some(&body));
+        assert_eq!((status, code(&resp)), (422, "request.invalid"), "{body}: {resp}");
+        assert!(resp["error"]["message"].as_str().unwrap().contains(field), "{resp}");
+    }
+}
+
+fn time_in(d: std::time::Duration) -> String {
+    let t = time::OffsetDateTime::now_utc() + d;
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+fn base64_image(resp: &Value) -> Vec<u8> {
+    use base64::Engine as _;
+    B64.decode(resp["images"][0]["data"].as_str().unwrap()).unwrap()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("LIKENESS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".into())
+}
+
+fn temp_postgres() -> likeness_store::testing::TempDatabase {
+    let admin = postgres_admin_url();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(likeness_store::testing::TempDatabase::create(&admin)).unwrap_or_else(|e| {
+        panic!("PostgreSQL at {admin} is needed (make test starts it; set LIKENESS_TEST_POSTGRES to use another): {e}")
+    })
+}
+
+#[test]
+fn consent_on_sqlite() {
+    consent_suite(None);
+}
+
+#[test]
+fn consent_on_postgres() {
+    let db = temp_postgres();
+    consent_suite(Some(&db.url));
+}
+
+/// Two gateways on one database: what one revokes, the other refuses on
+/// its very next request.
+#[test]
+fn two_replicas_on_postgres_act_as_one() {
+    let db = temp_postgres();
+    let provider = Provider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = gallery_without_obama(dir.path());
+    let a = start(&provider, &gallery, Some(&db.url), "");
+    let b = start(&provider, &gallery, Some(&db.url), "");
+
+    let grant = create_grant(&a, json!({ "user": USER, "photos": ["cat", "barack"] }));
+    let barack = fixture_bytes("faces/obama.jpg");
+    let (status, subject) = enroll(
+        &a,
+        json!({ "user": USER, "name": "B.", "relationship": "self", "enroll": [upload(&barack, "image/jpeg")] }),
+    );
+    assert_eq!(status, 201, "{subject}");
+    let subject = subject["id"].as_str().unwrap().to_string();
+
+    let (status, resp) = generate(&b, json!({ "grant_id": grant, "references": [provider.item("cat", TOKEN)] }));
+    assert_eq!(status, 200, "B sees A's grant: {resp}");
+    let (status, resp) = generate(
+        &b,
+        json!({ "grant_id": grant, "subjects": [subject], "references": [provider.item("barack", TOKEN)] }),
+    );
+    assert_eq!(status, 200, "B sees A's subject: {resp}");
+
+    assert_eq!(a.call("DELETE", &format!("/v1/grants/{grant}"), None).0, 204);
+    let (status, resp) = generate(&b, json!({ "grant_id": grant, "references": [provider.item("cat", TOKEN)] }));
+    assert_eq!((status, code(&resp)), (403, "consent.grant_revoked"), "{resp}");
+
+    assert_eq!(b.call("DELETE", &format!("/v1/subjects/{subject}"), None).0, 204);
+    let upload_ref = upload(&fixture_bytes("faces/obama2.jpg"), "image/jpeg");
+    let (status, resp) = generate(&a, json!({ "subjects": [subject], "references": [upload_ref] }));
+    assert_eq!((status, code(&resp)), (403, "consent.subject_revoked"), "{resp}");
+}
+
+/// Likely minors need a subject enrolled as a minor with a guardian's
+/// consent. No openly licensed child photo exists here, so the minor
+/// threshold is set so low that every face counts as a likely minor.
+#[test]
+fn likely_minors_need_a_guardians_consent() {
+    let provider = Provider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = gallery_without_obama(dir.path());
+    let server = start(&provider, &gallery, None, "[vision]\nminor_threshold = 1e-9\n");
+    let photo = fixture_bytes("faces/obama.jpg");
+    let reference = upload(&fixture_bytes("faces/obama2.jpg"), "image/jpeg");
+
+    let (status, resp) = enroll(
+        &server,
+        json!({ "user": USER, "name": "K.", "relationship": "family", "enroll": [upload(&photo, "image/jpeg")] }),
+    );
+    assert_eq!((status, code(&resp)), (422, "subject.enroll_possible_minor"), "{resp}");
+
+    let (status, kid) = enroll(
+        &server,
+        json!({ "user": USER, "name": "K.", "relationship": "family", "minor": true, "guardian_consent": true,
+                "enroll": [upload(&photo, "image/jpeg")] }),
+    );
+    assert_eq!(status, 201, "{kid}");
+    let (status, resp) = generate(&server, json!({ "subjects": [kid["id"]], "references": [reference] }));
+    assert_eq!(status, 200, "a consenting minor with a guardian's consent: {resp}");
+
+    let (status, resp) = generate(&server, json!({ "references": [reference] }));
+    assert_eq!((status, code(&resp)), (403, "consent.minor_without_guardian"), "{resp}");
+}
