@@ -17,16 +17,6 @@ use support::*;
 
 const USER: &str = "alice-7c1e";
 
-/// The shipped gallery minus Obama, written to `dir`.
-fn gallery_without_obama(dir: &std::path::Path) -> std::path::PathBuf {
-    let mut g: Value =
-        serde_json::from_slice(&std::fs::read(workspace_root().join("models/gallery.example.json")).unwrap()).unwrap();
-    g["entries"].as_array_mut().unwrap().retain(|e| e["id"] != "obama");
-    let path = dir.join("gallery.json");
-    std::fs::write(&path, serde_json::to_vec(&g).unwrap()).unwrap();
-    path
-}
-
 fn start(provider: &Provider, gallery: &std::path::Path, database: Option<&str>, config: &str) -> Server {
     let mut args = vec!["--gallery", gallery.to_str().unwrap(), "--allow-photo-host", &provider.host];
     if let Some(db) = database {

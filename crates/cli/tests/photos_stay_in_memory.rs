@@ -1,7 +1,8 @@
-//! Invariant 3: reference photos never reach disk or logs. After generations
-//! with uploads (and refusals), logged at the most verbose level, no file
-//! under the data dir and no log line holds any 64-byte run of a photo's
-//! bytes, raw or base64.
+//! Invariant 3: reference photos never reach disk, logs or the database.
+//! After generations with uploads, library photos and enrollment photos (and
+//! refusals), logged at the most verbose level, no file under the data dir
+//! (the SQLite database included) and no log line holds any 64-byte run of a
+//! photo's bytes, raw or base64, nor the user's access token.
 
 mod support;
 
@@ -26,10 +27,19 @@ fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 #[test]
-fn uploaded_photos_leave_no_trace_on_disk_or_in_logs() {
-    let server = Server::start_logging("", &[], "trace");
+fn photos_and_tokens_leave_no_trace_on_disk_or_in_logs() {
+    let provider = provider::Provider::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = gallery_without_obama(dir.path());
+    let server = Server::start_logging(
+        "",
+        &["--gallery", gallery.to_str().unwrap(), "--allow-photo-host", &provider.host],
+        "trace",
+    );
     let cat = fixture_bytes("scenes/chelsea.png");
     let person = fixture_bytes("faces/grace_hopper.jpg");
+    let enrolled = fixture_bytes("faces/obama.jpg");
+    let from_library = fixture_bytes("faces/obama2.jpg");
     let (status, _) = server
         .generate(&json!({"user": "u", "prompt": "x", "size": "256x256", "references": [upload(&cat, "image/png")]}));
     assert_eq!(status, 200);
@@ -43,13 +53,28 @@ fn uploaded_photos_leave_no_trace_on_disk_or_in_logs() {
     let (status, _) =
         server.generate(&json!({"user": "u", "prompt": "x", "references": [upload(&truncated, "image/jpeg")]}));
     assert_eq!(status, 422);
+    // Enrollment photos, and library photos fetched with a bearer token.
+    let (status, subject) = server.call(
+        "POST",
+        "/v1/subjects",
+        Some(&json!({"user": "u", "name": "B.", "relationship": "self", "enroll": [upload(&enrolled, "image/jpeg")]})),
+    );
+    assert_eq!(status, 201, "{subject}");
+    let (status, grant) = server.call("POST", "/v1/grants", Some(&json!({"user": "u", "photos": ["barack"]})));
+    assert_eq!(status, 201, "{grant}");
+    let (status, resp) = server.generate(&json!({"user": "u", "prompt": "x", "size": "256x256",
+        "grant_id": grant["id"], "subjects": [subject["id"]], "references": [provider.item("barack", provider::TOKEN)]}));
+    assert_eq!(status, 200, "{resp}");
+    let (status, _) = server.generate(&json!({"user": "u", "prompt": "x", "size": "256x256",
+        "grant_id": grant["id"], "references": [provider.item("barack", provider::TOKEN)]}));
+    assert_eq!(status, 403, "unknown person");
 
     let mut files = Vec::new();
     files_under(server.data_dir.path(), &mut files);
-    assert!(!files.is_empty());
+    assert!(files.iter().any(|f| f.ends_with("likeness.db")), "the database is among the files checked");
     let log = std::fs::read(server.log.path()).unwrap();
     assert!(!log.is_empty(), "the server logged nothing at trace level");
-    for photo in [&cat, &person] {
+    for photo in [&cat, &person, &enrolled, &from_library] {
         let b64 = B64.encode(photo);
         for f in &files {
             let bytes = std::fs::read(f).unwrap();
@@ -61,4 +86,9 @@ fn uploaded_photos_leave_no_trace_on_disk_or_in_logs() {
         }
         assert!(!shares_a_run(&log, photo) && !shares_a_run(&log, b64.as_bytes()), "the log holds photo bytes");
     }
+    let token = provider::TOKEN.as_bytes();
+    for f in &files {
+        assert!(!std::fs::read(f).unwrap().windows(token.len()).any(|w| w == token), "{} holds the token", f.display());
+    }
+    assert!(!log.windows(token.len()).any(|w| w == token), "the log holds the access token");
 }

@@ -230,3 +230,13 @@ pub fn flip_image_byte(bytes: &mut [u8]) {
     }
     bytes[i] ^= 1;
 }
+
+/// The shipped gallery minus Obama, written to `dir`.
+pub fn gallery_without_obama(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut g: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(workspace_root().join("models/gallery.example.json")).unwrap()).unwrap();
+    g["entries"].as_array_mut().unwrap().retain(|e| e["id"] != "obama");
+    let path = dir.join("gallery.json");
+    std::fs::write(&path, serde_json::to_vec(&g).unwrap()).unwrap();
+    path
+}
