@@ -324,7 +324,7 @@ async fn subject_embeddings(conn: &mut sqlx::AnyConnection, mut s: Subject) -> R
         .await?;
     for r in rows {
         let bytes: Vec<u8> = r.try_get(0)?;
-        if bytes.len() % 4 != 0 {
+        if !bytes.len().is_multiple_of(4) {
             return Err(StoreError::Corrupt(format!("subject {}: an embedding of {} bytes", s.id, bytes.len())));
         }
         s.embeddings.push(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());

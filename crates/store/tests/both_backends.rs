@@ -119,7 +119,7 @@ async fn consent_cases(store: &Store) {
     };
     let m = record(7);
     let r = receipt("r1", Some("g1"));
-    store.record_generation(&r, &["s1".into()], &[m.clone()], &ok).await.unwrap().unwrap();
+    store.record_generation(&r, &["s1".into()], std::slice::from_ref(&m), &ok).await.unwrap().unwrap();
     assert_eq!(store.receipt("dev", "r1").await.unwrap(), Some(r));
     assert_eq!(store.receipt("other-app", "r1").await.unwrap(), None);
     assert!(store.manifest(&m.manifest_id).await.unwrap().is_some());
@@ -129,7 +129,10 @@ async fn consent_cases(store: &Store) {
         ("g404", vec![], ConsentError::GrantUnknown("g404".into())),
     ] {
         let m = record(8);
-        let refused = store.record_generation(&receipt("r2", Some(grant)), &subjects, &[m.clone()], &ok).await.unwrap();
+        let refused = store
+            .record_generation(&receipt("r2", Some(grant)), &subjects, std::slice::from_ref(&m), &ok)
+            .await
+            .unwrap();
         assert_eq!(refused, Err(expect));
         assert_eq!(store.manifest(&m.manifest_id).await.unwrap(), None, "nothing stored when consent is gone");
         assert_eq!(store.receipt("dev", "r2").await.unwrap(), None);
