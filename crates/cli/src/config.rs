@@ -39,12 +39,20 @@ pub struct PhotosSettings {
     pub max_bytes: usize,
     /// Deadline for one photo, in seconds.
     pub timeout_secs: u64,
+    /// The provider's API (media items by id, album search), e.g.
+    /// `https://photoslibrary.googleapis.com`. Unset: library references are refused.
+    pub api_base: Option<String>,
 }
 
 impl Default for PhotosSettings {
     fn default() -> Self {
         let d = likeness_photos::LibraryConfig::default();
-        PhotosSettings { allow_hosts: d.allow_hosts, max_bytes: d.max_bytes, timeout_secs: d.timeout.as_secs() }
+        PhotosSettings {
+            allow_hosts: d.allow_hosts,
+            max_bytes: d.max_bytes,
+            timeout_secs: d.timeout.as_secs(),
+            api_base: d.api_base,
+        }
     }
 }
 

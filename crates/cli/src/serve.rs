@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// (repeatable; added to the config's [photos] allow_hosts).
     #[arg(long = "allow-photo-host", value_name = "HOST[:PORT]")]
     allow_photo_hosts: Vec<String>,
+    /// The photo provider's API base URL (media items by id, album search);
+    /// its host is allowed implicitly. Overrides [photos] api_base.
+    #[arg(long = "photo-api", value_name = "URL", env = "LIKENESS_PHOTO_API")]
+    photo_api: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -90,10 +94,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         allow_hosts,
         max_bytes: config.photos.max_bytes,
         timeout: std::time::Duration::from_secs(config.photos.timeout_secs.max(1)),
+        api_base: args.photo_api.or(config.photos.api_base.clone()),
     })
     .context("the photo-library settings")?;
     if photos.is_enabled() {
-        tracing::info!(hosts = ?photos.allowed_hosts(), "photo library hosts allowed");
+        tracing::info!(hosts = ?photos.allowed_hosts(), "photo library enabled");
     }
     let database =
         args.database.or(config.database.clone()).unwrap_or_else(|| data_dir.join("likeness.db").display().to_string());

@@ -18,7 +18,8 @@ use support::*;
 const USER: &str = "alice-7c1e";
 
 fn start(provider: &Provider, gallery: &std::path::Path, database: Option<&str>, config: &str) -> Server {
-    let mut args = vec!["--gallery", gallery.to_str().unwrap(), "--allow-photo-host", &provider.host];
+    let api = provider.api();
+    let mut args = vec!["--gallery", gallery.to_str().unwrap(), "--photo-api", &api];
     if let Some(db) = database {
         args.extend(["--database", db]);
     }
@@ -88,6 +89,17 @@ fn consent_suite(database: Option<&str>) {
     assert_eq!(status, 200, "{resp}");
     assert_eq!(resp["decision"]["consent"]["references"][0]["covered_by"], "album");
 
+    // An album the provider does not list the photo in.
+    let mut not_in_album = provider.item("rocket", TOKEN);
+    not_in_album["library"]["album_id"] = json!("trip");
+    let (status, resp) = generate(&server, json!({ "grant_id": grant, "references": [not_in_album] }));
+    assert_eq!((status, code(&resp)), (403, "consent.photo_not_granted"), "{resp}");
+    // A granted id cannot carry another photo's base_url.
+    let mut swapped = provider.item("cat", TOKEN);
+    swapped["library"]["base_url"] = provider.item("rocket", TOKEN)["library"]["base_url"].clone();
+    let (status, resp) = generate(&server, json!({ "grant_id": grant, "references": [swapped] }));
+    assert_eq!((status, code(&resp)), (422, "photos.base_url_mismatch"), "{resp}");
+
     // Outside the grant, or without one: refused before anything is fetched.
     let fetched = provider.served();
     let (status, resp) = generate(
@@ -114,10 +126,6 @@ fn consent_suite(database: Option<&str>) {
     let (status, resp) =
         generate(&server, json!({ "grant_id": grant, "references": [provider.item("missing", TOKEN)] }));
     assert_eq!((status, code(&resp)), (404, "photos.not_found"), "{resp}");
-    let mut elsewhere = provider.item("cat", TOKEN);
-    elsewhere["library"]["base_url"] = json!("http://127.0.0.2:9/media/cat");
-    let (status, resp) = generate(&server, json!({ "grant_id": grant, "references": [elsewhere] }));
-    assert_eq!((status, code(&resp)), (422, "photos.host_not_allowed"), "{resp}");
 
     // Likeness: enrollment keeps embeddings only, one face per photo.
     let barack = fixture_bytes("faces/obama.jpg");

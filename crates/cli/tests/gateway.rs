@@ -234,6 +234,15 @@ fn faces_carry_through_to_outputs_and_are_checked_there() {
         Some(&json!({"user": "u", "name": "G.", "relationship": "self", "enroll": [upload(&photo, "image/jpeg")]})),
     );
     assert_eq!(status, 201, "{subject}");
+    // One subject is one person.
+    let other = fixture_bytes("faces/obama.jpg");
+    let (status, resp) = server.call(
+        "POST",
+        "/v1/subjects",
+        Some(&json!({"user": "u", "name": "G.", "relationship": "self",
+                     "enroll": [upload(&photo, "image/jpeg"), upload(&other, "image/jpeg")]})),
+    );
+    assert_eq!((status, resp["error"]["code"].as_str()), (422, Some("subject.enroll_different_people")), "{resp}");
     for style in ["watercolor", "sketch", "cartoon", "poster", "vintage", "oil-painting"] {
         let (status, resp) = server.generate(&json!({
             "user": "u", "prompt": "portrait", "style": style, "size": "512x512",

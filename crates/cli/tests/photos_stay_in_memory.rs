@@ -31,11 +31,8 @@ fn photos_and_tokens_leave_no_trace_on_disk_or_in_logs() {
     let provider = provider::Provider::start();
     let dir = tempfile::tempdir().unwrap();
     let gallery = gallery_without_obama(dir.path());
-    let server = Server::start_logging(
-        "",
-        &["--gallery", gallery.to_str().unwrap(), "--allow-photo-host", &provider.host],
-        "trace",
-    );
+    let server =
+        Server::start_logging("", &["--gallery", gallery.to_str().unwrap(), "--photo-api", &provider.api()], "trace");
     let cat = fixture_bytes("scenes/chelsea.png");
     let person = fixture_bytes("faces/grace_hopper.jpg");
     let enrolled = fixture_bytes("faces/obama.jpg");

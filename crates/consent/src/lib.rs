@@ -431,6 +431,8 @@ pub fn reference_faces_rule(
 /// the receipt's id, never the user, names or photos.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Receipt {
+    /// Empty in a refused request's decision: no receipt is stored for it.
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant: Option<String>,

@@ -38,6 +38,11 @@ impl ApiError {
             PhotoError::InvalidUrl(_) | PhotoError::BadAllowEntry(_) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "photos.invalid_url")
             }
+            PhotoError::BaseUrlMismatch => (StatusCode::UNPROCESSABLE_ENTITY, "photos.base_url_mismatch"),
+            PhotoError::InvalidToken => (StatusCode::UNPROCESSABLE_ENTITY, "photos.invalid_token"),
+            PhotoError::NotConfigured => (StatusCode::UNPROCESSABLE_ENTITY, "photos.not_configured"),
+            PhotoError::Rejected { .. } => (StatusCode::BAD_GATEWAY, "photos.rejected"),
+            PhotoError::BadAnswer(_) => (StatusCode::BAD_GATEWAY, "photos.unavailable"),
             PhotoError::Unauthorized { .. } => (StatusCode::FORBIDDEN, "photos.unauthorized"),
             PhotoError::NotFound { .. } => (StatusCode::NOT_FOUND, "photos.not_found"),
             PhotoError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "photos.too_large"),
@@ -157,6 +162,7 @@ impl From<PipelineError> for ApiError {
                     EnrollmentProblem::SeveralFaces(_) => "subject.enroll_several_faces",
                     EnrollmentProblem::PublicFigure(_) => "subject.enroll_public_figure",
                     EnrollmentProblem::PossibleMinor(_) => "subject.enroll_possible_minor",
+                    EnrollmentProblem::DifferentPerson(_) => "subject.enroll_different_people",
                 },
                 message,
             ),

@@ -87,20 +87,28 @@ impl AppState {
         Arc::new(AppState { pipeline, store, photos: Arc::new(photos), tenants, config, slots, pending })
     }
 
+    /// Admits a request that will hold photos in memory and use a CPU
+    /// slot; 503 at once when too many are already running or waiting. Taken
+    /// before library photos are fetched, so fetches are bounded too.
+    pub(crate) fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.pending.clone().try_acquire_owned().map_err(|_| overloaded())
+    }
+
     /// Runs CPU-bound work (vision, generation) on a blocking thread once a
     /// CPU slot is free; 503 when too many wait or the wait is too long.
     pub(crate) async fn run_blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
-        let overloaded = || {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server.overloaded",
-                "too many requests in progress; retry later",
-            )
-        };
-        let admitted = self.pending.clone().try_acquire_owned().map_err(|_| overloaded())?;
+        let admitted = self.admit()?;
+        self.run_admitted(admitted, work).await
+    }
+
+    pub(crate) async fn run_admitted<T: Send + 'static>(
+        &self,
+        admitted: tokio::sync::OwnedSemaphorePermit,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
         let slot = tokio::time::timeout(self.config.queue_timeout, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| overloaded())?
@@ -128,6 +136,10 @@ impl AppState {
         }
         found
     }
+}
+
+fn overloaded() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server.overloaded", "too many requests in progress; retry later")
 }
 
 /// The authenticated tenant of a request, set by [`authenticate`].

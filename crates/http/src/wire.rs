@@ -74,6 +74,8 @@ pub(crate) struct UploadBody {
 #[serde(deny_unknown_fields)]
 struct LibraryBody {
     media_item_id: String,
+    /// Optional; when given it must be the provider's for this media item.
+    #[serde(default)]
     base_url: String,
     access_token: String,
     /// The album the app picked it from, for grants that name albums.
@@ -196,9 +198,30 @@ pub async fn create_generation(
 
     let checked =
         consent::check_generation(&state, &tenant, &req.user, body.grant_id.as_deref(), &subject_ids, &sources).await?;
+    // Album coverage is the provider's word, not the app's.
+    for (index, item) in &library {
+        let allowed = &checked.references[*index];
+        if let (Some("album"), Some(album)) = (allowed.covered_by, allowed.album_id.as_deref()) {
+            let member = state
+                .photos
+                .album_contains(album, &item.media_item_id, &item.access_token)
+                .await
+                .map_err(|e| ApiError::photo(index + 1, e))?;
+            if !member {
+                return Err(likeness_consent::ConsentError::PhotoNotGranted {
+                    index: index + 1,
+                    media_item_id: item.media_item_id.clone(),
+                    grant: body.grant_id.clone(),
+                }
+                .into());
+            }
+        }
+    }
     req.consent.references = checked.references;
     req.consent.subjects = checked.subjects;
 
+    // Admitted before fetching: photos in memory are bounded like the work.
+    let admitted = state.admit()?;
     if !library.is_empty() {
         let items: Vec<_> = library.iter().map(|(_, item)| item.clone()).collect();
         let fetched = state.photos.fetch_all(&items).await;
@@ -214,7 +237,7 @@ pub async fn create_generation(
     let pipeline = state.pipeline.clone();
     let user = req.user.clone();
     let receipt_id = req.consent.receipt_id.clone();
-    let outcome = state.run_blocking(move || pipeline.run(req)).await??;
+    let outcome = state.run_admitted(admitted, move || pipeline.run(req)).await??;
 
     // The receipt and every manifest are stored before any image leaves, all
     // or none, in bounded time, and only if consent still holds: a grant

@@ -1,7 +1,14 @@
 //! The photo-library source: fetches a user's picked photos from their
-//! provider, modelled on the Google Photos Picker API. The app's picker
-//! session yields media items with a `baseUrl`; `{baseUrl}=d` returns the
-//! original bytes to a request carrying the user's OAuth bearer token.
+//! provider, modelled on Google Photos. The app's picker session yields media
+//! items with a `baseUrl`; `{baseUrl}=d` returns the original bytes to a
+//! request carrying the user's OAuth bearer token.
+//!
+//! The app's word is not taken for which photo a `baseUrl` is: the gateway
+//! asks the provider's API for the media item by id
+//! (`GET {api}/v1/mediaItems/{id}`) and downloads the `baseUrl` the provider
+//! returns, so a grant for one photo can never be used to fetch another.
+//! Album membership is asked the same way (`POST {api}/v1/mediaItems:search`
+//! with the album id, paged). Both are the Google Photos Library API shapes.
 //!
 //! Guarding the gateway against being used to reach anything else (SSRF):
 //! - only hosts on the allow-list, matched on host and port;
@@ -21,6 +28,10 @@ use url::Url;
 
 /// Same-origin redirects followed at most.
 pub const MAX_REDIRECTS: usize = 3;
+/// Pages of an album searched at most (100 items each) for one photo.
+pub const MAX_ALBUM_PAGES: usize = 50;
+/// Largest provider API answer read, in bytes.
+const MAX_API_BYTES: usize = 1024 * 1024;
 
 /// An OAuth bearer token. Its `Debug` shows nothing of it.
 #[derive(Clone)]
@@ -66,11 +77,19 @@ pub struct LibraryConfig {
     pub max_bytes: usize,
     /// Deadline for one photo: connecting, redirects and the whole body.
     pub timeout: Duration,
+    /// The provider's API, e.g. `https://photoslibrary.googleapis.com`; its
+    /// host is allowed implicitly. Without it, library references are refused.
+    pub api_base: Option<String>,
 }
 
 impl Default for LibraryConfig {
     fn default() -> Self {
-        LibraryConfig { allow_hosts: Vec::new(), max_bytes: 32 * 1024 * 1024, timeout: Duration::from_secs(20) }
+        LibraryConfig {
+            allow_hosts: Vec::new(),
+            max_bytes: 32 * 1024 * 1024,
+            timeout: Duration::from_secs(20),
+            api_base: None,
+        }
     }
 }
 
@@ -92,6 +111,42 @@ pub enum PhotoError {
     RedirectElsewhere { to: String },
     #[error("the photo provider is unavailable: {0}")]
     Unavailable(String),
+    #[error("the photo provider refused the request (HTTP {status})")]
+    Rejected { status: u16 },
+    #[error("the access token cannot be sent as a header")]
+    InvalidToken,
+    #[error("base_url is not the one the provider gives for this media item")]
+    BaseUrlMismatch,
+    #[error(
+        "no photo provider API is configured ([photos] api_base or --photo-api), so library photos cannot be checked"
+    )]
+    NotConfigured,
+    #[error("the photo provider's answer is not what its API promises: {0}")]
+    BadAnswer(String),
+}
+
+/// A media item as the provider describes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MediaItem {
+    pub id: String,
+    pub base_url: String,
+    #[serde(default)]
+    pub mime_type: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SearchPage {
+    #[serde(default)]
+    media_items: Vec<SearchItem>,
+    #[serde(default)]
+    next_page_token: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct SearchItem {
+    id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,23 +160,40 @@ pub struct PhotoLibrary {
     client: reqwest::Client,
     allowed: Vec<AllowedHost>,
     config: LibraryConfig,
+    api: Option<Url>,
 }
 
 impl PhotoLibrary {
     pub fn new(config: LibraryConfig) -> Result<PhotoLibrary, PhotoError> {
-        let allowed = config.allow_hosts.iter().map(|h| parse_allowed(h)).collect::<Result<_, _>>()?;
+        let mut allowed: Vec<AllowedHost> =
+            config.allow_hosts.iter().map(|h| parse_allowed(h)).collect::<Result<_, _>>()?;
+        let api = match &config.api_base {
+            Some(base) => {
+                let url = Url::parse(base.trim_end_matches('/'))
+                    .map_err(|e| PhotoError::InvalidUrl(format!("api_base {base:?}: {e}")))?;
+                let host = url.host_str().ok_or_else(|| PhotoError::InvalidUrl(format!("api_base {base:?}")))?;
+                allowed.push(AllowedHost { host: host.to_ascii_lowercase(), port: url.port() });
+                Some(url)
+            }
+            None => None,
+        };
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .user_agent(concat!("likeness/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| PhotoError::Unavailable(format!("cannot build the HTTP client: {e}")))?;
-        Ok(PhotoLibrary { client, allowed, config })
+        let library = PhotoLibrary { client, allowed, config, api };
+        if let Some(api) = &library.api {
+            // The API itself must pass the same origin rules as downloads.
+            library.check_origin(api)?;
+        }
+        Ok(library)
     }
 
-    /// Whether any host is allowed: without one, library references are refused.
+    /// Whether library references can be served: a provider API is configured.
     pub fn is_enabled(&self) -> bool {
-        !self.allowed.is_empty()
+        self.api.is_some()
     }
 
     pub fn allowed_hosts(&self) -> &[String] {
@@ -169,14 +241,101 @@ impl PhotoLibrary {
         Ok(())
     }
 
-    /// Fetches one photo's original bytes, within the limits.
+    /// Fetches one photo's original bytes, within the limits: asks the
+    /// provider for the media item, checks that the app's `base_url` (when
+    /// given) is the provider's, and downloads the provider's.
     pub async fn fetch(&self, item: &LibraryItem) -> Result<Fetched, PhotoError> {
-        let url = self.download_url(&item.base_url)?;
         let deadline = self.config.timeout;
-        match tokio::time::timeout(deadline, self.fetch_url(url, &item.access_token)).await {
+        let work = async {
+            let described = self.media_item(&item.media_item_id, &item.access_token).await?;
+            if !item.base_url.is_empty() && item.base_url != described.base_url {
+                return Err(PhotoError::BaseUrlMismatch);
+            }
+            let url = self.download_url(&described.base_url)?;
+            let (content_type, bytes) = self.get(url, &item.access_token, self.config.max_bytes).await?;
+            Ok(Fetched { bytes, content_type: content_type.or(described.mime_type) })
+        };
+        match tokio::time::timeout(deadline, work).await {
             Ok(r) => r,
             Err(_) => Err(PhotoError::Unavailable(format!("no complete answer within {} s", deadline.as_secs_f32()))),
         }
+    }
+
+    /// The provider's description of a media item, with the user's token.
+    pub async fn media_item(&self, id: &str, token: &AccessToken) -> Result<MediaItem, PhotoError> {
+        let api = self.api.as_ref().ok_or(PhotoError::NotConfigured)?;
+        let mut url = api.clone();
+        url.path_segments_mut()
+            .map_err(|_| PhotoError::InvalidUrl("api_base cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(["v1", "mediaItems", id]);
+        let (_, body) = self.get(url, token, MAX_API_BYTES).await?;
+        let item: MediaItem = serde_json::from_slice(&body).map_err(|e| PhotoError::BadAnswer(e.to_string()))?;
+        if item.id != id {
+            return Err(PhotoError::BadAnswer(format!("asked for media item {id:?}, got {:?}", item.id)));
+        }
+        Ok(item)
+    }
+
+    /// Whether the provider lists `media_item_id` in the album, searching at
+    /// most [`MAX_ALBUM_PAGES`] pages.
+    pub async fn album_contains(
+        &self,
+        album_id: &str,
+        media_item_id: &str,
+        token: &AccessToken,
+    ) -> Result<bool, PhotoError> {
+        let api = self.api.as_ref().ok_or(PhotoError::NotConfigured)?;
+        let mut url = api.clone();
+        url.path_segments_mut()
+            .map_err(|_| PhotoError::InvalidUrl("api_base cannot take a path".into()))?
+            .pop_if_empty()
+            .extend(["v1", "mediaItems:search"]);
+        let deadline = self.config.timeout;
+        let search = async {
+            let mut page_token: Option<String> = None;
+            for _ in 0..MAX_ALBUM_PAGES {
+                let mut query = serde_json::json!({ "albumId": album_id, "pageSize": 100 });
+                if let Some(t) = &page_token {
+                    query["pageToken"] = t.clone().into();
+                }
+                let body = self.post_json(url.clone(), token, &query).await?;
+                let page: SearchPage =
+                    serde_json::from_slice(&body).map_err(|e| PhotoError::BadAnswer(e.to_string()))?;
+                if page.media_items.iter().any(|m| m.id == media_item_id) {
+                    return Ok(true);
+                }
+                match page.next_page_token.filter(|t| !t.is_empty()) {
+                    Some(t) => page_token = Some(t),
+                    None => return Ok(false),
+                }
+            }
+            Ok(false)
+        };
+        match tokio::time::timeout(deadline, search).await {
+            Ok(r) => r,
+            Err(_) => Err(PhotoError::Unavailable(format!("no complete answer within {} s", deadline.as_secs_f32()))),
+        }
+    }
+
+    fn auth_header(token: &AccessToken) -> Result<HeaderValue, PhotoError> {
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.0)).map_err(|_| PhotoError::InvalidToken)?;
+        auth.set_sensitive(true);
+        Ok(auth)
+    }
+
+    async fn post_json(&self, url: Url, token: &AccessToken, body: &serde_json::Value) -> Result<Vec<u8>, PhotoError> {
+        self.check_origin(&url)?;
+        let resp = self
+            .client
+            .post(url)
+            .header(AUTHORIZATION, Self::auth_header(token)?)
+            .header(CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| PhotoError::Unavailable(describe(&e)))?;
+        read_body(resp, MAX_API_BYTES).await.map(|(_, b)| b)
     }
 
     /// Fetches several photos at once; answers in the same order.
@@ -184,13 +343,18 @@ impl PhotoLibrary {
         futures_util::future::join_all(items.iter().map(|i| self.fetch(i))).await
     }
 
-    async fn fetch_url(&self, mut url: Url, token: &AccessToken) -> Result<Fetched, PhotoError> {
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.0))
-            .map_err(|_| PhotoError::Unauthorized { status: 0 })?;
-        auth.set_sensitive(true);
+    /// A GET with the token, following same-origin redirects by hand.
+    async fn get(
+        &self,
+        mut url: Url,
+        token: &AccessToken,
+        limit: usize,
+    ) -> Result<(Option<String>, Vec<u8>), PhotoError> {
+        self.check_origin(&url)?;
+        let auth = Self::auth_header(token)?;
         let origin = url.origin();
         let mut hops = 0;
-        let mut resp = loop {
+        let resp = loop {
             let resp = self
                 .client
                 .get(url.clone())
@@ -217,30 +381,36 @@ impl PhotoLibrary {
             }
             url = next;
         };
-        let status = resp.status().as_u16();
-        match status {
-            200..=299 => {}
-            401 | 403 => return Err(PhotoError::Unauthorized { status }),
-            404 | 410 => return Err(PhotoError::NotFound { status }),
-            _ => return Err(PhotoError::Unavailable(format!("HTTP {status}"))),
-        }
-        let limit = self.config.max_bytes;
-        let declared_len =
-            resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-        if declared_len.is_some_and(|n| n > limit as u64) {
+        read_body(resp, limit).await
+    }
+}
+
+/// The body of a successful answer, within `limit` bytes; failures mapped.
+async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<(Option<String>, Vec<u8>), PhotoError> {
+    let status = resp.status().as_u16();
+    match status {
+        200..=299 => {}
+        401 | 403 => return Err(PhotoError::Unauthorized { status }),
+        404 | 410 => return Err(PhotoError::NotFound { status }),
+        429 => return Err(PhotoError::Unavailable("HTTP 429: rate-limited, retry later".into())),
+        400..=499 => return Err(PhotoError::Rejected { status }),
+        _ => return Err(PhotoError::Unavailable(format!("HTTP {status}"))),
+    }
+    let declared_len =
+        resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > limit as u64) {
+        return Err(PhotoError::TooLarge { limit });
+    }
+    let content_type =
+        resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_ascii_lowercase());
+    let mut bytes = Vec::with_capacity(declared_len.map_or(64 * 1024, |n| n as usize));
+    while let Some(chunk) = resp.chunk().await.map_err(|e| PhotoError::Unavailable(describe(&e)))? {
+        if bytes.len() + chunk.len() > limit {
             return Err(PhotoError::TooLarge { limit });
         }
-        let content_type =
-            resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_ascii_lowercase());
-        let mut bytes = Vec::with_capacity(declared_len.map_or(64 * 1024, |n| n as usize));
-        while let Some(chunk) = resp.chunk().await.map_err(|e| PhotoError::Unavailable(describe(&e)))? {
-            if bytes.len() + chunk.len() > limit {
-                return Err(PhotoError::TooLarge { limit });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        Ok(Fetched { bytes, content_type })
+        bytes.extend_from_slice(&chunk);
     }
+    Ok((content_type, bytes))
 }
 
 /// A reqwest error without its URL (which may hold ids the provider

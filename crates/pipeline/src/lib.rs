@@ -176,6 +176,8 @@ pub enum EnrollmentProblem {
     PublicFigure(String),
     #[error("the face looks like a minor's (P(age < 18) = {0:.2}); enroll with minor: true and a guardian's consent")]
     PossibleMinor(f32),
+    #[error("the face is not the person of enrollment photo 1 (distance {0:.2}); enroll one person per subject")]
+    DifferentPerson(f32),
 }
 
 /// Everything needed to serve generation requests; shared by all requests.
@@ -284,13 +286,17 @@ impl Pipeline {
             }
         }
         // The subjects the references actually showed: what the request relied on.
-        let mut minor_allowed = false;
+        let mut consenting_minors: Vec<String> = Vec::new();
         for face in decision.images.iter().flat_map(|r| &r.faces) {
             if let likeness_consent::FaceLabel::ConsentingSubject { subject, .. } = &face.label {
                 if !decision.consent.subjects.contains(subject) {
                     decision.consent.subjects.push(subject.clone());
                 }
-                minor_allowed |= subjects.iter().any(|s| &s.id == subject && s.minor && s.guardian_consent);
+                if subjects.iter().any(|s| &s.id == subject && s.minor && s.guardian_consent)
+                    && !consenting_minors.contains(subject)
+                {
+                    consenting_minors.push(subject.clone());
+                }
             }
         }
 
@@ -311,7 +317,7 @@ impl Pipeline {
         decision.checks.push("vision.outputs");
         for (i, img) in images.iter().enumerate() {
             let record = self.moderation.record(format!("output {}", i + 1), &vision.analyze(img)?, subjects);
-            let verdict = self.moderation.output_verdict(&record, minor_allowed);
+            let verdict = self.moderation.output_verdict(&record, consenting_minors.len());
             decision.images.push(record);
             if let Some((code, message)) = verdict {
                 return Err(refuse(decision, code, message));
@@ -340,7 +346,7 @@ impl Pipeline {
     /// the consent crate checks that). CPU-bound: call it off the async workers.
     pub fn enroll(&self, photos: Vec<ReferenceInput>, minor: bool) -> Result<Vec<Vec<f32>>, PipelineError> {
         let vision = self.moderation.vision.as_ref().map_err(|e| PipelineError::VisionUnavailable(e.clone()))?;
-        let mut embeddings = Vec::with_capacity(photos.len());
+        let mut embeddings: Vec<Vec<f32>> = Vec::with_capacity(photos.len());
         for (i, photo) in photos.into_iter().enumerate() {
             let index = i + 1;
             let problem = |problem| PipelineError::Enrollment { index, problem };
@@ -360,6 +366,13 @@ impl Pipeline {
             if face.p_minor >= t.minor && !minor {
                 return Err(problem(EnrollmentProblem::PossibleMinor(face.p_minor)));
             }
+            // One subject, one person: every photo must match the first.
+            if let Some(first) = embeddings.first() {
+                let d = face.embedding.distance_to(first);
+                if d >= t.match_distance {
+                    return Err(problem(EnrollmentProblem::DifferentPerson(d)));
+                }
+            }
             embeddings.push(face.embedding.0.to_vec());
         }
         Ok(embeddings)
@@ -367,6 +380,8 @@ impl Pipeline {
 }
 
 fn refuse(mut decision: Decision, code: &'static str, message: String) -> PipelineError {
+    // A refused request stores no receipt: do not point at one.
+    decision.consent.id.clear();
     decision.action = "block";
     decision.reasons.push(code.to_string());
     PipelineError::Refused { code, message, decision: Box::new(decision) }

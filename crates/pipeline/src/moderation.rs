@@ -107,11 +107,12 @@ impl Moderation {
         self.nsfw_verdict(r)
     }
 
-    /// The rule for outputs: no public figure, no likely minor unless the
-    /// references showed a consenting minor subject with a guardian's
-    /// consent (`minor_allowed`), nothing NSFW. Unknown adults are allowed:
-    /// generators invent people.
-    pub fn output_verdict(&self, r: &ImageRecord, minor_allowed: bool) -> Option<(&'static str, String)> {
+    /// The rule for outputs: no public figure; no more likely minors than
+    /// the references showed consenting minor subjects with a guardian's
+    /// consent (`consenting_minors`; a stylised face may no longer match its
+    /// enrolled embedding, so the count is what carries over); nothing NSFW.
+    /// Unknown adults are allowed: generators invent people.
+    pub fn output_verdict(&self, r: &ImageRecord, consenting_minors: usize) -> Option<(&'static str, String)> {
         let t = &self.thresholds;
         for (i, f) in r.faces.iter().enumerate() {
             if let Some(m) = f.matches.first() {
@@ -127,8 +128,13 @@ impl Moderation {
                 ));
             }
         }
+        let mut minors = 0;
         for (i, f) in r.faces.iter().enumerate() {
-            if f.p_minor_raw >= t.minor && !minor_allowed {
+            if f.p_minor_raw < t.minor {
+                continue;
+            }
+            minors += 1;
+            if minors > consenting_minors {
                 return Some((
                     "vision.minor",
                     format!("{} shows a possible minor (face {}, P(age < 18) = {:.2})", r.image, i + 1, f.p_minor),

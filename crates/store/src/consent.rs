@@ -164,7 +164,7 @@ impl Store {
     /// Deletes the subject's embeddings and name at once, in one transaction;
     /// the row stays (id, user, dates) so receipts that name it still resolve.
     pub async fn delete_subject(&self, tenant: &str, id: &str, now_ms: i64) -> Result<Revoked, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_writing().await?;
         let row = sqlx::query("SELECT deleted_at_ms FROM subjects WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)
@@ -173,16 +173,17 @@ impl Store {
         let Some(row) = row else { return Ok(Revoked::NotFound) };
         let outcome = if row.try_get::<Option<i64>, _>(0)?.is_some() { Revoked::Already } else { Revoked::Now };
         sqlx::query("DELETE FROM subject_embeddings WHERE subject_id = $1").bind(id).execute(&mut *tx).await?;
-        if outcome == Revoked::Now {
-            sqlx::query("UPDATE subjects SET deleted_at_ms = $1, name = '' WHERE tenant = $2 AND id = $3")
-                .bind(now_ms)
-                .bind(tenant)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        // Only the first deletion sets the time, even when two race.
+        let updated = sqlx::query(
+            "UPDATE subjects SET deleted_at_ms = $1, name = '' WHERE tenant = $2 AND id = $3 AND deleted_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(outcome)
+        Ok(if outcome == Revoked::Now && updated.rows_affected() > 0 { Revoked::Now } else { Revoked::Already })
     }
 
     /// Records a generation: its receipt and every output's manifest, all or
@@ -199,7 +200,7 @@ impl Store {
         check: ConsentCheck<'_>,
     ) -> Result<Result<(), ConsentError>, StoreError> {
         let lock = if self.backend == Backend::Postgres { " FOR SHARE" } else { "" };
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_writing().await?;
         let grant = match &receipt.grant_id {
             Some(id) => load_grant(&mut tx, &receipt.tenant, id, lock).await?,
             None => None,
@@ -229,6 +230,17 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Ok(()))
+    }
+
+    /// A transaction that reads then writes. On SQLite it takes the write
+    /// lock up front (`BEGIN IMMEDIATE`): a deferred one would fail with
+    /// SQLITE_BUSY_SNAPSHOT if another write committed between its read and
+    /// its first write, which the busy timeout cannot retry.
+    async fn begin_writing(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub async fn receipt(&self, tenant: &str, id: &str) -> Result<Option<ReceiptRecord>, StoreError> {

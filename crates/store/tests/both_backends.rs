@@ -29,6 +29,7 @@ async fn cases(store: &Store) {
     same_asset.asset_id = a.asset_id.clone();
     assert!(store.put_manifest(&same_asset).await.is_err());
     consent_cases(store).await;
+    a_revocation_waits_for_a_recording_in_progress(store).await;
 }
 
 fn grant(id: &str, tenant: &str, user: &str) -> Grant {
@@ -139,7 +140,7 @@ async fn consent_cases(store: &Store) {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("likeness.db");
@@ -153,7 +154,7 @@ async fn sqlite() {
     assert!(store.manifest(&record(1).manifest_id).await.unwrap().is_some());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres() {
     let admin_url = std::env::var("LIKENESS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".into());
     let db = likeness_store::testing::TempDatabase::create(&admin_url).await.unwrap_or_else(|e| {
@@ -171,6 +172,43 @@ async fn postgres() {
     for s in [store, a, b] {
         s.close().await;
     }
+}
+
+/// A revocation that arrives while a generation is being recorded either
+/// lands before the re-check (and stops the recording) or waits until the
+/// recording committed: it never slips in between check and commit.
+async fn a_revocation_waits_for_a_recording_in_progress(store: &Store) {
+    store.put_grant(&grant("g-race", "dev", "alice")).await.unwrap();
+    let (in_check, checking) = std::sync::mpsc::channel::<()>();
+    let check = move |g: Option<&Grant>, _: &[Subject]| -> Result<(), ConsentError> {
+        let g = g.unwrap();
+        if g.revoked_at_ms.is_some() {
+            return Err(ConsentError::GrantRevoked(g.id.clone()));
+        }
+        // Consent holds now; give the revocation time to try to slip in.
+        in_check.send(()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Ok(())
+    };
+    let m = record(9);
+    let record_fut = async {
+        let r =
+            store.record_generation(&receipt("r-race", Some("g-race")), &[], std::slice::from_ref(&m), &check).await;
+        (r, std::time::Instant::now())
+    };
+    let revoke_fut = async {
+        tokio::task::spawn_blocking(move || checking.recv().unwrap()).await.unwrap();
+        let r = store.revoke_grant("dev", "g-race", 10_000).await;
+        (r, std::time::Instant::now())
+    };
+    let ((recorded, recorded_at), (revoked, revoked_at)) = tokio::join!(record_fut, revoke_fut);
+    assert_eq!(recorded.unwrap(), Ok(()));
+    assert_eq!(revoked.unwrap(), Revoked::Now);
+    assert!(revoked_at >= recorded_at, "the revocation completed before the recording it raced committed");
+    assert!(store.manifest(&m.manifest_id).await.unwrap().is_some());
+    // And the next recording sees the revocation.
+    let next = store.record_generation(&receipt("r-race-2", Some("g-race")), &[], &[record(10)], &check).await;
+    assert_eq!(next.unwrap(), Err(ConsentError::GrantRevoked("g-race".into())));
 }
 
 #[tokio::test]

@@ -1,6 +1,8 @@
 //! A photo-library provider on loopback, in the manner of Google Photos:
-//! `GET /media/{id}=d` returns the original bytes, only with the user's
-//! bearer token. Media ids map to fixture files.
+//! `GET /v1/mediaItems/{id}` describes a media item (its `baseUrl`),
+//! `POST /v1/mediaItems:search` lists an album, and `GET /media/{id}=d`
+//! returns the original bytes; all only with the user's bearer token. Media
+//! ids map to fixture files; album `trip` holds `coffee`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,7 +28,11 @@ impl Provider {
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
-                let app = axum::Router::new().route("/media/{item}", axum::routing::get(media)).with_state(counter);
+                let app = axum::Router::new()
+                    .route("/media/{item}", axum::routing::get(media))
+                    .route("/v1/mediaItems/{id}", axum::routing::get(media_item))
+                    .route("/v1/mediaItems:search", axum::routing::post(search))
+                    .with_state(counter);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap().port()).unwrap();
                 axum::serve(listener, app).await.unwrap();
@@ -41,6 +47,11 @@ impl Provider {
         serde_json::json!({ "library": {
             "media_item_id": id, "base_url": format!("http://{}/media/{id}", self.host), "access_token": token
         } })
+    }
+
+    /// `--photo-api` for the gateway.
+    pub fn api(&self) -> String {
+        format!("http://{}", self.host)
     }
 
     /// Photos handed out so far.
@@ -62,7 +73,7 @@ pub fn fixture_for(id: &str) -> Option<&'static str> {
 }
 
 async fn media(State(served): State<Arc<AtomicUsize>>, Path(item): Path<String>, headers: HeaderMap) -> Response {
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {TOKEN}")) {
+    if !authorized(&headers) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let Some(file) = item.strip_suffix("=d").and_then(fixture_for) else {
@@ -72,4 +83,27 @@ async fn media(State(served): State<Arc<AtomicUsize>>, Path(item): Path<String>,
     served.fetch_add(1, Ordering::SeqCst);
     let mime = if file.ends_with(".png") { "image/png" } else { "image/jpeg" };
     ([("content-type", mime)], bytes).into_response()
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"))
+}
+
+async fn media_item(Path(id): Path<String>, headers: HeaderMap) -> Response {
+    if !authorized(&headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if fixture_for(&id).is_none() && id != "missing" {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or_default();
+    axum::Json(serde_json::json!({ "id": id, "baseUrl": format!("http://{host}/media/{id}") })).into_response()
+}
+
+async fn search(headers: HeaderMap, axum::Json(q): axum::Json<serde_json::Value>) -> Response {
+    if !authorized(&headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let items = if q["albumId"] == "trip" { serde_json::json!([{ "id": "coffee" }]) } else { serde_json::json!([]) };
+    axum::Json(serde_json::json!({ "mediaItems": items })).into_response()
 }
