@@ -5,6 +5,9 @@
 //!    reference (in process): decode, generate, encode, sign.
 //! 3. `POST /v1/generations` end to end against the real binary on loopback:
 //!    p50/p99 over sequential requests, then throughput with 2 clients.
+//! 4. Consent on the same server (SQLite): creating and listing grants, and a
+//!    256x256 generation with and without a grant to check, so the cost of
+//!    the consent reads, the re-check and the receipt shows as a difference.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -157,6 +160,49 @@ fn main() {
         (2 * per_client) as f64 / elapsed.as_secs_f64(),
         2 * per_client
     );
+
+    println!("\n== Consent (same server, SQLite)");
+    let call = |method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+        let mut r = client.request(method, format!("{base}{path}")).bearer_auth(key.trim());
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        r.text().unwrap()
+    };
+    let mut grant_id = String::new();
+    report(
+        "POST /v1/grants (10 photos)",
+        time(requests, || {
+            let photos: Vec<String> = (0..10).map(|i| format!("media-{i}")).collect();
+            let g = call(reqwest::Method::POST, "/v1/grants", Some(serde_json::json!({"user": "bench", "photos": photos})));
+            grant_id = serde_json::from_str::<serde_json::Value>(&g).unwrap()["id"].as_str().unwrap().to_string();
+        }),
+    );
+    report(
+        &format!("GET /v1/grants?user= ({requests} grants)"),
+        time(requests, || call(reqwest::Method::GET, "/v1/grants?user=bench", None)),
+    );
+    let small = |grant: Option<&str>| {
+        let mut b = serde_json::json!({
+            "user": "bench", "prompt": "as a watercolour", "size": "256x256",
+            "references": [{"upload": {"data": base64::engine::general_purpose::STANDARD.encode(&photo), "mime": "image/png"}}]
+        });
+        if let Some(g) = grant {
+            b["grant_id"] = g.into();
+        }
+        b
+    };
+    let plain = report(
+        "256x256 generation, no grant",
+        time(requests, || call(reqwest::Method::POST, "/v1/generations", Some(small(None)))),
+    );
+    let granted = report(
+        "256x256 generation, grant checked twice",
+        time(requests, || call(reqwest::Method::POST, "/v1/generations", Some(small(Some(&grant_id))))),
+    );
+    println!("{:<44} {:.3}", "ratio (grant / no grant, p50)", granted.as_secs_f64() / plain.as_secs_f64());
     let _ = child.kill();
     let _ = child.wait();
 }
