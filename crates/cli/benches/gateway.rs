@@ -176,7 +176,8 @@ fn main() {
         "POST /v1/grants (10 photos)",
         time(requests, || {
             let photos: Vec<String> = (0..10).map(|i| format!("media-{i}")).collect();
-            let g = call(reqwest::Method::POST, "/v1/grants", Some(serde_json::json!({"user": "bench", "photos": photos})));
+            let g =
+                call(reqwest::Method::POST, "/v1/grants", Some(serde_json::json!({"user": "bench", "photos": photos})));
             grant_id = serde_json::from_str::<serde_json::Value>(&g).unwrap()["id"].as_str().unwrap().to_string();
         }),
     );

@@ -191,23 +191,29 @@ async fn a_revocation_waits_for_a_recording_in_progress(store: &Store) {
         Ok(())
     };
     let m = record(9);
-    let record_fut = async {
-        let r =
-            store.record_generation(&receipt("r-race", Some("g-race")), &[], std::slice::from_ref(&m), &check).await;
-        (r, std::time::Instant::now())
+    // The recording runs in a task of its own, so the revocation below
+    // really runs while the check sleeps.
+    let recording = {
+        let (store, m) = (store.clone(), m.clone());
+        tokio::spawn(async move {
+            let r = store.record_generation(&receipt("r-race", Some("g-race")), &[], &[m], &check).await;
+            (r, std::time::Instant::now())
+        })
     };
-    let revoke_fut = async {
-        tokio::task::spawn_blocking(move || checking.recv().unwrap()).await.unwrap();
-        let r = store.revoke_grant("dev", "g-race", 10_000).await;
-        (r, std::time::Instant::now())
-    };
-    let ((recorded, recorded_at), (revoked, revoked_at)) = tokio::join!(record_fut, revoke_fut);
+    tokio::task::spawn_blocking(move || checking.recv().unwrap()).await.unwrap();
+    let revoked = store.revoke_grant("dev", "g-race", 10_000).await;
+    let revoked_at = std::time::Instant::now();
+    let (recorded, recorded_at) = recording.await.unwrap();
     assert_eq!(recorded.unwrap(), Ok(()));
     assert_eq!(revoked.unwrap(), Revoked::Now);
     assert!(revoked_at >= recorded_at, "the revocation completed before the recording it raced committed");
     assert!(store.manifest(&m.manifest_id).await.unwrap().is_some());
     // And the next recording sees the revocation.
-    let next = store.record_generation(&receipt("r-race-2", Some("g-race")), &[], &[record(10)], &check).await;
+    let revoked_only = |g: Option<&Grant>, _: &[Subject]| match g {
+        Some(g) if g.revoked_at_ms.is_some() => Err(ConsentError::GrantRevoked(g.id.clone())),
+        _ => Ok(()),
+    };
+    let next = store.record_generation(&receipt("r-race-2", Some("g-race")), &[], &[record(10)], &revoked_only).await;
     assert_eq!(next.unwrap(), Err(ConsentError::GrantRevoked("g-race".into())));
 }
 
