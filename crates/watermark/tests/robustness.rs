@@ -1,0 +1,111 @@
+//! Robustness on a few images and the main attacks: the payload is
+//! recovered exactly, unmarked images give nothing, and the mark stays
+//! faint (PSNR). Never timings; the full table is the benchmark's.
+
+use image::RgbImage;
+use likeness_media::{DecodeLimits, OutputFormat};
+use likeness_watermark::{detect, embed, Key};
+
+const PAYLOAD: [u8; 8] = [0x94, 0xb8, 0xf0, 0x1f, 0xee, 0x5d, 0xde, 0xa4];
+
+fn key() -> Key {
+    Key::new(*b"likeness watermark test key 0001")
+}
+
+fn fixture(name: &str) -> RgbImage {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(name);
+    likeness_media::decode(&std::fs::read(path).unwrap(), None, &DecodeLimits::default()).unwrap().pixels
+}
+
+fn images() -> Vec<(&'static str, RgbImage)> {
+    let gradient = RgbImage::from_fn(640, 400, |x, y| image::Rgb([(x * 255 / 639) as u8, (y * 255 / 399) as u8, 128]));
+    let flat = RgbImage::from_pixel(512, 512, image::Rgb([128, 128, 128]));
+    vec![
+        ("chelsea", fixture("scenes/chelsea.png")),
+        ("coffee", fixture("scenes/coffee.png")),
+        ("rocket", fixture("scenes/rocket.jpg")),
+        ("hopper", fixture("faces/grace_hopper.jpg")),
+        ("gradient", gradient),
+        ("flat", flat),
+    ]
+}
+
+fn jpeg(img: &RgbImage, quality: u8) -> RgbImage {
+    let bytes = likeness_media::encode(img, OutputFormat::Jpeg { quality }).unwrap();
+    likeness_media::decode(&bytes, None, &DecodeLimits::default()).unwrap().pixels
+}
+
+fn crop_area(img: &RgbImage, keep: f32) -> RgbImage {
+    let side = keep.sqrt();
+    let (w, h) = ((img.width() as f32 * side) as u32, (img.height() as f32 * side) as u32);
+    image::imageops::crop_imm(img, (img.width() - w) / 2 + 1, (img.height() - h) / 2 + 3, w, h).to_image()
+}
+
+fn scale(img: &RgbImage, f: f32) -> RgbImage {
+    let (w, h) = ((img.width() as f32 * f).round() as u32, (img.height() as f32 * f).round() as u32);
+    image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
+}
+
+fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
+    let mse: f64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum::<f64>()
+        / a.as_raw().len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
+}
+
+type Attack = (&'static str, fn(&RgbImage) -> RgbImage);
+
+#[test]
+fn payload_survives_the_main_attacks_and_unmarked_images_give_nothing() {
+    let attacks: [Attack; 7] = [
+        ("none", |i| i.clone()),
+        ("jpeg 90", |i| jpeg(i, 90)),
+        ("jpeg 75", |i| jpeg(i, 75)),
+        ("jpeg 50", |i| jpeg(i, 50)),
+        ("crop keeping 50%", |i| crop_area(i, 0.5)),
+        ("resize 0.5x", |i| scale(i, 0.5)),
+        ("brightness +20%", |i| {
+            let mut o = i.clone();
+            o.pixels_mut().for_each(|p| p.0 = p.0.map(|v| (f32::from(v) * 1.2).min(255.0) as u8));
+            o
+        }),
+    ];
+    let mut failures = Vec::new();
+    for (name, original) in images() {
+        assert_eq!(detect(&original, &key()), None, "{name}: found a mark in the unmarked image");
+        let mut marked = original.clone();
+        embed(&mut marked, &PAYLOAD, &key(), 1.0);
+        let p = psnr(&original, &marked);
+        assert!(p >= 38.0, "{name}: PSNR {p:.1} dB");
+        println!("{name}: PSNR {p:.1} dB");
+        if name == "gradient" {
+            if let Ok(dir) = std::env::var("LIKENESS_WATERMARK_SAMPLES") {
+                // Side by side: original | marked, a 256x160 crop, for eyes.
+                let mut pair = RgbImage::new(512, 160);
+                image::imageops::replace(
+                    &mut pair,
+                    &image::imageops::crop_imm(&original, 192, 120, 256, 160).to_image(),
+                    0,
+                    0,
+                );
+                image::imageops::replace(
+                    &mut pair,
+                    &image::imageops::crop_imm(&marked, 192, 120, 256, 160).to_image(),
+                    256,
+                    0,
+                );
+                pair.save(std::path::Path::new(&dir).join("gradient-pair.png")).unwrap();
+            }
+        }
+        for (attack, f) in &attacks {
+            let attacked = f(&marked);
+            match detect(&attacked, &key()) {
+                Some(d) if d.payload == PAYLOAD => {}
+                other => failures.push(format!("{name} / {attack}: {other:?}")),
+            }
+            assert_eq!(detect(&f(&original), &key()), None, "{name} / {attack}: found a mark in the unmarked image");
+        }
+        // Another key reads nothing.
+        assert_eq!(detect(&marked, &Key::new([7; 32])), None, "{name}: another key read a mark");
+    }
+    assert!(failures.is_empty(), "not recovered:\n{}", failures.join("\n"));
+}
