@@ -176,7 +176,42 @@ pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
     None
 }
 
+/// The payload bits read at each scale hypothesis whether or not the CRC
+/// holds, for measuring bit accuracy in the benchmark. Not a detector: it
+/// has no false-positive bound.
+#[doc(hidden)]
+pub fn read_unchecked(img: &RgbImage, key: &Key) -> Vec<[u8; 8]> {
+    let pattern = Pattern::new(key);
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let y = luma(img);
+    let mut out = Vec::new();
+    for &scale in &SCALES {
+        let (plane, sw, sh) = if scale == 1.0 { (y.clone(), w, h) } else { resize(&y, w, h, scale) };
+        if sw < PERIOD || sh < PERIOD {
+            continue;
+        }
+        let bits = soft_bits(&plane, sw, sh, &pattern).map(|soft| code::decode(&soft)).unwrap_or_default();
+        let mut payload = [0u8; 8];
+        for (i, b) in bits.iter().take(64).enumerate() {
+            payload[i / 8] |= b << (7 - i % 8);
+        }
+        out.push(payload);
+    }
+    out
+}
+
 fn detect_at(y: &[f32], w: usize, h: usize, pattern: &Pattern) -> Option<Detection> {
+    let soft = soft_bits(y, w, h, pattern)?;
+    let bits = code::decode(&soft);
+    let payload = code::payload_if_valid(&bits)?;
+    let codeword = code::encode(&bits);
+    let dot: f32 = soft.iter().zip(&codeword).map(|(s, c)| s * c).sum();
+    let norm = soft.iter().map(|s| s * s).sum::<f32>().sqrt() * (codeword.len() as f32).sqrt();
+    Some(Detection { payload, score: if norm > 0.0 { dot / norm } else { 0.0 }, scale: 1.0 })
+}
+
+/// One soft value per coded bit, read at the best sync offset.
+fn soft_bits(y: &[f32], w: usize, h: usize, pattern: &Pattern) -> Option<Vec<f32>> {
     // High-pass: the pattern lives in the fine detail; the picture mostly not.
     let smooth = box_blur(y, w, h, 1);
     let mut fold = vec![0.0f32; PERIOD * PERIOD];
@@ -200,12 +235,7 @@ fn detect_at(y: &[f32], w: usize, h: usize, pattern: &Pattern) -> Option<Detecti
             soft[pattern.bit[c]] += v * pattern.sign[c];
         }
     }
-    let bits = code::decode(&soft);
-    let payload = code::payload_if_valid(&bits)?;
-    let codeword = code::encode(&bits);
-    let dot: f32 = soft.iter().zip(&codeword).map(|(s, c)| s * c).sum();
-    let norm = soft.iter().map(|s| s * s).sum::<f32>().sqrt() * (codeword.len() as f32).sqrt();
-    Some(Detection { payload, score: if norm > 0.0 { dot / norm } else { 0.0 }, scale: 1.0 })
+    Some(soft)
 }
 
 /// C(d) = Σ_p a(p + d) · b(p) over the 2-D torus, through the FFT.
