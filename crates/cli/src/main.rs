@@ -4,6 +4,7 @@ mod config;
 mod serve;
 mod verify;
 mod vision;
+mod watermark;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,19 @@ enum Command {
         #[command(subcommand)]
         command: GalleryCommand,
     },
+    /// Embed or detect the invisible watermark.
+    Watermark {
+        #[command(subcommand)]
+        command: WatermarkCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WatermarkCommand {
+    /// Mark an image with a 64-bit payload.
+    Embed(watermark::EmbedArgs),
+    /// Look for a mark in images; exit 0 if every file has one, 2 if any has none.
+    Detect(watermark::DetectArgs),
 }
 
 #[derive(Subcommand)]
@@ -58,9 +72,9 @@ enum GalleryCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Create a development CA and an Ed25519 signing certificate.
+    /// Create a development CA, an Ed25519 signing certificate and a watermark key.
     Init {
-        /// Where to write ca.pem, signer-chain.pem and signer.key.
+        /// Where to write ca.pem, signer-chain.pem, signer.key and watermark.key.
         #[arg(long, default_value = "./data/keys")]
         dir: PathBuf,
         /// Organization named in the certificates.
@@ -88,6 +102,16 @@ fn main() -> ExitCode {
             }
         },
         Command::Keys { command: KeysCommand::Init { dir, organization } } => {
+            match watermark::init_key(&dir) {
+                Ok(true) => {
+                    println!("created a watermark key: {} (mode 0600)", dir.join(watermark::KEY_FILE).display())
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            }
             match likeness_provenance::keys::init_dev_keys(&dir, &organization) {
                 Ok(true) => {
                     println!("created a development CA and signing certificate in {}", dir.display());
@@ -112,6 +136,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Vision { command: VisionCommand::Analyze(args) } => report(vision::analyze(args)),
         Command::Gallery { command: GalleryCommand::Add(args) } => report(vision::gallery_add(args)),
+        Command::Watermark { command: WatermarkCommand::Embed(args) } => report(watermark::embed(args)),
+        Command::Watermark { command: WatermarkCommand::Detect(args) } => report(watermark::detect(args)),
     }
 }
 

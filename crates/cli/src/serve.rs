@@ -184,7 +184,7 @@ fn tenants(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<Tenant>> {
     Ok(vec![Tenant { id: "dev".into(), api_key_sha256: Tenant::hash_key(&key) }])
 }
 
-fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
