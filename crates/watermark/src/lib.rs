@@ -162,18 +162,20 @@ pub fn embed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength: f32) {
 /// the false-positive rate derived in the crate docs.
 pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
     let pattern = Pattern::new(key);
+    hypotheses(img)
+        .find_map(|(scale, plane, w, h)| detect_at(&plane, w, h, &pattern).map(|found| Detection { scale, ..found }))
+}
+
+/// The luma plane under each scale hypothesis that leaves at least one
+/// full period, in the order of [`SCALES`]; computed lazily, so a mark found
+/// as received costs no rescaling.
+fn hypotheses(img: &RgbImage) -> impl Iterator<Item = (f32, Vec<f32>, usize, usize)> + '_ {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let y = luma(img);
-    for &scale in &SCALES {
+    SCALES.iter().filter_map(move |&scale| {
         let (plane, sw, sh) = if scale == 1.0 { (y.clone(), w, h) } else { resize(&y, w, h, scale) };
-        if sw < PERIOD || sh < PERIOD {
-            continue;
-        }
-        if let Some(found) = detect_at(&plane, sw, sh, &pattern) {
-            return Some(Detection { scale, ..found });
-        }
-    }
-    None
+        (sw >= PERIOD && sh >= PERIOD).then_some((scale, plane, sw, sh))
+    })
 }
 
 /// The payload bits read at each scale hypothesis whether or not the CRC
@@ -182,22 +184,16 @@ pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
 #[doc(hidden)]
 pub fn read_unchecked(img: &RgbImage, key: &Key) -> Vec<[u8; 8]> {
     let pattern = Pattern::new(key);
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let y = luma(img);
-    let mut out = Vec::new();
-    for &scale in &SCALES {
-        let (plane, sw, sh) = if scale == 1.0 { (y.clone(), w, h) } else { resize(&y, w, h, scale) };
-        if sw < PERIOD || sh < PERIOD {
-            continue;
-        }
-        let bits = soft_bits(&plane, sw, sh, &pattern).map(|soft| code::decode(&soft)).unwrap_or_default();
-        let mut payload = [0u8; 8];
-        for (i, b) in bits.iter().take(64).enumerate() {
-            payload[i / 8] |= b << (7 - i % 8);
-        }
-        out.push(payload);
-    }
-    out
+    hypotheses(img)
+        .map(|(_, plane, w, h)| {
+            let bits = soft_bits(&plane, w, h, &pattern).map(|soft| code::decode(&soft)).unwrap_or_default();
+            let mut payload = [0u8; 8];
+            for (i, b) in bits.iter().take(64).enumerate() {
+                payload[i / 8] |= b << (7 - i % 8);
+            }
+            payload
+        })
+        .collect()
 }
 
 fn detect_at(y: &[f32], w: usize, h: usize, pattern: &Pattern) -> Option<Detection> {
