@@ -9,15 +9,13 @@
 
 use std::time::Instant;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
 use image::{Rgb, RgbImage};
-use likeness_media::{DecodeLimits, OutputFormat};
 use likeness_watermark::{detect, embed, read_unchecked, Key};
 use rand::{Rng, SeedableRng};
-
-fn fixture(name: &str) -> RgbImage {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(name);
-    likeness_media::decode(&std::fs::read(path).unwrap(), None, &DecodeLimits::default()).unwrap().pixels
-}
 
 fn images() -> Vec<(String, RgbImage)> {
     let mut v: Vec<(String, RgbImage)> = [
@@ -67,27 +65,6 @@ fn images() -> Vec<(String, RgbImage)> {
     v
 }
 
-fn jpeg(img: &RgbImage, q: u8) -> RgbImage {
-    let bytes = likeness_media::encode(img, OutputFormat::Jpeg { quality: q }).unwrap();
-    likeness_media::decode(&bytes, None, &DecodeLimits::default()).unwrap().pixels
-}
-
-fn png(img: &RgbImage) -> RgbImage {
-    let bytes = likeness_media::encode(img, OutputFormat::Png).unwrap();
-    likeness_media::decode(&bytes, None, &DecodeLimits::default()).unwrap().pixels
-}
-
-fn scale(img: &RgbImage, f: f32) -> RgbImage {
-    let (w, h) = ((img.width() as f32 * f).round() as u32, (img.height() as f32 * f).round() as u32);
-    image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
-}
-
-fn crop_area(img: &RgbImage, keep: f32) -> RgbImage {
-    let s = keep.sqrt();
-    let (w, h) = ((img.width() as f32 * s) as u32, (img.height() as f32 * s) as u32);
-    image::imageops::crop_imm(img, (img.width() - w) / 2, (img.height() - h) / 2, w, h).to_image()
-}
-
 fn map(img: &RgbImage, f: impl Fn(f32) -> f32) -> RgbImage {
     let mut o = img.clone();
     o.pixels_mut().for_each(|p| p.0 = p.0.map(|v| f(f32::from(v)).round().clamp(0.0, 255.0) as u8));
@@ -127,12 +104,6 @@ fn rotate(img: &RgbImage, degrees: f32) -> RgbImage {
     })
 }
 
-fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
-    let mse: f64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum::<f64>()
-        / a.as_raw().len() as f64;
-    10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
-}
-
 type Attack = (&'static str, Box<dyn Fn(&RgbImage) -> RgbImage>);
 
 fn main() {
@@ -149,8 +120,8 @@ fn main() {
             }),
         ),
         ("resize 0.5x", Box::new(|i: &RgbImage| scale(i, 0.5))),
-        ("crop keeping 80%", Box::new(|i: &RgbImage| crop_area(i, 0.8))),
-        ("crop keeping 50%", Box::new(|i: &RgbImage| crop_area(i, 0.5))),
+        ("crop keeping 80%", Box::new(|i: &RgbImage| crop_area(i, 0.8, 0, 0))),
+        ("crop keeping 50%", Box::new(|i: &RgbImage| crop_area(i, 0.5, 0, 0))),
         ("brightness +20%", Box::new(|i: &RgbImage| map(i, |v| v * 1.2))),
         ("contrast 0.8", Box::new(|i: &RgbImage| map(i, |v| (v - 128.0) * 0.8 + 128.0))),
         ("Gaussian noise sigma 5", Box::new(|i: &RgbImage| noise(i, 5.0))),
@@ -217,7 +188,7 @@ fn main() {
     let mut tried = 0;
     let mut false_hits = 0;
     for (_, img) in &imgs {
-        for variant in [img.clone(), jpeg(img, 75), crop_area(img, 0.5), scale(img, 0.5), png(img)] {
+        for variant in [img.clone(), jpeg(img, 75), crop_area(img, 0.5, 0, 0), scale(img, 0.5), png(img)] {
             tried += 1;
             false_hits += usize::from(detect(&variant, &key).is_some());
         }
