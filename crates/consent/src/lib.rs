@@ -373,6 +373,17 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// The refusal for a face (1-based) in `image` that matches the gallery;
+/// the same on references and outputs.
+pub fn public_figure_refusal(image: &str, face: usize, name: &str, distance: f32) -> Refusal {
+    Refusal {
+        code: "vision.public_figure",
+        message: format!(
+            "{image} shows a face (face {face}) that matches a public figure in the gallery: {name} (distance {distance:.2})"
+        ),
+    }
+}
+
 /// The default rule for faces in references, until the policy engine
 /// decides: refuse a public figure, a likely minor without a consenting
 /// subject whose guardian consented, and an unknown adult. `image` names the
@@ -387,12 +398,7 @@ pub fn reference_faces_rule(
         let face = i + 1;
         let likely_minor = *p_minor >= minor_threshold;
         let refusal = match label {
-            FaceLabel::PublicFigure { name, distance } => Refusal {
-                code: "vision.public_figure",
-                message: format!(
-                    "{image} shows a face (face {face}) that matches a public figure in the gallery: {name} (distance {distance:.2})"
-                ),
-            },
+            FaceLabel::PublicFigure { name, distance } => public_figure_refusal(image, face, name, *distance),
             FaceLabel::ConsentingSubject { subject, .. } => {
                 let s = subjects.iter().find(|s| &s.id == subject);
                 if likely_minor && !s.is_some_and(|s| s.minor && s.guardian_consent) {

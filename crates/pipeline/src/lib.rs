@@ -277,13 +277,11 @@ impl Pipeline {
         };
 
         let subjects = &req.consent.subjects;
-        for (i, img) in decoded.iter().enumerate() {
-            let record = self.moderation.record(format!("reference {}", i + 1), &vision.analyze(img)?, subjects);
-            let verdict = self.moderation.reference_verdict(&record, subjects);
-            decision.images.push(record);
-            if let Some((code, message)) = verdict {
-                return Err(refuse(decision, code, message));
-            }
+        let verdict = |r: &ImageRecord| self.moderation.reference_verdict(r, subjects);
+        if let Some((code, message)) =
+            self.check_images(vision, &mut decision, "reference", &decoded, subjects, verdict)?
+        {
+            return Err(refuse(decision, code, message));
         }
         // The subjects the references actually showed: what the request relied on.
         let mut consenting_minors: Vec<String> = Vec::new();
@@ -315,13 +313,9 @@ impl Pipeline {
         // Outputs are checked like references: the generator may have carried
         // a face through, or made something the rule forbids.
         decision.checks.push("vision.outputs");
-        for (i, img) in images.iter().enumerate() {
-            let record = self.moderation.record(format!("output {}", i + 1), &vision.analyze(img)?, subjects);
-            let verdict = self.moderation.output_verdict(&record, consenting_minors.len());
-            decision.images.push(record);
-            if let Some((code, message)) = verdict {
-                return Err(refuse(decision, code, message));
-            }
+        let verdict = |r: &ImageRecord| self.moderation.output_verdict(r, consenting_minors.len());
+        if let Some((code, message)) = self.check_images(vision, &mut decision, "output", &images, subjects, verdict)? {
+            return Err(refuse(decision, code, message));
         }
 
         let output = req.output;
@@ -338,6 +332,29 @@ impl Pipeline {
             assets.push(self.signer.sign(&encoded, output.media_type(), &description)?);
         }
         Ok(GenerationOutcome { request_id: req.request_id, assets, decision })
+    }
+
+    /// Analyses each image (`reference 1`, `output 2`...), records its scores
+    /// and face labels in the decision, and stops at the first image
+    /// `verdict` refuses, returning why.
+    fn check_images(
+        &self,
+        vision: &likeness_vision::Vision,
+        decision: &mut Decision,
+        kind: &str,
+        images: &[image::RgbImage],
+        subjects: &[Subject],
+        verdict: impl Fn(&ImageRecord) -> Option<(&'static str, String)>,
+    ) -> Result<Option<(&'static str, String)>, PipelineError> {
+        for (i, img) in images.iter().enumerate() {
+            let record = self.moderation.record(format!("{kind} {}", i + 1), &vision.analyze(img)?, subjects);
+            let refusal = verdict(&record);
+            decision.images.push(record);
+            if refusal.is_some() {
+                return Ok(refusal);
+            }
+        }
+        Ok(None)
     }
 
     /// Checks enrollment photos and returns one face embedding per photo:

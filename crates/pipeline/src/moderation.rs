@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use likeness_consent::{label_face, reference_faces_rule, FaceFacts, FaceLabel, Subject};
+use likeness_consent::{label_face, public_figure_refusal, reference_faces_rule, FaceFacts, FaceLabel, Subject};
 use likeness_vision::{Gallery, GalleryMatch, ImageAnalysis, Vision};
 use serde::Serialize;
 
@@ -116,16 +116,8 @@ impl Moderation {
         let t = &self.thresholds;
         for (i, f) in r.faces.iter().enumerate() {
             if let Some(m) = f.matches.first() {
-                return Some((
-                    "vision.public_figure",
-                    format!(
-                        "{} shows a face (face {}) that matches a public figure in the gallery: {} (distance {:.2})",
-                        r.image,
-                        i + 1,
-                        m.name,
-                        m.distance
-                    ),
-                ));
+                let refusal = public_figure_refusal(&r.image, i + 1, &m.name, m.distance);
+                return Some((refusal.code, refusal.message));
             }
         }
         let mut minors = 0;
