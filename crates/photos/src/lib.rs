@@ -245,7 +245,6 @@ impl PhotoLibrary {
     /// provider for the media item, checks that the app's `base_url` (when
     /// given) is the provider's, and downloads the provider's.
     pub async fn fetch(&self, item: &LibraryItem) -> Result<Fetched, PhotoError> {
-        let deadline = self.config.timeout;
         let work = async {
             let described = self.media_item(&item.media_item_id, &item.access_token).await?;
             if !item.base_url.is_empty() && item.base_url != described.base_url {
@@ -255,20 +254,34 @@ impl PhotoLibrary {
             let (content_type, bytes) = self.get(url, &item.access_token, self.config.max_bytes).await?;
             Ok(Fetched { bytes, content_type: content_type.or(described.mime_type) })
         };
+        self.within_deadline(work).await
+    }
+
+    /// Runs `work` within the configured deadline; past it, "unavailable".
+    async fn within_deadline<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, PhotoError>>,
+    ) -> Result<T, PhotoError> {
+        let deadline = self.config.timeout;
         match tokio::time::timeout(deadline, work).await {
             Ok(r) => r,
             Err(_) => Err(PhotoError::Unavailable(format!("no complete answer within {} s", deadline.as_secs_f32()))),
         }
     }
 
-    /// The provider's description of a media item, with the user's token.
-    pub async fn media_item(&self, id: &str, token: &AccessToken) -> Result<MediaItem, PhotoError> {
-        let api = self.api.as_ref().ok_or(PhotoError::NotConfigured)?;
-        let mut url = api.clone();
+    /// `{api_base}/seg/seg...`, each segment percent-encoded.
+    fn api_url(&self, segments: &[&str]) -> Result<Url, PhotoError> {
+        let mut url = self.api.clone().ok_or(PhotoError::NotConfigured)?;
         url.path_segments_mut()
             .map_err(|_| PhotoError::InvalidUrl("api_base cannot take a path".into()))?
             .pop_if_empty()
-            .extend(["v1", "mediaItems", id]);
+            .extend(segments);
+        Ok(url)
+    }
+
+    /// The provider's description of a media item, with the user's token.
+    pub async fn media_item(&self, id: &str, token: &AccessToken) -> Result<MediaItem, PhotoError> {
+        let url = self.api_url(&["v1", "mediaItems", id])?;
         let (_, body) = self.get(url, token, MAX_API_BYTES).await?;
         let item: MediaItem = serde_json::from_slice(&body).map_err(|e| PhotoError::BadAnswer(e.to_string()))?;
         if item.id != id {
@@ -285,13 +298,7 @@ impl PhotoLibrary {
         media_item_id: &str,
         token: &AccessToken,
     ) -> Result<bool, PhotoError> {
-        let api = self.api.as_ref().ok_or(PhotoError::NotConfigured)?;
-        let mut url = api.clone();
-        url.path_segments_mut()
-            .map_err(|_| PhotoError::InvalidUrl("api_base cannot take a path".into()))?
-            .pop_if_empty()
-            .extend(["v1", "mediaItems:search"]);
-        let deadline = self.config.timeout;
+        let url = self.api_url(&["v1", "mediaItems:search"])?;
         let search = async {
             let mut page_token: Option<String> = None;
             for _ in 0..MAX_ALBUM_PAGES {
@@ -312,10 +319,7 @@ impl PhotoLibrary {
             }
             Ok(false)
         };
-        match tokio::time::timeout(deadline, search).await {
-            Ok(r) => r,
-            Err(_) => Err(PhotoError::Unavailable(format!("no complete answer within {} s", deadline.as_secs_f32()))),
-        }
+        self.within_deadline(search).await
     }
 
     fn auth_header(token: &AccessToken) -> Result<HeaderValue, PhotoError> {
