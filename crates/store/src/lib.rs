@@ -202,16 +202,6 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the manifests of one request together: all or none.
-    pub async fn put_manifests(&self, records: &[ManifestRecord]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for m in records {
-            insert_manifest(&mut tx, m).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn put_manifest(&self, m: &ManifestRecord) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
         insert_manifest(&mut conn, m).await

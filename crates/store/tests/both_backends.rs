@@ -222,10 +222,13 @@ async fn manifests_of_one_request_are_stored_all_or_none() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("x.db").to_str().unwrap()).await.unwrap();
     store.put_manifest(&record(1)).await.unwrap();
-    // The second clashes with the stored one: neither of the pair is kept.
-    assert!(store.put_manifests(&[record(2), record(1)]).await.is_err());
+    let allowed = |_: Option<&Grant>, _: &[Subject]| Ok(());
+    // The second clashes with the stored one: neither of the pair is kept,
+    // nor the receipt.
+    assert!(store.record_generation(&receipt("r-a", None), &[], &[record(2), record(1)], &allowed).await.is_err());
     assert_eq!(store.manifest(&record(2).manifest_id).await.unwrap(), None);
-    store.put_manifests(&[record(2), record(3)]).await.unwrap();
+    assert_eq!(store.receipt("dev", "r-a").await.unwrap(), None);
+    store.record_generation(&receipt("r-b", None), &[], &[record(2), record(3)], &allowed).await.unwrap().unwrap();
     assert!(store.manifest(&record(3).manifest_id).await.unwrap().is_some());
 }
 
