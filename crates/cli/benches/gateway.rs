@@ -73,6 +73,10 @@ fn main() {
         generator: "builtin/watercolor".into(),
         ingredient_hashes: vec![likeness_media::sha256_hex(&photo)],
         receipt_id: "bench".into(),
+        soft_binding: Some(likeness_provenance::SoftBinding {
+            alg: "org.likeness.wm.1".into(),
+            value: "AAAAAAAAAAA=".into(),
+        }),
     };
     let sign = report(
         "sign (includes c2pa's verify-after-sign)",

@@ -24,6 +24,8 @@ pub struct Config {
     #[serde(default)]
     pub photos: PhotosSettings,
     #[serde(default)]
+    pub resolver: ResolverSettings,
+    #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -64,6 +66,32 @@ pub struct Signing {
     pub chain: Option<PathBuf>,
     /// PKCS#8 PEM Ed25519 private key of the signing certificate.
     pub key: Option<PathBuf>,
+    /// The invisible watermark's key (64 hex digits). Every replica must
+    /// share it. Unset: `<data_dir>/keys/watermark.key`, created on first start.
+    pub watermark_key: Option<PathBuf>,
+}
+
+/// The public soft-binding resolver (`/matches/...`, `/manifests/...`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResolverSettings {
+    /// Requests per minute per client address.
+    pub requests_per_minute: u32,
+    /// Requests a client may make at once before the rate applies.
+    pub burst: u32,
+    /// Uploaded images read for a watermark at once.
+    pub max_concurrent_detections: usize,
+}
+
+impl Default for ResolverSettings {
+    fn default() -> Self {
+        let d = likeness_http::ResolverConfig::default();
+        ResolverSettings {
+            requests_per_minute: d.requests_per_minute,
+            burst: d.burst,
+            max_concurrent_detections: d.max_concurrent_detections,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -68,6 +68,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let signer = Signer::from_paths(&key_paths).context("loading the signing identity")?;
     tracing::info!(signer = %signer.subject(), chain = %key_paths.chain.display(), "signing identity loaded");
 
+    let watermark_key = match &config.signing.watermark_key {
+        Some(path) => path.clone(),
+        None => {
+            let dir = data_dir.join("keys");
+            if crate::watermark::init_key(&dir)? {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "no watermark key configured: created one; replicas must share it to read each other's marks"
+                );
+            }
+            dir.join(crate::watermark::KEY_FILE)
+        }
+    };
+    let watermark_key = crate::watermark::load_key(&watermark_key)?;
+
     let tenants = tenants(&config, &data_dir)?;
     let limits = &config.limits;
     let request_limits = RequestLimits {
@@ -81,11 +96,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..RequestLimits::default()
     };
     let moderation = load_moderation(&config, args.models, args.gallery)?;
-    let pipeline =
-        Arc::new(Pipeline::new(Arc::new(likeness_generators::Builtin), Arc::new(signer), moderation, request_limits));
+    let pipeline = Arc::new(Pipeline::new(
+        Arc::new(likeness_generators::Builtin),
+        Arc::new(signer),
+        watermark_key,
+        moderation,
+        request_limits,
+    ));
     let http_config = HttpConfig {
         max_body_bytes: limits.max_body_bytes,
         max_concurrent_generations: limits.max_concurrent_generations,
+        resolver: likeness_http::ResolverConfig {
+            requests_per_minute: config.resolver.requests_per_minute,
+            burst: config.resolver.burst,
+            max_concurrent_detections: config.resolver.max_concurrent_detections,
+        },
         ..HttpConfig::default()
     };
     let mut allow_hosts = config.photos.allow_hosts.clone();

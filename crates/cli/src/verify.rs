@@ -1,14 +1,21 @@
 //! `likeness verify`: the publisher's check of an image's Content Credentials.
 //!
-//! Exit codes: 0 every file trusted or valid; 1 any invalid (it outranks
-//! everything else, so a tampered file is never hidden by another error);
-//! 3 usage or I/O errors; 2 any without credentials that could be checked
-//! (none, or a remote manifest that is not fetched).
+//! For every file it also reads the invisible watermark, when it has the
+//! watermark key. With `--resolver URL`, a file without credentials (a
+//! platform stripped them) gets them back through the watermark: the
+//! resolver's `/matches/...` gives the manifest id, `/manifests/{id}` the
+//! manifest, validated here against these pixels.
+//!
+//! Exit codes: 0 every file trusted or valid (embedded or recovered); 1 any
+//! invalid (it outranks everything else, so a tampered file is never hidden
+//! by another error); 3 usage or I/O errors; 2 any without credentials that
+//! could be checked (none, or a remote manifest that is not fetched).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use likeness_provenance::{TrustState, Verification, Verifier};
+use serde::Serialize;
 
 #[derive(clap::Args)]
 pub struct VerifyArgs {
@@ -18,6 +25,14 @@ pub struct VerifyArgs {
     /// PEM file of trust anchors (CA certificates); repeatable.
     #[arg(long = "trust", value_name = "PEM")]
     trust: Vec<PathBuf>,
+    /// The watermark key (64 hex digits) to read marks with
+    /// [default: ./data/keys/watermark.key, when it exists].
+    #[arg(long, value_name = "FILE", env = "LIKENESS_WATERMARK_KEY_FILE")]
+    watermark_key: Option<PathBuf>,
+    /// A C2PA Soft Binding Resolution API (e.g. a likeness gateway's
+    /// http://HOST:PORT): recover the credentials of files that have none.
+    #[arg(long, value_name = "URL")]
+    resolver: Option<String>,
     /// Files, directories (searched recursively) or glob patterns.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<String>,
@@ -45,6 +60,21 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         }
     };
 
+    let key = match watermark_key(args.watermark_key.as_deref()) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(3);
+        }
+    };
+    let resolver = match args.resolver.as_deref().map(Resolver::new).transpose() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: --resolver: {e:#}");
+            return ExitCode::from(3);
+        }
+    };
+
     let (files, mut io_error) = expand(&args.paths);
     let (mut any_invalid, mut any_unverified) = (false, false);
     for file in files {
@@ -53,18 +83,33 @@ pub fn run(args: VerifyArgs) -> ExitCode {
             .unwrap_or_else(|_| {
                 Err(likeness_provenance::ProvenanceError::Read("the C2PA reader crashed on this file".into()))
             });
-        match &result {
-            Ok(v) => match v.state {
-                TrustState::Trusted | TrustState::Valid => {}
-                TrustState::Invalid => any_invalid = true,
-                TrustState::None | TrustState::Remote => any_unverified = true,
-            },
-            Err(_) => io_error = true,
+        let watermark = key.as_ref().map(|k| read_watermark(&file, k));
+        let recovered = match (&resolver, &result) {
+            (Some(r), Ok(v)) if v.state == TrustState::None => {
+                let found = watermark.as_ref().and_then(|w| w.as_ref().ok()).and_then(|d| d.as_ref());
+                Some(r.recover(&verifier, &file, found))
+            }
+            _ => None,
+        };
+        let state = match (&recovered, &result) {
+            (Some(rec), _) => Ok(rec.state.unwrap_or(TrustState::None)),
+            (None, Ok(v)) => Ok(v.state),
+            (None, Err(_)) => Err(()),
+        };
+        match state {
+            Ok(TrustState::Trusted | TrustState::Valid) => {}
+            Ok(TrustState::Invalid) => any_invalid = true,
+            Ok(TrustState::None | TrustState::Remote) => any_unverified = true,
+            Err(()) => io_error = true,
         }
         if args.json {
-            println!("{}", json_line(&file, &result));
+            println!("{}", json_line(&file, &result, watermark.as_ref(), recovered.as_ref()));
         } else {
             print_human(&file, &result);
+            print_watermark(watermark.as_ref());
+            if let Some(r) = &recovered {
+                print_recovered(r);
+            }
         }
     }
     ExitCode::from(if any_invalid {
@@ -148,8 +193,13 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> bool {
     ok
 }
 
-fn json_line(file: &Path, result: &Result<Verification, likeness_provenance::ProvenanceError>) -> String {
-    let value = match result {
+fn json_line(
+    file: &Path,
+    result: &Result<Verification, likeness_provenance::ProvenanceError>,
+    watermark: Option<&WatermarkRead>,
+    recovered: Option<&Recovered>,
+) -> String {
+    let mut value = match result {
         Ok(v) => {
             let mut obj = serde_json::to_value(v).unwrap_or_default();
             obj["file"] = serde_json::Value::String(file.display().to_string());
@@ -163,7 +213,249 @@ fn json_line(file: &Path, result: &Result<Verification, likeness_provenance::Pro
             "error": e.to_string(),
         }),
     };
+    // null: no key to read it with.
+    value["watermark"] = match watermark {
+        None => serde_json::Value::Null,
+        Some(Ok(found)) => serde_json::json!({
+            "detected": found.is_some(),
+            "payload": found.as_ref().map(|d| hex::encode(d.payload)),
+            "score": found.as_ref().map(|d| (f64::from(d.score) * 1000.0).round() / 1000.0),
+        }),
+        Some(Err(e)) => serde_json::json!({ "detected": false, "payload": null, "score": null, "error": e }),
+    };
+    // null: not attempted (no --resolver, or the file has credentials of its own).
+    value["recovered"] = serde_json::to_value(recovered).unwrap_or_default();
     value.to_string()
+}
+
+/// What the watermark reader said of one file: found or not, or why it
+/// could not read the image.
+type WatermarkRead = Result<Option<likeness_watermark::Detection>, String>;
+
+fn watermark_key(given: Option<&Path>) -> anyhow::Result<Option<likeness_watermark::Key>> {
+    match given {
+        Some(path) => crate::watermark::load_key(path).map(Some),
+        None => {
+            let default = Path::new(crate::watermark::DEFAULT_KEY);
+            if default.exists() {
+                crate::watermark::load_key(default).map(Some)
+            } else {
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn read_watermark(file: &Path, key: &likeness_watermark::Key) -> WatermarkRead {
+    let bytes = crate::read_bounded(file, crate::watermark::MAX_FILE_BYTES).map_err(|e| format!("{e:#}"))?;
+    let decoded = likeness_media::decode(&bytes, None, &likeness_media::DecodeLimits::default())
+        .map_err(|e| format!("cannot read the image: {e}"))?;
+    Ok(likeness_watermark::detect(&decoded.pixels, key))
+}
+
+fn print_watermark(read: Option<&WatermarkRead>) {
+    match read {
+        None => println!("  watermark:     not checked (no watermark key; give --watermark-key, or --resolver)"),
+        Some(Ok(Some(d))) => println!("  watermark:     {} (score {:.3})", hex::encode(d.payload), d.score),
+        Some(Ok(None)) => println!("  watermark:     none found"),
+        Some(Err(e)) => println!("  watermark:     not read: {e}"),
+    }
+}
+
+/// Credentials found through a soft-binding resolver for a file that had
+/// none embedded.
+#[derive(Debug, Serialize)]
+struct Recovered {
+    resolver: String,
+    /// `byBinding` (the mark was read here and its payload sent) or
+    /// `byContent` (the image was sent, the resolver read the mark).
+    query: &'static str,
+    alg: &'static str,
+    /// The watermark payload as a soft-binding value (base64), when read here.
+    value: Option<String>,
+    manifest_id: Option<String>,
+    /// The resolver's similarity score, 0 to 100.
+    similarity: Option<u8>,
+    /// `mismatch` as expected for re-encoded pixels; `intact` if the bytes
+    /// are the signed ones after all.
+    hard_binding: Option<&'static str>,
+    /// `match`: the manifest declares the payload read here;
+    /// `resolver`: the resolver read and matched it; `mismatch`: the
+    /// manifest does not declare it (then the state is invalid).
+    soft_binding: Option<&'static str>,
+    /// The signer's trust state, the hard binding set aside; null when
+    /// nothing was recovered.
+    state: Option<TrustState>,
+    signer: Option<String>,
+    /// likeness's own assertion of the recovered manifest.
+    likeness: Option<serde_json::Value>,
+    failures: Vec<likeness_provenance::Failure>,
+    /// Why nothing was recovered, when nothing was.
+    error: Option<String>,
+}
+
+struct Resolver {
+    base: String,
+    client: reqwest::blocking::Client,
+}
+
+/// Largest manifest store accepted from a resolver.
+const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+
+impl Resolver {
+    fn new(url: &str) -> anyhow::Result<Resolver> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            anyhow::bail!("{url}: the resolver must be an http or https URL");
+        }
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .user_agent(concat!("likeness-verify/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Resolver { base: url.trim_end_matches('/').to_string(), client })
+    }
+
+    fn recover(&self, verifier: &Verifier, file: &Path, found: Option<&likeness_watermark::Detection>) -> Recovered {
+        let value = found.map(|d| likeness_pipeline::soft_binding(&d.payload).value);
+        let mut rec = Recovered {
+            resolver: self.base.clone(),
+            query: if value.is_some() { "byBinding" } else { "byContent" },
+            alg: likeness_watermark::ALG,
+            value: value.clone(),
+            manifest_id: None,
+            similarity: None,
+            hard_binding: None,
+            soft_binding: None,
+            state: None,
+            signer: None,
+            likeness: None,
+            failures: vec![],
+            error: None,
+        };
+        if let Err(e) = self.fill(&mut rec, verifier, file, value.as_deref()) {
+            rec.error = Some(format!("{e:#}"));
+        }
+        rec
+    }
+
+    fn fill(&self, rec: &mut Recovered, verifier: &Verifier, file: &Path, value: Option<&str>) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        let bytes = crate::read_bounded(file, crate::watermark::MAX_FILE_BYTES)?;
+        let answer = match value {
+            Some(v) => self
+                .client
+                .get(format!("{}/matches/byBinding", self.base))
+                .query(&[("alg", likeness_watermark::ALG), ("value", v), ("maxResults", "1")])
+                .send(),
+            None => self
+                .client
+                .post(format!("{}/matches/byContent", self.base))
+                .query(&[("alg", likeness_watermark::ALG), ("maxResults", "1")])
+                .header(reqwest::header::CONTENT_TYPE, sniff_mime(&bytes))
+                .body(bytes.clone())
+                .send(),
+        };
+        let answer = answer.context("the resolver did not answer")?;
+        let status = answer.status();
+        if !status.is_success() {
+            anyhow::bail!("the resolver answered {status}: {}", answer.text().unwrap_or_default());
+        }
+        let body: serde_json::Value = answer.json().context("the resolver's answer is not JSON")?;
+        let Some(first) = body.get("matches").and_then(|m| m.as_array()).and_then(|m| m.first()) else {
+            anyhow::bail!(if value.is_some() {
+                "the resolver knows no manifest for this watermark"
+            } else {
+                "the resolver found no watermark it knows in this image"
+            });
+        };
+        let manifest_id = first
+            .get("manifestId")
+            .and_then(|m| m.as_str())
+            .context("the resolver's match has no manifestId")?
+            .to_string();
+        rec.similarity = first.get("similarityScore").and_then(|s| s.as_u64()).map(|s| s.min(100) as u8);
+        let endpoint = first.get("endpoint").and_then(|e| e.as_str()).unwrap_or(&self.base).trim_end_matches('/');
+        let store = self.manifest(endpoint, &manifest_id)?;
+        rec.manifest_id = Some(manifest_id);
+
+        let v = verifier.verify_with_manifest(&store, &bytes).context("validating the recovered manifest")?;
+        rec.hard_binding = v.hard_binding_intact.map(|intact| if intact { "intact" } else { "mismatch" });
+        rec.soft_binding = Some(match value {
+            Some(v2) if v.soft_bindings.iter().any(|b| b.alg == likeness_watermark::ALG && b.value == v2) => "match",
+            Some(_) => "mismatch",
+            None => "resolver",
+        });
+        rec.state = Some(if rec.soft_binding == Some("mismatch") {
+            TrustState::Invalid
+        } else {
+            v.state_apart_from_hard_binding()
+        });
+        rec.signer = v.signer.clone();
+        rec.likeness = v.likeness.clone();
+        rec.failures = v.failures;
+        Ok(())
+    }
+
+    fn manifest(&self, endpoint: &str, id: &str) -> anyhow::Result<Vec<u8>> {
+        use anyhow::Context as _;
+        use std::io::Read as _;
+        let resp = self.client.get(format!("{endpoint}/manifests/{id}")).send().context("fetching the manifest")?;
+        if !resp.status().is_success() {
+            anyhow::bail!("fetching manifest {id}: {}", resp.status());
+        }
+        let mut store = Vec::new();
+        resp.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut store).context("reading the manifest")?;
+        if store.len() as u64 > MAX_MANIFEST_BYTES {
+            anyhow::bail!("the manifest is over {MAX_MANIFEST_BYTES} bytes");
+        }
+        Ok(store)
+    }
+}
+
+fn sniff_mime(bytes: &[u8]) -> &'static str {
+    likeness_media::MediaType::sniff(bytes).map_or("application/octet-stream", |m| m.mime())
+}
+
+fn print_recovered(r: &Recovered) {
+    let Some(id) = &r.manifest_id else {
+        println!("  recovered:     nothing via {} ({})", r.resolver, r.error.as_deref().unwrap_or("no match"));
+        return;
+    };
+    let state = match r.state {
+        Some(TrustState::Trusted) => "trusted: signed by a trusted signer",
+        Some(TrustState::Valid) => "valid: well signed, but the signer is not on a trust list",
+        _ => "INVALID: the recovered credentials do not hold",
+    };
+    println!("  recovered:     credentials recovered via the watermark from {} ({id})", r.resolver);
+    match r.hard_binding {
+        Some("mismatch") => println!("  hard binding:  no longer matches these pixels (re-encoded since signing)"),
+        Some(_) => println!("  hard binding:  intact"),
+        None => println!("  hard binding:  could not be told"),
+    }
+    match r.soft_binding {
+        Some("match") => {
+            println!("  soft binding:  matches (the watermark's payload is the one the manifest declares)")
+        }
+        Some("resolver") => println!(
+            "  soft binding:  matched by the resolver (score {})",
+            r.similarity.map_or("-".to_string(), |s| s.to_string())
+        ),
+        _ => println!("  soft binding:  DOES NOT MATCH the manifest"),
+    }
+    println!("  signer state:  {state}");
+    if let Some(signer) = &r.signer {
+        println!("  signer:        {signer}");
+    }
+    if let Some(l) = &r.likeness {
+        print_likeness(l);
+    }
+}
+
+/// likeness's own assertion: which asset, which consent receipt.
+fn print_likeness(l: &serde_json::Value) {
+    let field = |k: &str| l.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
+    println!("  asset:         {}", field("asset_id"));
+    println!("  consent:       receipt {}", field("receipt"));
 }
 
 fn print_human(file: &Path, result: &Result<Verification, likeness_provenance::ProvenanceError>) {
@@ -214,9 +506,7 @@ fn print_human(file: &Path, result: &Result<Verification, likeness_provenance::P
         println!("  ingredient:    {} ({})", i.hash.as_deref().unwrap_or("no hash"), i.relationship);
     }
     if let Some(l) = &v.likeness {
-        let field = |k: &str| l.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
-        println!("  asset:         {}", field("asset_id"));
-        println!("  consent:       receipt {}", field("receipt"));
+        print_likeness(l);
     }
     if v.failures.is_empty() {
         println!("  failures:      none");

@@ -10,9 +10,9 @@ use likeness_media::{DecodeLimits, OutputFormat};
 use likeness_watermark::Key;
 
 pub const KEY_FILE: &str = "watermark.key";
-const DEFAULT_KEY: &str = "./data/keys/watermark.key";
+pub const DEFAULT_KEY: &str = "./data/keys/watermark.key";
 /// Largest image file read.
-const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 #[derive(clap::Args)]
 pub struct EmbedArgs {
@@ -50,7 +50,7 @@ pub fn init_key(dir: &Path) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn load_key(path: &Path) -> anyhow::Result<Key> {
+pub fn load_key(path: &Path) -> anyhow::Result<Key> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!("no watermark key at {}: run `likeness keys init`, or give --key-file", path.display())
     })?;

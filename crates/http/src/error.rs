@@ -141,6 +141,10 @@ impl From<PipelineError> for ApiError {
             PipelineError::Encode(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "output.encode_failed", message)
             }
+            // Fail closed: an output whose mark cannot be read back is not returned.
+            PipelineError::Watermark { .. } => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "watermark.failed", message)
+            }
             // Fail closed: without a signature nothing is returned.
             PipelineError::Signing(_) => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "provenance.signing_failed", message)

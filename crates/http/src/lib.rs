@@ -3,6 +3,7 @@
 
 mod consent;
 mod error;
+mod resolver;
 mod wire;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 pub use error::ApiError;
+pub use resolver::ResolverConfig;
 
 /// A tenant: an app allowed to call the gateway. Only the SHA-256 of its API
 /// key is kept, so a leaked config or database reveals no usable key.
@@ -45,6 +47,8 @@ pub struct HttpConfig {
     /// Generations running or waiting at once; past this, 503 at once, so
     /// waiting requests cannot pile up bodies in memory.
     pub max_pending_generations: usize,
+    /// The public soft-binding resolver's limits.
+    pub resolver: ResolverConfig,
 }
 
 impl Default for HttpConfig {
@@ -54,6 +58,7 @@ impl Default for HttpConfig {
             max_concurrent_generations: std::thread::available_parallelism().map_or(2, |n| n.get()),
             queue_timeout: Duration::from_secs(30),
             max_pending_generations: 16,
+            resolver: ResolverConfig::default(),
         }
     }
 }
@@ -71,6 +76,10 @@ pub struct AppState {
     slots: Arc<Semaphore>,
     /// Admission: running plus waiting generations.
     pending: Arc<Semaphore>,
+    /// The resolver's rate limit, per client address.
+    resolver_limiter: resolver::RateLimiter,
+    /// Watermark reads of uploaded images at once (the public resolver).
+    detections: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -84,7 +93,19 @@ impl AppState {
         let slots = Arc::new(Semaphore::new(config.max_concurrent_generations.max(1)));
         let pending =
             Arc::new(Semaphore::new(config.max_pending_generations.max(config.max_concurrent_generations).max(1)));
-        Arc::new(AppState { pipeline, store, photos: Arc::new(photos), tenants, config, slots, pending })
+        let resolver_limiter = resolver::RateLimiter::new(&config.resolver);
+        let detections = Arc::new(Semaphore::new(config.resolver.max_concurrent_detections.max(1)));
+        Arc::new(AppState {
+            pipeline,
+            store,
+            photos: Arc::new(photos),
+            tenants,
+            config,
+            slots,
+            pending,
+            resolver_limiter,
+            detections,
+        })
     }
 
     /// Admits a request that will hold photos in memory and use a CPU
@@ -155,10 +176,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/subjects/{id}", get(consent::get_subject).merge(delete(consent::delete_subject)))
         .route("/v1/receipts/{id}", get(consent::get_receipt))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    // The C2PA Soft Binding Resolution API: public, rate-limited.
+    let resolver = Router::new()
+        .route("/services/supportedAlgorithms", get(resolver::supported_algorithms))
+        .route("/matches/byBinding", get(resolver::by_binding_get).post(resolver::by_binding_post))
+        .route("/matches/byContent", post(resolver::by_content))
+        .route("/manifests/{id}", get(resolver::manifest))
+        .route_layer(middleware::from_fn_with_state(state.clone(), resolver::rate_limit));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(api)
+        .merge(resolver)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
@@ -173,7 +202,9 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    // The client's address is what the resolver's rate limit counts by.
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -97,6 +97,9 @@ struct ImageBody {
     mime: &'static str,
     data: String,
     manifest_id: String,
+    /// The watermark in the pixels: algorithm and payload (base64), the
+    /// soft binding by which the resolver finds the manifest.
+    soft_binding: Option<likeness_provenance::SoftBinding>,
 }
 
 fn parse_size(size: &str) -> Result<(u32, u32), ApiError> {
@@ -261,6 +264,11 @@ pub async fn create_generation(
             request_id: outcome.request_id.clone(),
             created_at_ms: likeness_store::now_ms(),
             manifest_store: a.manifest_store().to_vec(),
+            soft_bindings: a
+                .soft_binding()
+                .map(|b| likeness_store::SoftBindingRecord { alg: b.alg.clone(), value: b.value.clone() })
+                .into_iter()
+                .collect(),
         })
         .collect();
     let still_allowed = consent::recheck(user, subject_ids.clone());
@@ -284,6 +292,7 @@ pub async fn create_generation(
             asset_id: a.asset_id().to_string(),
             mime: a.media_type().mime(),
             manifest_id: a.manifest_id().to_string(),
+            soft_binding: a.soft_binding().cloned(),
             data: B64.encode(a.bytes()),
         })
         .collect();

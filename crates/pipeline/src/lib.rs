@@ -5,7 +5,8 @@
 //! ```text
 //! validate ─► decode references (memory only) ─► vision ─► label faces
 //!          ─► decide (pre: consent for every face) ─► generate ─► vision
-//!          ─► decide (post) ─► encode ─► sign ─► SignedAsset
+//!          ─► decide (post) ─► watermark ─► encode ─► read the mark back
+//!          ─► sign (with the soft binding) ─► SignedAsset
 //! ```
 //!
 //! Photo-access consent (grants) and the declared subjects are checked
@@ -22,7 +23,7 @@ use std::sync::Arc;
 
 use likeness_generators::{GenerationJob, Generator, Style};
 use likeness_media::{DecodeLimits, MediaError, MediaType, OutputFormat};
-use likeness_provenance::{AssetDescription, AssetId, ProvenanceError, SignedAsset, Signer};
+use likeness_provenance::{AssetDescription, AssetId, ProvenanceError, SignedAsset, Signer, SoftBinding};
 use serde::Serialize;
 
 pub use likeness_consent::{Receipt, ReferenceConsent, Subject};
@@ -151,6 +152,10 @@ pub enum PipelineError {
     Generator(String),
     #[error("could not encode the output: {0}")]
     Encode(MediaError),
+    /// The invisible watermark could not be read back from an output: it
+    /// is not returned unmarked.
+    #[error("the watermark could not be read back from output {index}")]
+    Watermark { index: usize },
     #[error("signing failed: {0}")]
     Signing(#[from] ProvenanceError),
     /// A rule refused the request; the decision says why.
@@ -184,18 +189,24 @@ pub enum EnrollmentProblem {
 pub struct Pipeline {
     generator: Arc<dyn Generator>,
     signer: Arc<Signer>,
+    watermark: likeness_watermark::Key,
     moderation: Moderation,
     limits: RequestLimits,
 }
+
+/// Watermark strengths tried in turn until the mark reads back from the
+/// encoded output; the first suits nearly every image.
+const WATERMARK_STRENGTHS: [f32; 2] = [1.0, 1.6];
 
 impl Pipeline {
     pub fn new(
         generator: Arc<dyn Generator>,
         signer: Arc<Signer>,
+        watermark: likeness_watermark::Key,
         moderation: Moderation,
         limits: RequestLimits,
     ) -> Pipeline {
-        Pipeline { generator, signer, moderation, limits }
+        Pipeline { generator, signer, watermark, moderation, limits }
     }
 
     pub fn moderation(&self) -> &Moderation {
@@ -318,20 +329,55 @@ impl Pipeline {
             return Err(refuse(decision, code, message));
         }
 
+        decision.checks.push("watermark");
         let output = req.output;
         let mut assets = Vec::with_capacity(images.len());
-        for pixels in images {
-            let encoded = likeness_media::encode(&pixels, output).map_err(PipelineError::Encode)?;
+        for (i, pixels) in images.into_iter().enumerate() {
+            let asset_id = AssetId::random();
+            let payload = watermark_payload(asset_id);
+            let encoded = self.watermark_and_encode(pixels, &payload, output, i + 1)?;
             let description = AssetDescription {
-                asset_id: AssetId::random(),
+                asset_id,
                 request_id: req.request_id.clone(),
                 generator: generator.clone(),
                 ingredient_hashes: reference_hashes.clone(),
                 receipt_id: req.consent.receipt_id.clone(),
+                soft_binding: Some(soft_binding(&payload)),
             };
             assets.push(self.signer.sign(&encoded, output.media_type(), &description)?);
         }
         Ok(GenerationOutcome { request_id: req.request_id, assets, decision })
+    }
+
+    /// Reads the watermark of an uploaded image (decoded in memory within
+    /// the request limits; nothing kept). CPU-bound: call it off the async
+    /// workers.
+    pub fn read_watermark(&self, bytes: &[u8]) -> Result<Option<likeness_watermark::Detection>, MediaError> {
+        let decoded = likeness_media::decode(bytes, None, &self.limits.decode)?;
+        Ok(likeness_watermark::detect(&decoded.pixels, &self.watermark))
+    }
+
+    /// Marks `pixels` with `payload`, encodes, and decodes the result to
+    /// check the mark reads back exactly; retries stronger, then fails
+    /// rather than return an image whose mark cannot be found.
+    fn watermark_and_encode(
+        &self,
+        pixels: image::RgbImage,
+        payload: &[u8; 8],
+        output: OutputFormat,
+        index: usize,
+    ) -> Result<Vec<u8>, PipelineError> {
+        for strength in WATERMARK_STRENGTHS {
+            let mut marked = pixels.clone();
+            likeness_watermark::embed(&mut marked, payload, &self.watermark, strength);
+            let encoded = likeness_media::encode(&marked, output).map_err(PipelineError::Encode)?;
+            let decoded = likeness_media::decode(&encoded, Some(output.media_type()), &self.limits.decode)
+                .map_err(PipelineError::Encode)?;
+            if likeness_watermark::detect(&decoded.pixels, &self.watermark).is_some_and(|d| &d.payload == payload) {
+                return Ok(encoded);
+            }
+        }
+        Err(PipelineError::Watermark { index })
     }
 
     /// Analyses each image (`reference 1`, `output 2`...), records its scores
@@ -393,6 +439,24 @@ impl Pipeline {
             embeddings.push(face.embedding.0.to_vec());
         }
         Ok(embeddings)
+    }
+}
+
+/// The watermark carries the asset id's first 8 bytes: enough to look the
+/// asset up (a collision needs about 2^32 assets).
+pub fn watermark_payload(asset: AssetId) -> [u8; 8] {
+    let mut payload = [0u8; 8];
+    payload.copy_from_slice(&asset.0[..8]);
+    payload
+}
+
+/// The soft binding for a watermark payload, as the manifest and the
+/// resolver carry it.
+pub fn soft_binding(payload: &[u8; 8]) -> SoftBinding {
+    use base64::Engine as _;
+    SoftBinding {
+        alg: likeness_watermark::ALG.to_string(),
+        value: base64::engine::general_purpose::STANDARD.encode(payload),
     }
 }
 

@@ -28,6 +28,9 @@ pub const TRAINED_ALGORITHMIC_MEDIA: &str = "http://cv.iptc.org/newscodes/digita
 pub const COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA: &str =
     "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia";
 
+/// Label of the C2PA soft-binding assertion.
+pub const SOFT_BINDING_ASSERTION: &str = "c2pa.soft-binding";
+
 /// Label of likeness's own assertion: request id, asset id, generator and
 /// consent receipt id.
 pub const REQUEST_ASSERTION: &str = "org.likeness.request";
@@ -84,6 +87,18 @@ pub struct AssetDescription {
     pub ingredient_hashes: Vec<String>,
     /// The consent receipt the request relied on: an id, never personal data.
     pub receipt_id: String,
+    /// What ties the manifest to the pixels once the file's metadata is
+    /// gone: the watermark's algorithm and payload.
+    pub soft_binding: Option<SoftBinding>,
+}
+
+/// A soft binding (C2PA): an algorithm name and a value computed from, or
+/// carried by, the content rather than its bytes. For likeness the value is
+/// the watermark payload, base64, as the Soft Binding Resolution API takes it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SoftBinding {
+    pub alg: String,
+    pub value: String,
 }
 
 /// An encoded image with its signed manifest embedded. Its fields are private
@@ -94,6 +109,7 @@ pub struct SignedAsset {
     bytes: Vec<u8>,
     manifest_id: String,
     manifest_store: Vec<u8>,
+    soft_binding: Option<SoftBinding>,
 }
 
 impl SignedAsset {
@@ -114,6 +130,10 @@ impl SignedAsset {
     /// The manifest store alone (`application/c2pa`), for the resolver.
     pub fn manifest_store(&self) -> &[u8] {
         &self.manifest_store
+    }
+    /// The soft binding the manifest declares, if any.
+    pub fn soft_binding(&self) -> Option<&SoftBinding> {
+        self.soft_binding.as_ref()
     }
 }
 
@@ -194,6 +214,7 @@ impl Signer {
             generator: "self-test".into(),
             ingredient_hashes: vec![],
             receipt_id: "self-test".into(),
+            soft_binding: Some(SoftBinding { alg: "org.likeness.self-test".into(), value: "AA==".into() }),
         };
         self.sign(&bytes, MediaType::Png, &desc)
             .map(drop)
@@ -217,7 +238,14 @@ impl Signer {
         let manifest_store = builder
             .sign(&self.signer, media_type.mime(), &mut source, &mut dest)
             .map_err(|e| ProvenanceError::Sign(e.to_string()))?;
-        Ok(SignedAsset { asset_id: desc.asset_id, media_type, bytes: dest.into_inner(), manifest_id, manifest_store })
+        Ok(SignedAsset {
+            asset_id: desc.asset_id,
+            media_type,
+            bytes: dest.into_inner(),
+            manifest_id,
+            manifest_store,
+            soft_binding: desc.soft_binding.clone(),
+        })
     }
 }
 
@@ -250,27 +278,35 @@ fn manifest_definition(desc: &AssetDescription, media_type: MediaType, label: &s
     if !ingredient_ids.is_empty() {
         created["parameters"] = json!({ "ingredientIds": ingredient_ids });
     }
+    let mut assertions = vec![
+        json!({ "label": "c2pa.actions.v2", "data": { "actions": [created] } }),
+        json!({ "label": "cawg.training-mining", "data": { "entries": {
+            "cawg.ai_inference": { "use": "notAllowed" },
+            "cawg.ai_generative_training": { "use": "notAllowed" },
+            "cawg.ai_training": { "use": "notAllowed" },
+            "cawg.data_mining": { "use": "notAllowed" },
+        } } }),
+        json!({ "label": REQUEST_ASSERTION, "data": {
+            "request_id": desc.request_id,
+            "asset_id": desc.asset_id.to_string(),
+            "generator": desc.generator,
+            "receipt": desc.receipt_id,
+        } }),
+    ];
+    if let Some(binding) = &desc.soft_binding {
+        // One block covering the whole image (an empty scope).
+        assertions.push(json!({ "label": SOFT_BINDING_ASSERTION, "data": {
+            "alg": binding.alg,
+            "blocks": [{ "scope": {}, "value": binding.value }],
+        } }));
+    }
     json!({
         "label": label,
         "title": format!("likeness asset {}", desc.asset_id),
         "format": media_type.mime(),
         "claim_generator_info": [{ "name": "likeness", "version": SOFTWARE_VERSION }],
         "ingredients": ingredients,
-        "assertions": [
-            { "label": "c2pa.actions.v2", "data": { "actions": [created] } },
-            { "label": "cawg.training-mining", "data": { "entries": {
-                "cawg.ai_inference": { "use": "notAllowed" },
-                "cawg.ai_generative_training": { "use": "notAllowed" },
-                "cawg.ai_training": { "use": "notAllowed" },
-                "cawg.data_mining": { "use": "notAllowed" },
-            } } },
-            { "label": REQUEST_ASSERTION, "data": {
-                "request_id": desc.request_id,
-                "asset_id": desc.asset_id.to_string(),
-                "generator": desc.generator,
-                "receipt": desc.receipt_id,
-            } },
-        ],
+        "assertions": assertions,
     })
 }
 
@@ -303,6 +339,7 @@ mod tests {
             generator: "builtin/sketch".into(),
             ingredient_hashes: hashes,
             receipt_id: "rcpt_test".into(),
+            soft_binding: Some(SoftBinding { alg: "org.likeness.wm.1".into(), value: "AQIDBAUGBwg=".into() }),
         }
     }
 
@@ -339,6 +376,10 @@ mod tests {
         assert_eq!(trusted.actions[0].action, "c2pa.created");
         assert_eq!(trusted.actions[0].digital_source_type.as_deref(), Some(COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA));
         assert_eq!(trusted.ingredients[0].hash.as_deref(), Some(format!("sha256:{hash}").as_str()));
+        assert_eq!(
+            trusted.soft_bindings,
+            [SoftBinding { alg: "org.likeness.wm.1".into(), value: "AQIDBAUGBwg=".into() }]
+        );
 
         let valid = Verifier::new(None).unwrap().verify_bytes(asset.bytes()).unwrap();
         assert_eq!(valid.state, TrustState::Valid);
@@ -349,6 +390,33 @@ mod tests {
         let other = identity();
         let untrusted = Verifier::new(Some(&other.ca_cert_pem)).unwrap().verify_bytes(asset.bytes()).unwrap();
         assert_eq!(untrusted.state, TrustState::Valid);
+    }
+
+    #[test]
+    fn a_manifest_kept_apart_from_re_encoded_pixels_keeps_its_signer_state() {
+        let id = identity();
+        let asset = signer(&id).sign(&test_png(), MediaType::Png, &description(vec![])).unwrap();
+        // The same picture, re-encoded without its metadata: what a platform serves.
+        let pixels = likeness_media::decode(asset.bytes(), None, &Default::default()).unwrap().pixels;
+        let stripped = likeness_media::encode(&pixels, likeness_media::OutputFormat::Jpeg { quality: 75 }).unwrap();
+
+        let trusted = Verifier::new(Some(&id.ca_cert_pem)).unwrap();
+        let v = trusted.verify_with_manifest(asset.manifest_store(), &stripped).unwrap();
+        assert_eq!(v.state, TrustState::Invalid, "the byte hash cannot match: {:?}", v.failures);
+        assert_eq!(v.hard_binding_intact, Some(false));
+        assert_eq!(v.state_apart_from_hard_binding(), TrustState::Trusted);
+        assert_eq!(v.manifest_id.as_deref(), Some(asset.manifest_id()));
+
+        let untrusted = Verifier::new(None).unwrap();
+        let v = untrusted.verify_with_manifest(asset.manifest_store(), &stripped).unwrap();
+        assert_eq!(v.state_apart_from_hard_binding(), TrustState::Valid);
+
+        // A manifest store whose signature is broken stays invalid.
+        let mut forged = asset.manifest_store().to_vec();
+        let n = forged.len();
+        forged[n - 40] ^= 0xff;
+        let v = trusted.verify_with_manifest(&forged, &stripped).unwrap();
+        assert_eq!(v.state_apart_from_hard_binding(), TrustState::Invalid, "{:?}", v.failures);
     }
 
     #[test]

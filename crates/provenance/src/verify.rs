@@ -67,9 +67,16 @@ pub struct Verification {
     pub ingredients: Vec<IngredientSummary>,
     pub failures: Vec<Failure>,
     pub remote_url: Option<String>,
+    /// The soft bindings the manifest declares (the watermark's algorithm
+    /// and payload), by which it can be found when stripped from the file.
+    pub soft_bindings: Vec<crate::SoftBinding>,
     /// likeness's own assertion (`org.likeness.request`): request, asset and
     /// consent receipt ids, when the signer was a likeness gateway.
     pub likeness: Option<serde_json::Value>,
+    /// Whether the signing certificate chains to a trust anchor, when the
+    /// validator said either way.
+    #[serde(skip)]
+    signer_trusted: Option<bool>,
 }
 
 impl Verification {
@@ -87,7 +94,31 @@ impl Verification {
             ingredients: vec![],
             failures: vec![],
             remote_url: None,
+            soft_bindings: vec![],
             likeness: None,
+            signer_trusted: None,
+        }
+    }
+
+    /// The trust state with the hard binding set aside: for a manifest
+    /// found through a soft binding, whose pixels were re-encoded since
+    /// signing, so the signed byte hash cannot match. Every other failure
+    /// still makes it `invalid`; `trusted` needs the validator's own word
+    /// that the signer chains to an anchor.
+    pub fn state_apart_from_hard_binding(&self) -> TrustState {
+        if self.state != TrustState::Invalid || self.manifest_id.is_none() {
+            return self.state;
+        }
+        let others = self
+            .failures
+            .iter()
+            .filter(|f| !HARD_BINDING_MISMATCH.contains(&f.code.as_str()) && f.code != "signingCredential.untrusted");
+        if others.count() > 0 {
+            TrustState::Invalid
+        } else if self.signer_trusted == Some(true) {
+            TrustState::Trusted
+        } else {
+            TrustState::Valid
         }
     }
 }
@@ -245,7 +276,14 @@ fn summarize(reader: &Reader) -> Verification {
         None
     };
 
-    let mut v = Verification { failures, hard_binding_intact, ..Verification::empty(state) };
+    let signer_trusted = if successes.iter().any(|c| c == "signingCredential.trusted") {
+        Some(true)
+    } else if failures.iter().any(|f| f.code == "signingCredential.untrusted") {
+        Some(false)
+    } else {
+        None
+    };
+    let mut v = Verification { failures, hard_binding_intact, signer_trusted, ..Verification::empty(state) };
     let Some(manifest) = reader.active_manifest() else { return v };
     v.manifest_id = manifest.label().map(str::to_string);
     v.claim_generator =
@@ -263,6 +301,17 @@ fn summarize(reader: &Reader) -> Verification {
     for assertion in manifest.assertions() {
         if assertion.label() == crate::REQUEST_ASSERTION {
             v.likeness = assertion.value().ok().cloned();
+            continue;
+        }
+        if assertion.label() == crate::SOFT_BINDING_ASSERTION {
+            if let Ok(value) = assertion.value() {
+                let alg = value.get("alg").and_then(|a| a.as_str()).unwrap_or_default();
+                for block in value.get("blocks").and_then(|b| b.as_array()).into_iter().flatten() {
+                    if let Some(v2) = block.get("value").and_then(|x| x.as_str()) {
+                        v.soft_bindings.push(crate::SoftBinding { alg: alg.to_string(), value: v2.to_string() });
+                    }
+                }
+            }
             continue;
         }
         if !assertion.label().starts_with("c2pa.actions") {

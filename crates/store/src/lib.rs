@@ -50,6 +50,17 @@ pub struct ManifestRecord {
     pub created_at_ms: i64,
     /// The manifest store (`application/c2pa`).
     pub manifest_store: Vec<u8>,
+    /// The soft bindings (algorithm, value) by which the resolver finds it:
+    /// the watermark's payload.
+    pub soft_bindings: Vec<SoftBindingRecord>,
+}
+
+/// One soft binding of a manifest: the algorithm's name and the value
+/// (base64), as in the manifest's `c2pa.soft-binding` assertion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoftBindingRecord {
+    pub alg: String,
+    pub value: String,
 }
 
 #[derive(Clone)]
@@ -124,7 +135,23 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             )",
         ],
     ),
+    (
+        3,
+        &[
+            // Not unique: two assets may share a 64-bit payload (about one
+            // pair in 2^32 assets); the resolver then answers both.
+            "CREATE TABLE soft_bindings (
+                manifest_id TEXT NOT NULL REFERENCES manifests (manifest_id),
+                alg TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (alg, value, manifest_id)
+            )",
+        ],
+    ),
 ];
+
+/// Most manifests one soft-binding query answers.
+pub const MAX_MATCHES: usize = 100;
 
 impl Store {
     /// Opens (creating a SQLite file if needed) and migrates.
@@ -202,13 +229,31 @@ impl Store {
         Ok(())
     }
 
+    /// Stores a manifest and its soft bindings, all or none.
     pub async fn put_manifest(&self, m: &ManifestRecord) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        insert_manifest(&mut conn, m).await
+        let mut tx = self.pool.begin().await?;
+        insert_manifest(&mut tx, m).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     pub async fn manifest(&self, manifest_id: &str) -> Result<Option<ManifestRecord>, StoreError> {
         self.manifest_where("manifest_id", manifest_id).await
+    }
+
+    /// The ids of the manifests bound to a soft binding, newest first, at
+    /// most `limit` (and at most [`MAX_MATCHES`]).
+    pub async fn manifests_by_binding(&self, alg: &str, value: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.manifest_id FROM soft_bindings b JOIN manifests m ON m.manifest_id = b.manifest_id
+             WHERE b.alg = $1 AND b.value = $2 ORDER BY m.created_at_ms DESC, m.manifest_id LIMIT $3",
+        )
+        .bind(alg)
+        .bind(value)
+        .bind(limit.clamp(1, MAX_MATCHES) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
     pub async fn manifest_by_asset(&self, asset_id: &str) -> Result<Option<ManifestRecord>, StoreError> {
@@ -221,8 +266,16 @@ impl Store {
         let sql = format!(
             "SELECT manifest_id, asset_id, tenant, request_id, created_at_ms, manifest_store FROM manifests WHERE {column} = $1"
         );
-        let row = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await?;
-        row.map(|r| manifest_from_row(&r)).transpose()
+        let Some(row) = sqlx::query(&sql).bind(value).fetch_optional(&self.pool).await? else { return Ok(None) };
+        let mut record = manifest_from_row(&row)?;
+        let bindings = sqlx::query("SELECT alg, value FROM soft_bindings WHERE manifest_id = $1 ORDER BY alg, value")
+            .bind(&record.manifest_id)
+            .fetch_all(&self.pool)
+            .await?;
+        for b in bindings {
+            record.soft_bindings.push(SoftBindingRecord { alg: b.try_get(0)?, value: b.try_get(1)? });
+        }
+        Ok(Some(record))
     }
 }
 
@@ -239,6 +292,14 @@ async fn insert_manifest(conn: &mut sqlx::AnyConnection, m: &ManifestRecord) -> 
     .bind(&m.manifest_store)
     .execute(&mut *conn)
     .await?;
+    for b in &m.soft_bindings {
+        sqlx::query("INSERT INTO soft_bindings (manifest_id, alg, value) VALUES ($1, $2, $3)")
+            .bind(&m.manifest_id)
+            .bind(&b.alg)
+            .bind(&b.value)
+            .execute(&mut *conn)
+            .await?;
+    }
     Ok(())
 }
 
@@ -336,6 +397,7 @@ fn manifest_from_row(r: &AnyRow) -> Result<ManifestRecord, StoreError> {
         request_id: r.try_get(3)?,
         created_at_ms: r.try_get(4)?,
         manifest_store: r.try_get(5)?,
+        soft_bindings: Vec::new(),
     })
 }
 

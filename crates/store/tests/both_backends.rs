@@ -3,7 +3,7 @@
 //! works in a database of its own, dropped at the end.
 
 use likeness_consent::{ConsentError, Grant, Purpose, Relationship, Subject};
-use likeness_store::{Backend, ManifestRecord, ReceiptRecord, Revoked, Store};
+use likeness_store::{Backend, ManifestRecord, ReceiptRecord, Revoked, SoftBindingRecord, Store};
 
 fn record(n: u8) -> ManifestRecord {
     ManifestRecord {
@@ -13,6 +13,7 @@ fn record(n: u8) -> ManifestRecord {
         request_id: format!("req_{n}"),
         created_at_ms: 1_700_000_000_000 + i64::from(n),
         manifest_store: vec![0, 1, 2, 255, n],
+        soft_bindings: vec![SoftBindingRecord { alg: "org.likeness.wm.1".into(), value: format!("AAAAAAAAAA{n}=") }],
     }
 }
 
@@ -28,8 +29,33 @@ async fn cases(store: &Store) {
     let mut same_asset = record(2);
     same_asset.asset_id = a.asset_id.clone();
     assert!(store.put_manifest(&same_asset).await.is_err());
+    soft_binding_cases(store, &a).await;
     consent_cases(store).await;
     a_revocation_waits_for_a_recording_in_progress(store).await;
+}
+
+/// The resolver's lookups: by (alg, value), newest first, bounded; a
+/// failed store leaves no binding behind.
+async fn soft_binding_cases(store: &Store, a: &ManifestRecord) {
+    let b = &a.soft_bindings[0];
+    assert_eq!(store.manifests_by_binding(&b.alg, &b.value, 10).await.unwrap(), [a.manifest_id.clone()]);
+    assert!(store.manifests_by_binding("other.alg", &b.value, 10).await.unwrap().is_empty());
+    assert!(store.manifests_by_binding(&b.alg, "AAAAAAAAAAA=", 10).await.unwrap().is_empty());
+    // Two assets sharing a payload: both answer, newest first; the limit holds.
+    let mut twin = record(20);
+    twin.soft_bindings = a.soft_bindings.clone();
+    store.put_manifest(&twin).await.unwrap();
+    assert_eq!(
+        store.manifests_by_binding(&b.alg, &b.value, 10).await.unwrap(),
+        [twin.manifest_id.clone(), a.manifest_id.clone()]
+    );
+    assert_eq!(store.manifests_by_binding(&b.alg, &b.value, 1).await.unwrap(), [twin.manifest_id.clone()]);
+    // A duplicate manifest id fails whole: its new binding is not kept.
+    let mut dup = twin.clone();
+    dup.asset_id = format!("{:032x}", 99);
+    dup.soft_bindings = vec![SoftBindingRecord { alg: b.alg.clone(), value: "ZHVwbGljYXQ=".into() }];
+    assert!(store.put_manifest(&dup).await.is_err());
+    assert!(store.manifests_by_binding(&b.alg, "ZHVwbGljYXQ=", 10).await.unwrap().is_empty());
 }
 
 fn grant(id: &str, tenant: &str, user: &str) -> Grant {

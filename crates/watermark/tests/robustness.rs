@@ -31,8 +31,11 @@ type Attack = (&'static str, fn(&RgbImage) -> RgbImage);
 
 #[test]
 fn payload_survives_the_main_attacks_and_unmarked_images_give_nothing() {
-    let attacks: [Attack; 7] = [
+    let attacks: [Attack; 10] = [
         ("none", |i| i.clone()),
+        ("rotation 2 degrees", |i| rotate(i, 2.0)),
+        ("resize 0.6x", |i| scale(i, 0.6)),
+        ("resize 0.75x then jpeg 80", |i| jpeg(&scale(i, 0.75), 80)),
         ("jpeg 90", |i| jpeg(i, 90)),
         ("jpeg 75", |i| jpeg(i, 75)),
         ("jpeg 50", |i| jpeg(i, 50)),

@@ -2,7 +2,7 @@
 //! benchmark (which includes this file by path).
 #![allow(dead_code)]
 
-use image::RgbImage;
+use image::{Rgb, RgbImage};
 use likeness_media::{DecodeLimits, OutputFormat};
 
 pub fn fixture(name: &str) -> RgbImage {
@@ -37,4 +37,59 @@ pub fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
     let mse: f64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum::<f64>()
         / a.as_raw().len() as f64;
     10.0 * (255.0f64 * 255.0 / mse.max(1e-9)).log10()
+}
+
+/// Mean SSIM of the luma over 8×8 windows, step 4 (the usual constants for
+/// 8-bit images).
+pub fn ssim(a: &RgbImage, b: &RgbImage) -> f64 {
+    let luma = |img: &RgbImage| -> Vec<f64> {
+        img.pixels().map(|p| 0.299 * f64::from(p[0]) + 0.587 * f64::from(p[1]) + 0.114 * f64::from(p[2])).collect()
+    };
+    let (la, lb, w) = (luma(a), luma(b), a.width() as usize);
+    let h = a.height() as usize;
+    let (c1, c2) = ((0.01f64 * 255.0).powi(2), (0.03f64 * 255.0).powi(2));
+    let (mut sum, mut n) = (0.0, 0usize);
+    for y in (0..h.saturating_sub(7)).step_by(4) {
+        for x in (0..w.saturating_sub(7)).step_by(4) {
+            let (mut ma, mut mb, mut vaa, mut vbb, mut vab) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for j in 0..8 {
+                for i in 0..8 {
+                    let (p, q) = (la[(y + j) * w + x + i], lb[(y + j) * w + x + i]);
+                    ma += p;
+                    mb += q;
+                    vaa += p * p;
+                    vbb += q * q;
+                    vab += p * q;
+                }
+            }
+            let k = 64.0;
+            let (ma, mb) = (ma / k, mb / k);
+            let (va, vb, cov) = (vaa / k - ma * ma, vbb / k - mb * mb, vab / k - ma * mb);
+            sum += ((2.0 * ma * mb + c1) * (2.0 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
+            n += 1;
+        }
+    }
+    sum / n.max(1) as f64
+}
+
+/// Rotated by `degrees` about the centre (bilinear), same size, black corners.
+pub fn rotate(img: &RgbImage, degrees: f32) -> RgbImage {
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let (s, c) = degrees.to_radians().sin_cos();
+    RgbImage::from_fn(img.width(), img.height(), |x, y| {
+        let (dx, dy) = (x as f32 - w / 2.0, y as f32 - h / 2.0);
+        let (sx, sy) = (c * dx + s * dy + w / 2.0, -s * dx + c * dy + h / 2.0);
+        let (x0, y0) = (sx.floor(), sy.floor());
+        if x0 < 0.0 || y0 < 0.0 || x0 + 1.0 >= w || y0 + 1.0 >= h {
+            return Rgb([0, 0, 0]);
+        }
+        let (fx, fy) = (sx - x0, sy - y0);
+        let p = |xx: f32, yy: f32| *img.get_pixel(xx as u32, yy as u32);
+        let (a, b, cc, d) = (p(x0, y0), p(x0 + 1.0, y0), p(x0, y0 + 1.0), p(x0 + 1.0, y0 + 1.0));
+        Rgb(std::array::from_fn(|i| {
+            let top = f32::from(a[i]) * (1.0 - fx) + f32::from(b[i]) * fx;
+            let bottom = f32::from(cc[i]) * (1.0 - fx) + f32::from(d[i]) * fx;
+            (top * (1.0 - fy) + bottom * fy).round() as u8
+        }))
+    })
 }

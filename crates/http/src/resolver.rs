@@ -1,0 +1,314 @@
+//! The C2PA Soft Binding Resolution API: how anyone holding an image whose
+//! metadata was stripped finds its manifest again, through the watermark.
+//!
+//! Public (no API key) and rate-limited per client address. It answers
+//! manifest ids and manifest stores, nothing else: no tenant, no user, no
+//! request body is kept; an uploaded image is decoded in memory, read for
+//! its watermark and dropped.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::{ApiError, AppState};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Matches answered when the query does not say.
+const DEFAULT_MAX_RESULTS: usize = 10;
+
+#[derive(Debug, Clone)]
+pub struct ResolverConfig {
+    /// Requests per minute per client address, refilled continuously.
+    pub requests_per_minute: u32,
+    /// Requests a client may make at once before the rate applies.
+    pub burst: u32,
+    /// Uploaded images read for a watermark at once; more get 503, so the
+    /// public API cannot take the generations' CPU.
+    pub max_concurrent_detections: usize,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig { requests_per_minute: 60, burst: 20, max_concurrent_detections: 1 }
+    }
+}
+
+/// A token bucket per client address. The table is bounded: buckets that
+/// have refilled are forgotten first.
+pub(crate) struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+const MAX_TRACKED_CLIENTS: usize = 100_000;
+
+impl RateLimiter {
+    pub(crate) fn new(config: &ResolverConfig) -> RateLimiter {
+        RateLimiter {
+            per_second: f64::from(config.requests_per_minute.max(1)) / 60.0,
+            burst: f64::from(config.burst.max(1)),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one token for `client`, or says how long until one is free.
+    fn take(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_TRACKED_CLIENTS && !buckets.contains_key(&client) {
+            let (rate, burst) = (self.per_second, self.burst);
+            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+            if buckets.len() >= MAX_TRACKED_CLIENTS {
+                // Every tracked client is mid-burst: a flood. Refuse newcomers
+                // rather than grow without bound.
+                return Err(Duration::from_secs(1));
+            }
+        }
+        let (tokens, at) = buckets.entry(client).or_insert((self.burst, now));
+        let refilled = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        *at = now;
+        if refilled >= 1.0 {
+            *tokens = refilled - 1.0;
+            Ok(())
+        } else {
+            *tokens = refilled;
+            Err(Duration::from_secs_f64((1.0 - refilled) / self.per_second))
+        }
+    }
+}
+
+/// Middleware on the resolver's routes: 429 with `Retry-After` past the rate.
+pub(crate) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // Without connection info (a router driven in-process) all callers share one bucket.
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
+    match state.resolver_limiter.take(client, Instant::now()) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "resolver.rate_limited",
+                format!("too many requests from this address; retry in {secs} s"),
+            )
+            .into_response();
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct AlgList {
+    watermarks: Vec<AlgEntry>,
+    fingerprints: Vec<AlgEntry>,
+}
+
+#[derive(Serialize)]
+struct AlgEntry {
+    alg: &'static str,
+}
+
+pub(crate) async fn supported_algorithms() -> Json<AlgList> {
+    Json(AlgList { watermarks: vec![AlgEntry { alg: likeness_watermark::ALG }], fingerprints: vec![] })
+}
+
+#[derive(Serialize)]
+pub(crate) struct QueryResult {
+    matches: Vec<Match>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Match {
+    manifest_id: String,
+    /// 0 to 100: 100 for an exact binding; for an uploaded image, how
+    /// clearly the watermark was read.
+    similarity_score: u8,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct BindingQuery {
+    alg: Option<String>,
+    value: Option<String>,
+    max_results: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Limit {
+    max_results: Option<usize>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct BindingBody {
+    alg: String,
+    value: String,
+}
+
+fn bad_query(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "resolver.invalid_query", message)
+}
+
+fn check_alg(alg: &str) -> Result<(), ApiError> {
+    if alg == likeness_watermark::ALG {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "resolver.unsupported_alg",
+            format!("unsupported soft-binding algorithm {alg:?}; see /services/supportedAlgorithms"),
+        ))
+    }
+}
+
+/// The canonical form of a watermark value: 8 bytes, standard base64. A
+/// `+` that a query string turned into a space is taken back.
+fn canonical_value(value: &str) -> Result<String, ApiError> {
+    let bytes = B64
+        .decode(value.trim().replace(' ', "+"))
+        .map_err(|_| bad_query("value must be base64 (the 8-byte watermark payload)"))?;
+    if bytes.len() != 8 {
+        return Err(bad_query(format!("value must be 8 bytes for {}, not {}", likeness_watermark::ALG, bytes.len())));
+    }
+    Ok(B64.encode(bytes))
+}
+
+fn max_results(n: Option<usize>) -> Result<usize, ApiError> {
+    match n.unwrap_or(DEFAULT_MAX_RESULTS) {
+        0 => Err(bad_query("maxResults must be at least 1")),
+        n => Ok(n.min(likeness_store::MAX_MATCHES)),
+    }
+}
+
+async fn matches(state: &AppState, value: &str, limit: usize, score: u8) -> Result<QueryResult, ApiError> {
+    let ids = state.store.manifests_by_binding(likeness_watermark::ALG, value, limit).await.map_err(store_failed)?;
+    Ok(QueryResult {
+        matches: ids.into_iter().map(|manifest_id| Match { manifest_id, similarity_score: score }).collect(),
+    })
+}
+
+fn store_failed(e: likeness_store::StoreError) -> ApiError {
+    tracing::error!(error = %e, "resolver lookup failed");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage.unavailable", "the manifest repository is unavailable")
+}
+
+pub(crate) async fn by_binding_get(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<BindingQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<QueryResult>, ApiError> {
+    let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
+    let alg = q.alg.ok_or_else(|| bad_query("alg is required"))?;
+    check_alg(&alg)?;
+    let value = canonical_value(&q.value.ok_or_else(|| bad_query("value is required"))?)?;
+    Ok(Json(matches(&state, &value, max_results(q.max_results)?, 100).await?))
+}
+
+pub(crate) async fn by_binding_post(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
+    body: Result<Json<BindingBody>, JsonRejection>,
+) -> Result<Json<QueryResult>, ApiError> {
+    let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
+    let Json(body) = body.map_err(|e| bad_query(e.body_text()))?;
+    check_alg(&body.alg)?;
+    let value = canonical_value(&body.value)?;
+    Ok(Json(matches(&state, &value, max_results(q.max_results)?, 100).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ContentQuery {
+    alg: Option<String>,
+    max_results: Option<usize>,
+}
+
+/// An uploaded image: its watermark is read with the gateway's key and
+/// looked up. No watermark, no matches (200, empty), as for any unknown
+/// binding.
+pub(crate) async fn by_content(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ContentQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<QueryResult>, ApiError> {
+    let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
+    if let Some(alg) = &q.alg {
+        check_alg(alg)?;
+    }
+    let limit = max_results(q.max_results)?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !(essence.starts_with("image/") || essence == "application/octet-stream") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "resolver.unsupported_media_type",
+            "send the image as the body, with Content-Type image/jpeg, image/png or image/webp",
+        ));
+    }
+    if body.is_empty() {
+        return Err(bad_query("the body is empty; send the image"));
+    }
+    let slot = tokio::time::timeout(Duration::from_secs(5), state.detections.clone().acquire_owned())
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())?;
+    let pipeline = state.pipeline.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        pipeline.read_watermark(&body)
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the detection failed: {e}")))?;
+    let found = read.map_err(|e| {
+        use likeness_media::MediaError;
+        match e {
+            MediaError::TooLarge { .. } | MediaError::TooManyPixels { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "resolver.image_too_large", e.to_string())
+            }
+            MediaError::Unsupported => {
+                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "resolver.unsupported_media_type", e.to_string())
+            }
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "resolver.image_corrupt", e.to_string()),
+        }
+    })?;
+    let Some(found) = found else { return Ok(Json(QueryResult { matches: vec![] })) };
+    let value = likeness_pipeline::soft_binding(&found.payload).value;
+    let score = (found.score.clamp(0.0, 1.0) * 100.0).round() as u8;
+    Ok(Json(matches(&state, &value, limit, score).await?))
+}
+
+fn busy() -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "resolver.busy", "too many images are being read; retry later")
+}
+
+/// The manifest store, `application/c2pa`. Stores hold one manifest (the
+/// references are ingredients by hash only), so `returnActiveManifest`
+/// changes nothing.
+pub(crate) async fn manifest(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let valid = id.strip_prefix("urn:c2pa:").is_some_and(|rest| {
+        !rest.is_empty() && rest.len() <= 200 && rest.chars().all(|c| c.is_ascii_alphanumeric() || "-:._".contains(c))
+    });
+    if !valid {
+        return Err(bad_query("a manifest id looks like urn:c2pa:<uuid>"));
+    }
+    let record = state.store.manifest(&id).await.map_err(store_failed)?.ok_or_else(|| {
+        ApiError::new(StatusCode::NOT_FOUND, "resolver.manifest_not_found", "no manifest with this id")
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/c2pa")], record.manifest_store).into_response())
+}
