@@ -24,7 +24,7 @@ struct Generated {
 
 fn generate(server: &Server, dir: &Path) -> Generated {
     let (status, resp) = server.generate(&json!({
-        "user": "u", "prompt": "a harbour at dusk", "style": "watercolor", "size": "640x512", "output_format": "jpeg"
+        "user": "u", "prompt": "a harbour at dusk", "style": "watercolor", "size": "1024x768", "output_format": "jpeg"
     }));
     assert_eq!(status, 200, "{resp}");
     let image = &resp["images"][0];
@@ -216,8 +216,11 @@ fn resolution_api_answers_manifests_and_nothing_else() {
     assert_eq!(found["matches"][0]["manifestId"], out.manifest_id.as_str());
     assert!(found["matches"][0]["similarityScore"].as_u64().unwrap() > 0);
     assert_eq!(post_image(fixture_bytes("scenes/rocket.jpg"), "image/jpeg"), (200, json!({ "matches": [] })));
+    let truncated = std::fs::read(&stripped).unwrap()[..2000].to_vec();
     for (bytes, mime, status, code) in [
-        (b"not an image at all".to_vec(), "image/jpeg", 400, "resolver.image_corrupt"),
+        (truncated, "image/jpeg", 400, "resolver.image_corrupt"),
+        (likeness_media::hostile::forged_png(100_000, 100_000), "image/png", 413, "resolver.image_too_large"),
+        (b"not an image at all".to_vec(), "image/jpeg", 415, "resolver.unsupported_media_type"),
         (b"hello".to_vec(), "text/plain", 415, "resolver.unsupported_media_type"),
         (Vec::new(), "image/png", 400, "resolver.invalid_query"),
     ] {

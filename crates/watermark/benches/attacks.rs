@@ -108,6 +108,8 @@ fn main() {
         ("rotation 2 degrees", Box::new(|i: &RgbImage| rotate(i, 2.0))),
         ("PNG re-save", Box::new(png)),
         ("resize 0.75x then JPEG 80", Box::new(|i: &RgbImage| jpeg(&scale(i, 0.75), 80))),
+        // What a platform does to an upload; the end-to-end test's "strip".
+        ("resize 0.5x then JPEG 75", Box::new(|i: &RgbImage| jpeg(&scale(i, 0.5), 75))),
     ];
     let imgs = images();
     let mut marked = Vec::new();

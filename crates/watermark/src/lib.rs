@@ -4,17 +4,21 @@
 //!
 //! # Design (version 1)
 //!
-//! - **Pattern.** A key-derived tile of 64×64 cells, each cell 2×2 pixels,
-//!   repeated over the whole image (period 128 px). Every cell carries the
+//! - **Pattern.** A key-derived tile of 32×32 cells, each cell 4×4 pixels,
+//!   repeated over the whole image (period 128 px). Cells of 4 px keep
+//!   the mark below the frequencies JPEG quantises away even after the
+//!   image is halved (2-px cells did not survive halving plus JPEG 75). Every cell carries the
 //!   sum of a *sync* chip (±1, fixed by the key) and a *data* chip: one coded
 //!   bit, multiplied by a key-derived ±1 whitening sign, at a key-derived
 //!   position. The tiling makes a crop lose nothing but some repetitions.
 //! - **Strength.** The pattern is added to R, G and B alike (a luma change),
 //!   scaled by local activity: weaker in flat areas, stronger in texture.
 //! - **Payload coding.** 64 bits + CRC-32, then a rate-1/2 convolutional
-//!   code (K = 7), 204 coded bits, each spread over about 20 cells per tile
+//!   code (K = 7), 204 coded bits, each spread over about 5 cells per tile
 //!   and over every tile; soft-decision Viterbi decoding.
-//! - **Detection.** High-pass the luma; fold the image onto one 128×128
+//! - **Detection.** High-pass the luma, weight each pixel by the inverse
+//!   of the picture's local energy there (edges and texture drown the
+//!   mark; flat areas carry it); fold the image onto one 128×128
 //!   period (summing all repetitions) under a geometry hypothesis; find the
 //!   crop offset as the peak of the circular cross-correlation with the
 //!   sync pattern (FFT); read the soft bits at that offset, decode, check
@@ -57,9 +61,12 @@ use rustfft::num_complex::Complex32;
 pub const ALG: &str = "org.likeness.wm.1";
 
 /// Cells per tile side.
-const TILE: usize = 64;
+const TILE: usize = 32;
+/// Box radius of the detector's high-pass.
+const HIGHPASS: usize = 1;
+
 /// Pixels per cell side.
-const CHIP: usize = 2;
+const CHIP: usize = 4;
 /// The pattern's period in pixels.
 const PERIOD: usize = TILE * CHIP;
 
@@ -260,8 +267,12 @@ impl Received {
     fn new(img: &RgbImage) -> Received {
         let (w, h) = (img.width() as usize, img.height() as usize);
         let y = luma(img);
-        let smooth = box_blur(&y, w, h, 1);
-        let residual = y.iter().zip(&smooth).map(|(a, b)| (a - b).clamp(-12.0, 12.0)).collect();
+        let smooth = box_blur(&y, w, h, HIGHPASS);
+        let raw: Vec<f32> = y.iter().zip(&smooth).map(|(a, b)| (a - b).clamp(-12.0, 12.0)).collect();
+        // Each pixel weighted by how little the picture itself varies
+        // there: edges and texture drown the mark, flat areas carry it.
+        let energy = box_blur(&raw.iter().map(|r| r * r).collect::<Vec<_>>(), w, h, 3);
+        let residual = raw.iter().zip(&energy).map(|(r, e)| r / (e + 4.0).sqrt()).collect();
         Received { residual, w, h }
     }
 
