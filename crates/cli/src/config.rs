@@ -184,6 +184,13 @@ impl Config {
                 bail!("config {}: [vision] {name} must be in (0, {max}], got {value}", path.display());
             }
         }
+        let r = &config.resolver;
+        if r.requests_per_minute == 0 || r.burst == 0 || r.max_concurrent_detections == 0 {
+            bail!(
+                "config {}: [resolver] requests_per_minute, burst and max_concurrent_detections must be at least 1",
+                path.display()
+            );
+        }
         if config.signing.chain.is_some() != config.signing.key.is_some() {
             bail!("config {}: [signing] needs both chain and key, or neither", path.display());
         }

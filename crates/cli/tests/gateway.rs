@@ -121,14 +121,23 @@ fn generated_images_are_signed_and_both_readers_agree() {
     }
 }
 
+/// The same seed paints the same picture; each asset still gets its own
+/// watermark (its payload is the asset id), so the pixels differ by two
+/// faint marks and nothing else.
 #[test]
-fn same_seed_same_pixels() {
+fn same_seed_same_picture_each_with_its_own_mark() {
     let server = Server::start();
     let body = json!({"user": "u", "prompt": "a forest in winter", "style": "sketch", "size": "256x256", "seed": 7, "output_format": "png"});
     let (_, a) = server.generate(&body);
     let (_, b) = server.generate(&body);
     let pixels = |r: &Value| likeness_media::decode(&decode_images(r)[0].1, None, &Default::default()).unwrap().pixels;
-    assert!(pixels(&a) == pixels(&b), "the same request and seed should give the same image");
+    let (pa, pb) = (pixels(&a), pixels(&b));
+    assert_ne!(a["images"][0]["asset_id"], b["images"][0]["asset_id"]);
+    let mse = pa.as_raw().iter().zip(pb.as_raw()).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum::<f64>()
+        / pa.as_raw().len() as f64;
+    let psnr = 10.0 * (255.0f64.powi(2) / mse.max(1e-9)).log10();
+    assert!(psnr > 30.0, "the same request and seed should give the same picture (PSNR {psnr:.1} dB)");
+    assert!(pa != pb, "two assets, two marks");
 }
 
 /// Each case of tests/cases/bad_requests.json gets its status and code, and
@@ -250,7 +259,10 @@ fn faces_carry_through_to_outputs_and_are_checked_there() {
         }));
         assert_eq!(status, 200, "{style}: {resp}");
         let d = &resp["decision"];
-        assert_eq!(d["checks"], json!(["consent.photos", "consent.subjects", "vision.references", "vision.outputs"]));
+        assert_eq!(
+            d["checks"],
+            json!(["consent.photos", "consent.subjects", "vision.references", "vision.outputs", "watermark"])
+        );
         assert_eq!(d["images"][0]["faces"][0]["label"], "consenting_subject");
         assert_eq!(d["images"][0]["faces"].as_array().unwrap().len(), 1, "{style}: reference");
         assert_eq!(d["images"][1]["image"], "output 1");

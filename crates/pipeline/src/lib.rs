@@ -196,7 +196,7 @@ pub struct Pipeline {
 
 /// Watermark strengths tried in turn until the mark reads back from the
 /// encoded output; the first suits nearly every image.
-const WATERMARK_STRENGTHS: [f32; 2] = [1.0, 1.6];
+const WATERMARK_STRENGTHS: [f32; 3] = [1.0, 1.6, 2.4];
 
 impl Pipeline {
     pub fn new(

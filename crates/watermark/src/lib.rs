@@ -173,10 +173,29 @@ pub fn embed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength: f32) {
         // Flat areas get less, texture hides more.
         let mask = (1.5 + activity[i] / 6.0).min(2.2);
         let delta = 1.9 * strength * mask * chip;
-        for ch in 0..3 {
-            px[ch] = (f32::from(px[ch]) + delta).round().clamp(0.0, 255.0) as u8;
+        add_luma(&mut px.0, delta);
+    }
+}
+
+/// Adds `delta` to the pixel's luma, on all three channels alike; where a
+/// channel clips (saturated colours, near black or white), the shortfall
+/// goes to the channels that still have room, so the mark keeps its
+/// strength there.
+fn add_luma(px: &mut [u8; 3], delta: f32) {
+    const W: [f32; 3] = [0.299, 0.587, 0.114];
+    let old = px.map(f32::from);
+    let mut new = old.map(|v| (v + delta).clamp(0.0, 255.0));
+    let achieved: f32 = (0..3).map(|c| W[c] * (new[c] - old[c])).sum();
+    let room: f32 = (0..3).filter(|&c| new[c] > 0.0 && new[c] < 255.0).map(|c| W[c]).sum();
+    if room > 0.05 && (delta - achieved).abs() > 0.01 {
+        let extra = (delta - achieved) / room;
+        for c in 0..3 {
+            if new[c] > 0.0 && new[c] < 255.0 {
+                new[c] = (new[c] + extra).clamp(0.0, 255.0);
+            }
         }
     }
+    *px = new.map(|v| v.round() as u8);
 }
 
 /// Looks for a mark made with `key`. `None` means no mark was found; by
@@ -336,7 +355,12 @@ impl Received {
         if sw < PERIOD as f32 || sh < PERIOD as f32 {
             return None;
         }
-        let fold = self.fold(g);
+        let mut fold = self.fold(g);
+        // At a rescaling, received textures no longer repeat in whole
+        // marked pixels, and a shrunk image fills only some of the fold.
+        if g.scale() < 1.25 {
+            remove_short_periods(&mut fold);
+        }
         let sync_img: Vec<f32> =
             (0..PERIOD * PERIOD).map(|i| pattern.sync[Pattern::cell(i % PERIOD, i / PERIOD)]).collect();
         let corr = circular_correlation(&fold, &sync_img);
@@ -351,6 +375,39 @@ impl Received {
             }
         }
         Some(soft)
+    }
+}
+
+/// Periods up to this (in received pixels, along either axis) are taken
+/// out of the fold.
+const SHORT_PERIOD: usize = 8;
+
+/// Removes from the fold what repeats every [`SHORT_PERIOD`] pixels along
+/// a row or a column. A texture with a short period (a halftone screen,
+/// dithering, a JPEG grid) does not average out when folded: any period
+/// sharing a factor of 2 with 128 piles up coherently, and drowns the
+/// mark. The pattern itself has little there (its cells are random), so
+/// this costs it about an eighth of its energy.
+fn remove_short_periods(fold: &mut [f32]) {
+    let n = PERIOD;
+    for v in 0..n {
+        let row = &mut fold[v * n..(v + 1) * n];
+        let mut mean = [0.0f32; SHORT_PERIOD];
+        for (u, x) in row.iter().enumerate() {
+            mean[u % SHORT_PERIOD] += x;
+        }
+        for (u, x) in row.iter_mut().enumerate() {
+            *x -= mean[u % SHORT_PERIOD] * SHORT_PERIOD as f32 / n as f32;
+        }
+    }
+    for u in 0..n {
+        let mut mean = [0.0f32; SHORT_PERIOD];
+        for v in 0..n {
+            mean[v % SHORT_PERIOD] += fold[v * n + u];
+        }
+        for v in 0..n {
+            fold[v * n + u] -= mean[v % SHORT_PERIOD] * SHORT_PERIOD as f32 / n as f32;
+        }
     }
 }
 
