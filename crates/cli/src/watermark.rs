@@ -77,7 +77,8 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<ExitCode> {
     };
     let key = load_key(&args.key_file)?;
     let mut img = read_image(&args.input)?;
-    likeness_watermark::embed(&mut img, &payload, &key, 1.0);
+    // As the gateway marks its outputs.
+    likeness_watermark::embed_informed(&mut img, &payload, &key, likeness_watermark::INFORMED_STRENGTH);
     let bytes = likeness_media::encode(&img, format).context("encoding the output")?;
     std::fs::write(&args.output, bytes).with_context(|| format!("writing {}", args.output.display()))?;
     println!("{}: marked with payload {}", args.output.display(), hex::encode(payload));

@@ -10,9 +10,11 @@ use base64::Engine as _;
 use serde_json::json;
 use support::*;
 
-/// Every 64-byte window of `needle` (stepping by 16) that occurs in `hay`.
+/// Whether any 64-byte window of `needle` (stepping by 16) occurs in `hay`;
+/// one pass over `hay`, so large photos and logs stay cheap.
 fn shares_a_run(hay: &[u8], needle: &[u8]) -> bool {
-    needle.windows(64).step_by(16).any(|w| hay.windows(64).any(|h| h == w))
+    let wanted: std::collections::HashSet<&[u8]> = needle.windows(64).step_by(16).collect();
+    hay.windows(64).any(|h| wanted.contains(h))
 }
 
 fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
@@ -65,13 +67,22 @@ fn photos_and_tokens_leave_no_trace_on_disk_or_in_logs() {
     let (status, _) = server.generate(&json!({"user": "u", "prompt": "x", "size": "256x256",
         "grant_id": grant["id"], "references": [provider.item("barack", provider::TOKEN)]}));
     assert_eq!(status, 403, "unknown person");
+    // An image uploaded to the public resolver is read for a mark, never kept.
+    let looked_up = fixture_bytes("scenes/coffee.png");
+    let resp = Server::client()
+        .post(format!("{}/matches/byContent", server.base))
+        .header("content-type", "image/png")
+        .body(looked_up.clone())
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
 
     let mut files = Vec::new();
     files_under(server.data_dir.path(), &mut files);
     assert!(files.iter().any(|f| f.ends_with("likeness.db")), "the database is among the files checked");
     let log = std::fs::read(server.log.path()).unwrap();
     assert!(!log.is_empty(), "the server logged nothing at trace level");
-    for photo in [&cat, &person, &enrolled, &from_library] {
+    for photo in [&cat, &person, &enrolled, &from_library, &looked_up] {
         let b64 = B64.encode(photo);
         for f in &files {
             let bytes = std::fs::read(f).unwrap();

@@ -196,7 +196,7 @@ pub struct Pipeline {
 
 /// Watermark strengths tried in turn until the mark reads back from the
 /// encoded output; the first suits nearly every image.
-const WATERMARK_STRENGTHS: [f32; 3] = [1.0, 1.6, 2.4];
+const WATERMARK_STRENGTHS: [f32; 2] = [likeness_watermark::INFORMED_STRENGTH, 1.4];
 
 impl Pipeline {
     pub fn new(
@@ -369,7 +369,9 @@ impl Pipeline {
     ) -> Result<Vec<u8>, PipelineError> {
         for strength in WATERMARK_STRENGTHS {
             let mut marked = pixels.clone();
-            likeness_watermark::embed(&mut marked, payload, &self.watermark, strength);
+            // Informed: the embedder reads its own result and strengthens the
+            // bits this picture works against (halftones, fine patterns).
+            likeness_watermark::embed_informed(&mut marked, payload, &self.watermark, strength);
             let encoded = likeness_media::encode(&marked, output).map_err(PipelineError::Encode)?;
             let decoded = likeness_media::decode(&encoded, Some(output.media_type()), &self.limits.decode)
                 .map_err(PipelineError::Encode)?;

@@ -14,7 +14,7 @@ mod common;
 
 use common::*;
 use image::{Rgb, RgbImage};
-use likeness_watermark::{detect, embed, read_unchecked, Key};
+use likeness_watermark::{detect, embed_informed, read_unchecked, Key};
 use rand::{Rng, SeedableRng};
 
 fn images() -> Vec<(String, RgbImage)> {
@@ -120,7 +120,7 @@ fn main() {
         let mut m = img.clone();
         let payload = (i as u64 * 0x9e37_79b9_7f4a_7c15).to_be_bytes();
         let t = Instant::now();
-        embed(&mut m, &payload, &key, 1.0);
+        embed_informed(&mut m, &payload, &key, likeness_watermark::INFORMED_STRENGTH);
         embed_ms_per_mp.push(t.elapsed().as_secs_f64() * 1000.0 / (f64::from(img.width() * img.height()) / 1e6));
         psnrs.push((name.clone(), psnr(img, &m)));
         ssims.push(ssim(img, &m));
