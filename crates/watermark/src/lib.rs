@@ -256,10 +256,8 @@ fn add_luma(px: &mut [u8; 3], delta: f32) {
     let room: f32 = (0..3).filter(|&c| new[c] > 0.0 && new[c] < 255.0).map(|c| W[c]).sum();
     if room > 0.05 && (delta - achieved).abs() > 0.01 {
         let extra = (delta - achieved) / room;
-        for c in 0..3 {
-            if new[c] > 0.0 && new[c] < 255.0 {
-                new[c] = (new[c] + extra).clamp(0.0, 255.0);
-            }
+        for v in new.iter_mut().filter(|v| **v > 0.0 && **v < 255.0) {
+            *v = (*v + extra).clamp(0.0, 255.0);
         }
     }
     *px = new.map(|v| v.round() as u8);
