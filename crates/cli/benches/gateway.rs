@@ -102,13 +102,27 @@ fn main() {
             time(if quick { 3 } else { 10 }, || Builtin.generate(&job).unwrap()),
         );
     }
-    let encode = report(
+    report(
         "encode JPEG q90",
         time(30, || likeness_media::encode(&pixels, OutputFormat::Jpeg { quality: 90 }).unwrap()),
     );
-    let around = decode + vision_ref + vision_out + encode + sign;
+    // What the pipeline does per output before signing: informed marking,
+    // then encode, decode and detect to read the mark back.
+    let key = likeness_watermark::Key::new([7; 32]);
+    let mark = report(
+        "watermark (informed) + encode + read back",
+        time(10, || {
+            let mut marked = pixels.clone();
+            likeness_watermark::embed_informed(&mut marked, &[1; 8], &key, likeness_watermark::INFORMED_STRENGTH);
+            let bytes = likeness_media::encode(&marked, OutputFormat::Jpeg { quality: 90 }).unwrap();
+            let back = likeness_media::decode(&bytes, None, &Default::default()).unwrap().pixels;
+            assert!(likeness_watermark::detect(&back, &key).is_some());
+        }),
+    );
+    let around = decode + vision_ref + vision_out + mark + sign;
     println!("{:<44} {}", "gateway work around generation (p50 sum)", ms(around));
     println!("{:<44} {}", "  of which vision", ms(vision_ref + vision_out));
+    println!("{:<44} {}", "  of which the watermark", ms(mark));
     println!("{:<44} {}", "built-in generation, mean of style p50s", ms(gen_total / Style::ALL.len() as u32));
     let _ = verify;
 

@@ -166,6 +166,8 @@ fn main() {
     let mean_psnr = psnrs.iter().map(|p| p.1).sum::<f64>() / psnrs.len() as f64;
     let worst = psnrs.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
     println!("\nPSNR: mean {mean_psnr:.1} dB, worst {:.1} dB ({})", worst.1, worst.0);
+    let under: Vec<String> = psnrs.iter().filter(|p| p.1 < 38.0).map(|(n, p)| format!("{n} {p:.1} dB")).collect();
+    println!("under 38 dB: {}", if under.is_empty() { "none".to_string() } else { under.join(", ") });
     let worst_ssim = ssims.iter().copied().fold(1.0f64, f64::min);
     println!("SSIM (luma): mean {:.4}, worst {worst_ssim:.4}", ssims.iter().sum::<f64>() / ssims.len() as f64);
 

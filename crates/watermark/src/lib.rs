@@ -76,6 +76,7 @@ const HIGHPASS: usize = 1;
 const CHIP: usize = 4;
 /// The pattern's period in pixels.
 const PERIOD: usize = TILE * CHIP;
+const _: () = assert!(PERIOD.is_power_of_two());
 
 /// Rescaling factors the detector falls back on when the estimated
 /// geometry fails: as received, then as if the image had been halved or
@@ -143,23 +144,42 @@ fn luma(img: &RgbImage) -> Vec<f32> {
     img.pixels().map(|p| 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])).collect()
 }
 
-/// Mean over a (2r+1)² box, edges clamped; separable, O(1) per pixel.
+/// Mean over a (2r+1)² box, edges clamped; separable, O(1) per pixel. The
+/// vertical pass keeps a running sum of whole rows, so memory is read in
+/// order.
 fn box_blur(src: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
-    let pass = |src: &[f32], len: usize, stride: usize, lines: usize, line_stride: usize| {
-        let mut out = vec![0.0f32; src.len()];
-        let n = (2 * r + 1) as f32;
-        for l in 0..lines {
-            let at = |i: isize| src[l * line_stride + (i.clamp(0, len as isize - 1) as usize) * stride];
-            let mut sum: f32 = (-(r as isize)..=r as isize).map(at).sum();
-            for i in 0..len {
-                out[l * line_stride + i * stride] = sum / n;
-                sum += at(i as isize + r as isize + 1) - at(i as isize - r as isize);
-            }
+    let n = (2 * r + 1) as f32;
+    let ri = r as isize;
+    let mut horizontal = vec![0.0f32; src.len()];
+    for (row, out) in src.chunks_exact(w).zip(horizontal.chunks_exact_mut(w)) {
+        let at = |i: isize| row[i.clamp(0, w as isize - 1) as usize];
+        let mut sum: f32 = (-ri..=ri).map(at).sum();
+        for (x, o) in out.iter_mut().enumerate() {
+            *o = sum / n;
+            sum += at(x as isize + ri + 1) - at(x as isize - ri);
         }
-        out
+    }
+    let row = |y: isize| {
+        let y = y.clamp(0, h as isize - 1) as usize;
+        &horizontal[y * w..(y + 1) * w]
     };
-    let horizontal = pass(src, w, 1, h, w);
-    pass(&horizontal, h, w, w, 1)
+    let mut sum = vec![0.0f32; w];
+    for dy in -ri..=ri {
+        for (s, v) in sum.iter_mut().zip(row(dy)) {
+            *s += v;
+        }
+    }
+    let mut out = vec![0.0f32; src.len()];
+    for (y, line) in out.chunks_exact_mut(w).enumerate() {
+        for (o, s) in line.iter_mut().zip(&sum) {
+            *o = s / n;
+        }
+        let (add, sub) = (row(y as isize + ri + 1), row(y as isize - ri));
+        for ((s, a), b) in sum.iter_mut().zip(add).zip(sub) {
+            *s += a - b;
+        }
+    }
+    out
 }
 
 /// Embeds `payload` with `key`. `strength` 1.0 is the default trade-off:
@@ -400,14 +420,17 @@ impl Received {
         }
         let [a, b, c, d] = g.0;
         let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
-        let p = PERIOD as f32;
-        for y in 0..h {
+        // PERIOD is a power of two: the wrap is a mask.
+        const WRAP: i32 = PERIOD as i32 - 1;
+        for (y, row) in self.residual.chunks_exact(w).enumerate() {
             let dy = y as f32 - cy;
-            for x in 0..w {
-                let dx = x as f32 - cx;
-                let u = (a * dx + b * dy).rem_euclid(p) as usize % PERIOD;
-                let v = (c * dx + d * dy).rem_euclid(p) as usize % PERIOD;
-                fold[v * PERIOD + u] += self.residual[y * w + x];
+            // Along a row, the marked coordinates move by (a, c) per pixel.
+            let (mut u, mut v) = (a * -cx + b * dy, c * -cx + d * dy);
+            for r in row {
+                let (iu, iv) = ((u.floor() as i32) & WRAP, (v.floor() as i32) & WRAP);
+                fold[iv as usize * PERIOD + iu as usize] += r;
+                u += a;
+                v += c;
             }
         }
         fold
