@@ -36,7 +36,10 @@
 //!   give candidate lattices, refined by a least-squares fit to every peak
 //!   they predict); then fixed rescalings ([`SCALES`]) in case the
 //!   estimate failed. A hypothesis folds each received pixel into the cell
-//!   of the marked image it maps to, so none needs a resampled copy.
+//!   of the marked image it maps to, so none needs a resampled copy. Before
+//!   reading, textures that repeat every few pixels are taken out of the
+//!   fold and its strongest frequencies clipped (halftones, stripes), since
+//!   they do not average out when folded.
 //!
 //! # False positives
 //!
