@@ -532,7 +532,7 @@ fn clip_spectral_peaks(fold: Vec<f32>) -> Vec<f32> {
 }
 
 /// Most geometry hypotheses decoded per image: as received, up to
-/// [`LATTICE_CANDIDATES`] estimated ones, and the fixed rescalings.
+/// 2 estimated ones (`LATTICE_CANDIDATES`), and the fixed rescalings.
 pub const MAX_HYPOTHESES: usize = 1 + LATTICE_CANDIDATES + SCALES.len() - 1;
 
 /// Estimated geometries tried per image.
