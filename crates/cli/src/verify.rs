@@ -106,7 +106,7 @@ pub fn run(args: VerifyArgs) -> ExitCode {
             println!("{}", json_line(&file, &result, watermark.as_ref(), recovered.as_ref()));
         } else {
             print_human(&file, &result);
-            print_watermark(watermark.as_ref());
+            print_watermark(watermark.as_ref(), resolver.is_some());
             if let Some(r) = &recovered {
                 print_recovered(r);
             }
@@ -253,8 +253,9 @@ fn read_watermark(file: &Path, key: &likeness_watermark::Key) -> WatermarkRead {
     Ok(likeness_watermark::detect(&decoded.pixels, key))
 }
 
-fn print_watermark(read: Option<&WatermarkRead>) {
+fn print_watermark(read: Option<&WatermarkRead>, resolver: bool) {
     match read {
+        None if resolver => println!("  watermark:     no local key; the resolver reads it"),
         None => println!("  watermark:     not checked (no watermark key; give --watermark-key, or --resolver)"),
         Some(Ok(Some(d))) => println!("  watermark:     {} (score {:.3})", hex::encode(d.payload), d.score),
         Some(Ok(None)) => println!("  watermark:     none found"),
