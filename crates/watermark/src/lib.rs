@@ -34,7 +34,7 @@
 //!   every 128 px, so the autocorrelation of the high-passed image peaks on
 //!   that lattice, scaled and rotated as the image was; the strongest peaks
 //!   give candidate lattices, refined by a least-squares fit to every peak
-//!   they predict); then fixed rescalings ([`SCALES`]) in case the
+//!   they predict); then fixed rescalings ([`FALLBACK_SCALES`]) in case the
 //!   estimate failed. A hypothesis folds each received pixel into the cell
 //!   of the marked image it maps to, so none needs a resampled copy. Before
 //!   reading, textures that repeat every few pixels are taken out of the
@@ -81,10 +81,10 @@ const CHIP: usize = 4;
 const PERIOD: usize = TILE * CHIP;
 const _: () = assert!(PERIOD.is_power_of_two());
 
-/// Rescaling factors the detector falls back on when the estimated
-/// geometry fails: as received, then as if the image had been halved or
-/// shrunk to 0.75 since it was marked.
-pub const SCALES: [f32; 3] = [1.0, 2.0, 4.0 / 3.0];
+/// Rescalings the detector falls back on when the estimated geometry
+/// fails: as if the image had been halved, or shrunk to 0.75, since it
+/// was marked.
+pub const FALLBACK_SCALES: [f32; 2] = [2.0, 4.0 / 3.0];
 
 /// The secret the pattern derives from. Marking and detecting need the same key.
 #[derive(Clone)]
@@ -122,20 +122,27 @@ struct Pattern {
     sync: Vec<f32>,
     sign: Vec<f32>,
     bit: Vec<usize>,
+    /// The FFT of one period of the sync chips, what every fold is
+    /// correlated with.
+    sync_spectrum: Vec<Complex32>,
 }
 
 impl Pattern {
     fn new(key: &Key) -> Pattern {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed(key.0);
         let cells = TILE * TILE;
-        let sync = (0..cells).map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 }).collect();
+        let sync: Vec<f32> = (0..cells).map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 }).collect();
         let sign = (0..cells).map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 }).collect();
         // Each coded bit gets an equal share of cells, at shuffled places.
         let mut bit: Vec<usize> = (0..cells).map(|i| i % code::CODED_BITS).collect();
         for i in (1..cells).rev() {
             bit.swap(i, rng.gen_range(0..=i));
         }
-        Pattern { sync, sign, bit }
+        let sync_spectrum = fft2(
+            (0..PERIOD * PERIOD).map(|i| Complex32::new(sync[Pattern::cell(i % PERIOD, i / PERIOD)], 0.0)).collect(),
+            false,
+        );
+        Pattern { sync, sign, bit, sync_spectrum }
     }
 
     fn cell(x: usize, y: usize) -> usize {
@@ -390,7 +397,7 @@ impl Received {
     /// false-positive bound counts.
     fn hypotheses(&self) -> impl Iterator<Item = Geometry> + '_ {
         let estimated = std::iter::once_with(|| estimate_geometry(&self.residual, self.w, self.h)).flatten();
-        let fixed = SCALES[1..].iter().map(|&s| Geometry::scaled(s));
+        let fixed = FALLBACK_SCALES.iter().map(|&s| Geometry::scaled(s));
         let mut tried: Vec<Geometry> = Vec::new();
         std::iter::once(Geometry::IDENTITY)
             .chain(estimated)
@@ -452,10 +459,13 @@ impl Received {
         if g.scale() < 1.25 {
             remove_short_periods(&mut fold);
         }
-        let fold = clip_spectral_peaks(fold);
-        let sync_img: Vec<f32> =
-            (0..PERIOD * PERIOD).map(|i| pattern.sync[Pattern::cell(i % PERIOD, i / PERIOD)]).collect();
-        let corr = circular_correlation(&fold, &sync_img);
+        let spectrum = clip_spectral_peaks(fft2(fold.iter().map(|&v| Complex32::new(v, 0.0)).collect(), false));
+        // Back to the fold, for reading the bits; and C(d) = Σ_p fold(p + d)
+        // · sync(p) over the torus, for the offset, from the same spectrum.
+        let n = (PERIOD * PERIOD) as f32;
+        let fold: Vec<f32> = fft2(spectrum.clone(), true).iter().map(|c| c.re / n).collect();
+        let product = spectrum.iter().zip(&pattern.sync_spectrum).map(|(x, y)| x * y.conj()).collect();
+        let corr: Vec<f32> = fft2(product, true).iter().map(|c| c.re).collect();
         let (best, _) = corr.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
         let (dx, dy) = (best % PERIOD, best / PERIOD);
         let mut soft = vec![0.0f32; code::CODED_BITS];
@@ -507,33 +517,29 @@ fn remove_short_periods(fold: &mut [f32]) {
 /// stand before it is clipped.
 const PEAK_CLIP: f32 = 4.0;
 
-/// Clips the strongest frequencies of the fold to [`PEAK_CLIP`] times the
-/// median magnitude. Periodic textures (halftone screens, patterns,
-/// stripes) fold into a few strong frequencies; the mark is spread over
-/// all of them, so clipping the peaks takes the texture out and leaves the
-/// mark.
-fn clip_spectral_peaks(fold: Vec<f32>) -> Vec<f32> {
-    let mut spectrum = fft2(fold.iter().map(|&v| Complex32::new(v, 0.0)).collect(), false);
+/// Clips the strongest frequencies of the fold's spectrum to
+/// [`PEAK_CLIP`] times the median magnitude. Periodic textures (halftone
+/// screens, patterns, stripes) fold into a few strong frequencies; the
+/// mark is spread over all of them, so clipping the peaks takes the texture
+/// out and leaves the mark.
+fn clip_spectral_peaks(mut spectrum: Vec<Complex32>) -> Vec<Complex32> {
     let mut mags: Vec<f32> = spectrum.iter().map(|c| c.norm()).collect();
     let mid = mags.len() / 2;
-    let median = *mags.select_nth_unstable_by(mid, f32::total_cmp).1;
-    let limit = PEAK_CLIP * median;
-    if limit <= 0.0 {
-        return fold;
-    }
-    for c in spectrum.iter_mut() {
-        let m = c.norm();
-        if m > limit {
-            *c *= limit / m;
+    let limit = PEAK_CLIP * *mags.select_nth_unstable_by(mid, f32::total_cmp).1;
+    if limit > 0.0 {
+        for c in spectrum.iter_mut() {
+            let m = c.norm();
+            if m > limit {
+                *c *= limit / m;
+            }
         }
     }
-    let n = (PERIOD * PERIOD) as f32;
-    fft2(spectrum, true).iter().map(|c| c.re / n).collect()
+    spectrum
 }
 
 /// Most geometry hypotheses decoded per image: as received, up to
 /// 2 estimated ones (`LATTICE_CANDIDATES`), and the fixed rescalings.
-pub const MAX_HYPOTHESES: usize = 1 + LATTICE_CANDIDATES + SCALES.len() - 1;
+pub const MAX_HYPOTHESES: usize = 1 + LATTICE_CANDIDATES + FALLBACK_SCALES.len();
 
 /// Estimated geometries tried per image.
 const LATTICE_CANDIDATES: usize = 2;
@@ -687,14 +693,6 @@ fn fit_lattice(at: &impl Fn(i64, i64) -> f32, p1: (f32, f32), half: i64) -> Opti
     }
     let p = PERIOD as f32;
     Some(Geometry([p * a[3] / det_a, -p * a[1] / det_a, -p * a[2] / det_a, p * a[0] / det_a]))
-}
-
-/// C(d) = Σ_p a(p + d) · b(p) over the 2-D torus, through the FFT.
-fn circular_correlation(a: &[f32], b: &[f32]) -> Vec<f32> {
-    let fa = fft2(a.iter().map(|&v| Complex32::new(v, 0.0)).collect(), false);
-    let fb = fft2(b.iter().map(|&v| Complex32::new(v, 0.0)).collect(), false);
-    let product: Vec<Complex32> = fa.iter().zip(&fb).map(|(x, y)| x * y.conj()).collect();
-    fft2(product, true).iter().map(|c| c.re).collect()
 }
 
 fn fft2(data: Vec<Complex32>, inverse: bool) -> Vec<Complex32> {
