@@ -83,11 +83,19 @@ pub fn run(args: VerifyArgs) -> ExitCode {
             .unwrap_or_else(|_| {
                 Err(likeness_provenance::ProvenanceError::Read("the C2PA reader crashed on this file".into()))
             });
-        let watermark = key.as_ref().map(|k| read_watermark(&file, k));
+        // The file's bytes, read once for the watermark and the resolver,
+        // and only if one of them needs them.
+        let bytes = std::cell::OnceCell::new();
+        let bytes = || {
+            bytes.get_or_init(|| {
+                crate::read_bounded(&file, crate::watermark::MAX_FILE_BYTES).map_err(|e| format!("{e:#}"))
+            })
+        };
+        let watermark = key.as_ref().map(|k| read_watermark(bytes(), k));
         let recovered = match (&resolver, &result) {
             (Some(r), Ok(v)) if v.state == TrustState::None => {
                 let found = watermark.as_ref().and_then(|w| w.as_ref().ok()).and_then(|d| d.as_ref());
-                Some(r.recover(&verifier, &file, found))
+                Some(r.recover(&verifier, bytes(), found))
             }
             _ => None,
         };
@@ -246,9 +254,8 @@ fn watermark_key(given: Option<&Path>) -> anyhow::Result<Option<likeness_waterma
     }
 }
 
-fn read_watermark(file: &Path, key: &likeness_watermark::Key) -> WatermarkRead {
-    let bytes = crate::read_bounded(file, crate::watermark::MAX_FILE_BYTES).map_err(|e| format!("{e:#}"))?;
-    let decoded = likeness_media::decode(&bytes, None, &likeness_media::DecodeLimits::default())
+fn read_watermark(bytes: &Result<Vec<u8>, String>, key: &likeness_watermark::Key) -> WatermarkRead {
+    let decoded = likeness_media::decode(bytes.as_ref()?, None, &likeness_media::DecodeLimits::default())
         .map_err(|e| format!("cannot read the image: {e}"))?;
     Ok(likeness_watermark::detect(&decoded.pixels, key))
 }
@@ -316,7 +323,12 @@ impl Resolver {
         Ok(Resolver { base: url.trim_end_matches('/').to_string(), client })
     }
 
-    fn recover(&self, verifier: &Verifier, file: &Path, found: Option<&likeness_watermark::Detection>) -> Recovered {
+    fn recover(
+        &self,
+        verifier: &Verifier,
+        bytes: &Result<Vec<u8>, String>,
+        found: Option<&likeness_watermark::Detection>,
+    ) -> Recovered {
         let value = found.map(|d| likeness_pipeline::soft_binding(&d.payload).value);
         let mut rec = Recovered {
             resolver: self.base.clone(),
@@ -333,15 +345,19 @@ impl Resolver {
             failures: vec![],
             error: None,
         };
-        if let Err(e) = self.fill(&mut rec, verifier, file, value.as_deref()) {
-            rec.error = Some(format!("{e:#}"));
+        match bytes {
+            Ok(bytes) => {
+                if let Err(e) = self.fill(&mut rec, verifier, bytes, value.as_deref()) {
+                    rec.error = Some(format!("{e:#}"));
+                }
+            }
+            Err(e) => rec.error = Some(e.clone()),
         }
         rec
     }
 
-    fn fill(&self, rec: &mut Recovered, verifier: &Verifier, file: &Path, value: Option<&str>) -> anyhow::Result<()> {
+    fn fill(&self, rec: &mut Recovered, verifier: &Verifier, bytes: &[u8], value: Option<&str>) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        let bytes = crate::read_bounded(file, crate::watermark::MAX_FILE_BYTES)?;
         let answer = match value {
             Some(v) => self
                 .client
@@ -352,8 +368,8 @@ impl Resolver {
                 .client
                 .post(format!("{}/matches/byContent", self.base))
                 .query(&[("alg", likeness_watermark::ALG), ("maxResults", "1")])
-                .header(reqwest::header::CONTENT_TYPE, sniff_mime(&bytes))
-                .body(bytes.clone())
+                .header(reqwest::header::CONTENT_TYPE, sniff_mime(bytes))
+                .body(bytes.to_vec())
                 .send(),
         };
         let answer = answer.context("the resolver did not answer")?;
@@ -379,7 +395,7 @@ impl Resolver {
         let store = self.manifest(endpoint, &manifest_id)?;
         rec.manifest_id = Some(manifest_id);
 
-        let v = verifier.verify_with_manifest(&store, &bytes).context("validating the recovered manifest")?;
+        let v = verifier.verify_with_manifest(&store, bytes).context("validating the recovered manifest")?;
         rec.hard_binding = v.hard_binding_intact.map(|intact| if intact { "intact" } else { "mismatch" });
         rec.soft_binding = Some(match value {
             Some(v2) if v.soft_bindings.iter().any(|b| b.alg == likeness_watermark::ALG && b.value == v2) => "match",
