@@ -1,6 +1,7 @@
 //! `likeness`: the one binary. Only this crate knows argv.
 
 mod config;
+mod keys;
 mod serve;
 mod verify;
 mod vision;
@@ -18,6 +19,9 @@ use clap::{Parser, Subcommand};
     about = "Consent, moderation and provenance gateway for personalized image generation"
 )]
 struct Cli {
+    /// Where keys, the database and the dev API key live [default: ./data].
+    #[arg(long, global = true, value_name = "DIR", env = "LIKENESS_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,9 +78,10 @@ enum GalleryCommand {
 enum KeysCommand {
     /// Create a development CA, an Ed25519 signing certificate and a watermark key.
     Init {
-        /// Where to write ca.pem, signer-chain.pem, signer.key and watermark.key.
-        #[arg(long, default_value = "./data/keys")]
-        dir: PathBuf,
+        /// Where to write ca.pem, signer-chain.pem, signer.key and
+        /// watermark.key [default: <data-dir>/keys].
+        #[arg(long)]
+        dir: Option<PathBuf>,
         /// Organization named in the certificates.
         #[arg(long, default_value = "likeness development")]
         organization: String,
@@ -93,8 +98,9 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    let data_dir = cli.data_dir;
     match cli.command {
-        Command::Serve(args) => match serve::run(args) {
+        Command::Serve(args) => match serve::run(args, data_dir) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -102,43 +108,37 @@ fn main() -> ExitCode {
             }
         },
         Command::Keys { command: KeysCommand::Init { dir, organization } } => {
-            match watermark::init_key(&dir) {
-                Ok(true) => {
-                    println!("created a watermark key: {} (mode 0600)", dir.join(watermark::KEY_FILE).display())
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    return ExitCode::FAILURE;
-                }
-            }
-            match likeness_provenance::keys::init_dev_keys(&dir, &organization) {
-                Ok(true) => {
-                    println!("created a development CA and signing certificate in {}", dir.display());
-                    println!("  trust anchor:  {}", dir.join(likeness_provenance::keys::CA_FILE).display());
-                    println!("  signing chain: {}", dir.join(likeness_provenance::keys::CHAIN_FILE).display());
-                    println!(
-                        "  signing key:   {} (mode 0600)",
-                        dir.join(likeness_provenance::keys::KEY_FILE).display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Ok(false) => {
-                    println!("{} already holds a signing key; nothing changed", dir.display());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            let dir = dir.unwrap_or_else(|| keys::DataDir::new(data_dir).keys());
+            report(keys_init(&dir, &organization))
         }
-        Command::Verify(args) => verify::run(args),
+        Command::Verify(args) => verify::run(args, &keys::DataDir::new(data_dir)),
         Command::Vision { command: VisionCommand::Analyze(args) } => report(vision::analyze(args)),
         Command::Gallery { command: GalleryCommand::Add(args) } => report(vision::gallery_add(args)),
-        Command::Watermark { command: WatermarkCommand::Embed(args) } => report(watermark::embed(args)),
-        Command::Watermark { command: WatermarkCommand::Detect(args) } => report(watermark::detect(args)),
+        Command::Watermark { command: WatermarkCommand::Embed(args) } => {
+            report(watermark::embed(args, &keys::DataDir::new(data_dir)))
+        }
+        Command::Watermark { command: WatermarkCommand::Detect(args) } => {
+            report(watermark::detect(args, &keys::DataDir::new(data_dir)))
+        }
     }
+}
+
+/// `likeness keys init`: the development signing identity and a watermark
+/// key, each made only if missing.
+fn keys_init(dir: &std::path::Path, organization: &str) -> anyhow::Result<ExitCode> {
+    if keys::init_watermark_key(dir)? {
+        println!("created a watermark key: {} (mode 0600)", keys::watermark_key_in(dir).display());
+    }
+    if keys::init_signing_identity(dir, organization)? {
+        let paths = keys::signing_paths(dir);
+        println!("created a development CA and signing certificate in {}", dir.display());
+        println!("  trust anchor:  {}", dir.join(keys::CA_FILE).display());
+        println!("  signing chain: {}", paths.chain.display());
+        println!("  signing key:   {} (mode 0600)", paths.key.display());
+    } else {
+        println!("{} already holds a signing key; nothing changed", dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reads a regular file of at most `max` bytes, without ever holding more:

@@ -1,17 +1,18 @@
 //! `likeness serve`: load config, make sure keys and a tenant exist, build
 //! the pipeline, listen.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use likeness_http::{AppState, HttpConfig, Tenant};
 use likeness_pipeline::{Moderation, Pipeline, RequestLimits, Thresholds};
-use likeness_provenance::keys::{self, KeyPaths};
+use likeness_provenance::keys::KeyPaths;
 use likeness_provenance::Signer;
 use likeness_vision::{Gallery, Vision, VisionConfig};
 
 use crate::config::Config;
+use crate::keys::{self, DataDir};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
@@ -21,9 +22,6 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "LIKENESS_LISTEN")]
     listen: Option<String>,
-    /// Where keys, the database and the dev API key live [default: ./data].
-    #[arg(long, env = "LIKENESS_DATA_DIR")]
-    data_dir: Option<PathBuf>,
     /// Database URL: `postgres://...`, or a SQLite file [default: <data-dir>/likeness.db].
     #[arg(long, env = "LIKENESS_DATABASE")]
     database: Option<String>,
@@ -43,18 +41,19 @@ pub struct ServeArgs {
     photo_api: Option<String>,
 }
 
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     init_logging(config.log_format.as_deref());
     let listen = args.listen.or(config.listen.clone()).unwrap_or_else(|| "127.0.0.1:8080".into());
-    let data_dir = args.data_dir.or(config.data_dir.clone()).unwrap_or_else(|| PathBuf::from("./data"));
-    std::fs::create_dir_all(&data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let data_dir = DataDir::new(data_dir.or(config.data_dir.clone()));
+    std::fs::create_dir_all(data_dir.path())
+        .with_context(|| format!("creating data dir {}", data_dir.path().display()))?;
 
     let key_paths = match (&config.signing.chain, &config.signing.key) {
         (Some(chain), Some(key)) => KeyPaths { chain: chain.clone(), key: key.clone() },
         _ => {
-            let dir = data_dir.join("keys");
-            if keys::init_dev_keys(&dir, "likeness development")? {
+            let dir = data_dir.keys();
+            if keys::init_signing_identity(&dir, "likeness development")? {
                 tracing::warn!(
                     dir = %dir.display(),
                     "no signing key configured: created a development CA and signing certificate; \
@@ -62,7 +61,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     dir.join(keys::CA_FILE).display()
                 );
             }
-            KeyPaths::in_dir(&dir)
+            keys::signing_paths(&dir)
         }
     };
     let signer = Signer::from_paths(&key_paths).context("loading the signing identity")?;
@@ -71,17 +70,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let watermark_key = match &config.signing.watermark_key {
         Some(path) => path.clone(),
         None => {
-            let dir = data_dir.join("keys");
-            if crate::watermark::init_key(&dir)? {
+            let dir = data_dir.keys();
+            if keys::init_watermark_key(&dir)? {
                 tracing::warn!(
                     dir = %dir.display(),
                     "no watermark key configured: created one; replicas must share it to read each other's marks"
                 );
             }
-            dir.join(crate::watermark::KEY_FILE)
+            keys::watermark_key_in(&dir)
         }
     };
-    let watermark_key = crate::watermark::load_key(&watermark_key)?;
+    let watermark_key = keys::load_watermark_key(&watermark_key)?;
 
     let tenants = tenants(&config, &data_dir)?;
     let limits = &config.limits;
@@ -126,7 +125,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(hosts = ?photos.allowed_hosts(), "photo library enabled");
     }
     let database =
-        args.database.or(config.database.clone()).unwrap_or_else(|| data_dir.join("likeness.db").display().to_string());
+        args.database.or(config.database.clone()).unwrap_or_else(|| data_dir.database().display().to_string());
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -135,7 +134,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let state = AppState::new(pipeline, store, photos, tenants, http_config);
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, data_dir = %data_dir.display(), "likeness is listening");
+        tracing::info!(%addr, data_dir = %data_dir.path().display(), "likeness is listening");
         // Tests and scripts read this line to find an ephemeral port.
         println!("listening on http://{addr}");
         likeness_http::serve(listener, state, shutdown_signal()).await.context("serving")
@@ -149,7 +148,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn load_moderation(config: &Config, models: Option<PathBuf>, gallery: Option<PathBuf>) -> anyhow::Result<Moderation> {
     let v = &config.vision;
     let models_dir = models.or(v.models_dir.clone()).unwrap_or_else(likeness_vision::default_models_dir);
-    let gallery_path = gallery.or(v.gallery.clone()).unwrap_or_else(|| models_dir.join("gallery.example.json"));
+    let gallery_path =
+        gallery.or(v.gallery.clone()).unwrap_or_else(|| models_dir.join(likeness_vision::EXAMPLE_GALLERY));
     let gallery = Gallery::load(&gallery_path).context("loading the public-figure gallery")?;
     tracing::info!(path = %gallery_path.display(), entries = gallery.entries.len(), "gallery loaded");
     let started = std::time::Instant::now();
@@ -162,7 +162,7 @@ fn load_moderation(config: &Config, models: Option<PathBuf>, gallery: Option<Pat
     let vision = match Vision::load(&vision_config) {
         Ok(vision) => {
             tracing::info!(ms = started.elapsed().as_millis() as u64, "vision models loaded and checked");
-            Ok(Arc::new(vision))
+            Ok(Arc::new(vision) as Arc<dyn likeness_pipeline::VisionModels>)
         }
         Err(e) => {
             tracing::error!("vision is unavailable, every generation will be refused: {e}");
@@ -178,7 +178,7 @@ fn load_moderation(config: &Config, models: Option<PathBuf>, gallery: Option<Pat
 
 /// Tenants from the config; with none configured, the `dev` tenant whose key
 /// is kept in `<data_dir>/dev-api-key` (created on first start, mode 0600).
-fn tenants(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<Tenant>> {
+fn tenants(config: &Config, data_dir: &DataDir) -> anyhow::Result<Vec<Tenant>> {
     if !config.tenants.is_empty() {
         return config
             .tenants
@@ -190,7 +190,7 @@ fn tenants(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<Tenant>> {
             })
             .collect();
     }
-    let path = data_dir.join("dev-api-key");
+    let path = data_dir.dev_api_key();
     // Only a missing file makes a new key: an unreadable one must not
     // silently replace the key the app developer already uses.
     let key = match std::fs::read_to_string(&path) {
@@ -201,26 +201,12 @@ fn tenants(config: &Config, data_dir: &Path) -> anyhow::Result<Vec<Tenant>> {
         }
         Err(_) => {
             let key = format!("lk_dev_{}", hex::encode(rand::random::<[u8; 24]>()));
-            write_secret(&path, &key)?;
+            keys::write_secret(&path, &key)?;
             tracing::warn!(path = %path.display(), "no tenant configured: created tenant `dev`; its API key is in this file");
             key
         }
     };
     Ok(vec![Tenant { id: "dev".into(), api_key_sha256: Tenant::hash_key(&key) }])
-}
-
-pub(crate) fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(contents.as_bytes())?;
-    Ok(())
 }
 
 fn init_logging(format: Option<&str>) {

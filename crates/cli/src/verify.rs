@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use likeness_provenance::{TrustState, Verification, Verifier};
+
+use crate::keys::{self, DataDir};
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -26,7 +28,7 @@ pub struct VerifyArgs {
     #[arg(long = "trust", value_name = "PEM")]
     trust: Vec<PathBuf>,
     /// The watermark key (64 hex digits) to read marks with
-    /// [default: ./data/keys/watermark.key, when it exists].
+    /// [default: <data-dir>/keys/watermark.key, when it exists].
     #[arg(long, value_name = "FILE", env = "LIKENESS_WATERMARK_KEY_FILE")]
     watermark_key: Option<PathBuf>,
     /// A C2PA Soft Binding Resolution API (e.g. a likeness gateway's
@@ -41,7 +43,7 @@ pub struct VerifyArgs {
 /// Extensions picked up when walking a directory (explicit files are always read).
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "tif", "tiff", "gif", "avif", "heic", "heif"];
 
-pub fn run(args: VerifyArgs) -> ExitCode {
+pub fn run(args: VerifyArgs, data_dir: &DataDir) -> ExitCode {
     let mut anchors = String::new();
     for path in &args.trust {
         match std::fs::read_to_string(path) {
@@ -60,7 +62,7 @@ pub fn run(args: VerifyArgs) -> ExitCode {
         }
     };
 
-    let key = match watermark_key(args.watermark_key.as_deref()) {
+    let key = match watermark_key(args.watermark_key.as_deref(), data_dir) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -240,13 +242,13 @@ fn json_line(
 /// could not read the image.
 type WatermarkRead = Result<Option<likeness_watermark::Detection>, String>;
 
-fn watermark_key(given: Option<&Path>) -> anyhow::Result<Option<likeness_watermark::Key>> {
+fn watermark_key(given: Option<&Path>, data_dir: &DataDir) -> anyhow::Result<Option<likeness_watermark::Key>> {
     match given {
-        Some(path) => crate::watermark::load_key(path).map(Some),
+        Some(path) => keys::load_watermark_key(path).map(Some),
         None => {
-            let default = Path::new(crate::watermark::DEFAULT_KEY);
+            let default = data_dir.watermark_key();
             if default.exists() {
-                crate::watermark::load_key(default).map(Some)
+                keys::load_watermark_key(&default).map(Some)
             } else {
                 Ok(None)
             }
@@ -270,27 +272,53 @@ fn print_watermark(read: Option<&WatermarkRead>, resolver: bool) {
     }
 }
 
+/// How the resolver was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum ResolverQuery {
+    /// The mark was read here and its payload sent.
+    ByBinding,
+    /// The image was sent; the resolver read the mark.
+    ByContent,
+}
+
+/// Whether the byte hash a recovered manifest signed still matches the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum HardBinding {
+    /// The bytes are the signed ones after all.
+    Intact,
+    /// As expected for pixels re-encoded since signing.
+    Mismatch,
+}
+
+/// Whether a recovered manifest declares the watermark found in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum SoftBindingCheck {
+    /// The manifest declares the payload read here.
+    Match,
+    /// The resolver read the mark and matched it.
+    Resolver,
+    /// The manifest does not declare it: the credentials are not this image's.
+    Mismatch,
+}
+
 /// Credentials found through a soft-binding resolver for a file that had
 /// none embedded.
 #[derive(Debug, Serialize)]
 struct Recovered {
     resolver: String,
-    /// `byBinding` (the mark was read here and its payload sent) or
-    /// `byContent` (the image was sent, the resolver read the mark).
-    query: &'static str,
+    query: ResolverQuery,
     alg: &'static str,
     /// The watermark payload as a soft-binding value (base64), when read here.
     value: Option<String>,
     manifest_id: Option<String>,
     /// The resolver's similarity score, 0 to 100.
     similarity: Option<u8>,
-    /// `mismatch` as expected for re-encoded pixels; `intact` if the bytes
-    /// are the signed ones after all.
-    hard_binding: Option<&'static str>,
-    /// `match`: the manifest declares the payload read here;
-    /// `resolver`: the resolver read and matched it; `mismatch`: the
-    /// manifest does not declare it (then the state is invalid).
-    soft_binding: Option<&'static str>,
+    hard_binding: Option<HardBinding>,
+    /// A mismatch makes the state invalid.
+    soft_binding: Option<SoftBindingCheck>,
     /// The signer's trust state, the hard binding set aside; null when
     /// nothing was recovered.
     state: Option<TrustState>,
@@ -332,7 +360,7 @@ impl Resolver {
         let value = found.map(|d| likeness_pipeline::soft_binding(&d.payload).value);
         let mut rec = Recovered {
             resolver: self.base.clone(),
-            query: if value.is_some() { "byBinding" } else { "byContent" },
+            query: if value.is_some() { ResolverQuery::ByBinding } else { ResolverQuery::ByContent },
             alg: likeness_watermark::ALG,
             value: value.clone(),
             manifest_id: None,
@@ -396,13 +424,16 @@ impl Resolver {
         rec.manifest_id = Some(manifest_id);
 
         let v = verifier.verify_with_manifest(&store, bytes).context("validating the recovered manifest")?;
-        rec.hard_binding = v.hard_binding_intact.map(|intact| if intact { "intact" } else { "mismatch" });
+        rec.hard_binding =
+            v.hard_binding_intact.map(|intact| if intact { HardBinding::Intact } else { HardBinding::Mismatch });
         rec.soft_binding = Some(match value {
-            Some(v2) if v.soft_bindings.iter().any(|b| b.alg == likeness_watermark::ALG && b.value == v2) => "match",
-            Some(_) => "mismatch",
-            None => "resolver",
+            Some(v2) if v.soft_bindings.iter().any(|b| b.alg == likeness_watermark::ALG && b.value == v2) => {
+                SoftBindingCheck::Match
+            }
+            Some(_) => SoftBindingCheck::Mismatch,
+            None => SoftBindingCheck::Resolver,
         });
-        rec.state = Some(if rec.soft_binding == Some("mismatch") {
+        rec.state = Some(if rec.soft_binding == Some(SoftBindingCheck::Mismatch) {
             TrustState::Invalid
         } else {
             v.state_apart_from_hard_binding()
@@ -445,19 +476,21 @@ fn print_recovered(r: &Recovered) {
     };
     println!("  recovered:     credentials recovered via the watermark from {} ({id})", r.resolver);
     match r.hard_binding {
-        Some("mismatch") => println!("  hard binding:  no longer matches these pixels (re-encoded since signing)"),
-        Some(_) => println!("  hard binding:  intact"),
+        Some(HardBinding::Mismatch) => {
+            println!("  hard binding:  no longer matches these pixels (re-encoded since signing)")
+        }
+        Some(HardBinding::Intact) => println!("  hard binding:  intact"),
         None => println!("  hard binding:  could not be told"),
     }
     match r.soft_binding {
-        Some("match") => {
+        Some(SoftBindingCheck::Match) => {
             println!("  soft binding:  matches (the watermark's payload is the one the manifest declares)")
         }
-        Some("resolver") => println!(
+        Some(SoftBindingCheck::Resolver) => println!(
             "  soft binding:  matched by the resolver (score {})",
             r.similarity.map_or("-".to_string(), |s| s.to_string())
         ),
-        _ => println!("  soft binding:  DOES NOT MATCH the manifest"),
+        Some(SoftBindingCheck::Mismatch) | None => println!("  soft binding:  DOES NOT MATCH the manifest"),
     }
     println!("  signer state:  {state}");
     if let Some(signer) = &r.signer {

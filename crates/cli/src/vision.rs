@@ -20,9 +20,12 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    fn dir(&self) -> PathBuf {
+        self.models.clone().unwrap_or_else(likeness_vision::default_models_dir)
+    }
+
     pub fn load(&self) -> anyhow::Result<Vision> {
-        let models_dir = self.models.clone().unwrap_or_else(likeness_vision::default_models_dir);
-        Ok(Vision::load(&likeness_vision::config_for(&models_dir))?)
+        Ok(Vision::load(&likeness_vision::config_for(&self.dir()))?)
     }
 }
 
@@ -31,7 +34,8 @@ pub struct AnalyzeArgs {
     /// One JSON object per image per line.
     #[arg(long)]
     json: bool,
-    /// Public-figure gallery to match faces against.
+    /// Public-figure gallery to match faces against [default: the shipped
+    /// example gallery, <models>/gallery.example.json, as `serve` uses].
     #[arg(long, value_name = "FILE")]
     gallery: Option<PathBuf>,
     #[arg(long, default_value_t = default_match_threshold())]
@@ -44,7 +48,8 @@ pub struct AnalyzeArgs {
 
 pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let vision = args.models.load()?;
-    let gallery = args.gallery.as_deref().map(Gallery::load).transpose()?.unwrap_or_default();
+    let gallery_path = args.gallery.clone().unwrap_or_else(|| args.models.dir().join(likeness_vision::EXAMPLE_GALLERY));
+    let gallery = Gallery::load(&gallery_path)?;
     let mut failed = false;
     for path in &args.images {
         match analyze_file(&vision, path) {

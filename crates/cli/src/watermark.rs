@@ -1,6 +1,7 @@
 //! `likeness watermark embed|detect`: the invisible watermark from the
 //! command line. The key lives in `<data-dir>/keys/watermark.key` (64 hex
-//! digits, mode 0600), made by `likeness keys init`.
+//! digits, mode 0600), made by `likeness keys init`; `--key-file` names
+//! another.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,8 +10,8 @@ use anyhow::{bail, Context};
 use likeness_media::{DecodeLimits, OutputFormat};
 use likeness_watermark::Key;
 
-pub const KEY_FILE: &str = "watermark.key";
-pub const DEFAULT_KEY: &str = "./data/keys/watermark.key";
+use crate::keys::{self, DataDir};
+
 /// Largest image file read.
 pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -19,9 +20,9 @@ pub struct EmbedArgs {
     /// The 64-bit payload, 16 hex digits (e.g. the first 8 bytes of an asset id).
     #[arg(long)]
     payload: String,
-    /// The watermark key file.
-    #[arg(long, default_value = DEFAULT_KEY, env = "LIKENESS_WATERMARK_KEY_FILE")]
-    key_file: PathBuf,
+    /// The watermark key file [default: <data-dir>/keys/watermark.key].
+    #[arg(long, env = "LIKENESS_WATERMARK_KEY_FILE")]
+    key_file: Option<PathBuf>,
     /// JPEG, PNG or WebP to mark.
     input: PathBuf,
     /// Where to write; the format follows the extension (.jpg, .jpeg, .png).
@@ -33,31 +34,15 @@ pub struct DetectArgs {
     /// One JSON object per file: file, detected, payload, score.
     #[arg(long)]
     json: bool,
-    #[arg(long, default_value = DEFAULT_KEY, env = "LIKENESS_WATERMARK_KEY_FILE")]
-    key_file: PathBuf,
+    /// The watermark key file [default: <data-dir>/keys/watermark.key].
+    #[arg(long, env = "LIKENESS_WATERMARK_KEY_FILE")]
+    key_file: Option<PathBuf>,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
 
-/// Makes a new random key file unless one exists; true when it made one.
-pub fn init_key(dir: &Path) -> anyhow::Result<bool> {
-    let path = dir.join(KEY_FILE);
-    if path.exists() {
-        return Ok(false);
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    crate::serve::write_secret(&path, &(hex::encode(rand::random::<[u8; 32]>()) + "\n"))?;
-    Ok(true)
-}
-
-pub fn load_key(path: &Path) -> anyhow::Result<Key> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!("no watermark key at {}: run `likeness keys init`, or give --key-file", path.display())
-    })?;
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut bytes)
-        .with_context(|| format!("{}: a watermark key is 64 hex digits", path.display()))?;
-    Ok(Key::new(bytes))
+fn key(given: Option<PathBuf>, data_dir: &DataDir) -> anyhow::Result<Key> {
+    keys::load_watermark_key(&given.unwrap_or_else(|| data_dir.watermark_key()))
 }
 
 fn read_image(path: &Path) -> anyhow::Result<image::RgbImage> {
@@ -67,7 +52,7 @@ fn read_image(path: &Path) -> anyhow::Result<image::RgbImage> {
     Ok(decoded.pixels)
 }
 
-pub fn embed(args: EmbedArgs) -> anyhow::Result<ExitCode> {
+pub fn embed(args: EmbedArgs, data_dir: &DataDir) -> anyhow::Result<ExitCode> {
     let mut payload = [0u8; 8];
     hex::decode_to_slice(args.payload.trim(), &mut payload).context("--payload must be exactly 16 hex digits")?;
     let format = match args.output.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
@@ -75,7 +60,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<ExitCode> {
         Some("png") => OutputFormat::Png,
         _ => bail!("{}: the output must end in .jpg, .jpeg or .png", args.output.display()),
     };
-    let key = load_key(&args.key_file)?;
+    let key = key(args.key_file, data_dir)?;
     let mut img = read_image(&args.input)?;
     // As the gateway marks its outputs.
     likeness_watermark::embed_informed(&mut img, &payload, &key, likeness_watermark::INFORMED_STRENGTH);
@@ -87,8 +72,8 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<ExitCode> {
 
 /// Exit 0 when every file has a mark, 2 when any has none, 3 when any
 /// could not be read.
-pub fn detect(args: DetectArgs) -> anyhow::Result<ExitCode> {
-    let key = load_key(&args.key_file)?;
+pub fn detect(args: DetectArgs, data_dir: &DataDir) -> anyhow::Result<ExitCode> {
+    let key = key(args.key_file, data_dir)?;
     let (mut missing, mut errors) = (false, false);
     for file in &args.files {
         let shown = file.display().to_string();

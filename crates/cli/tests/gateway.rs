@@ -140,66 +140,37 @@ fn same_seed_same_picture_each_with_its_own_mark() {
     assert!(pa != pb, "two assets, two marks");
 }
 
-/// Each case of tests/cases/bad_requests.json gets its status and code, and
-/// the server stays healthy after all of them.
+/// Each case of tests/cases/bad_requests.json gets its status and code
+/// from the real binary, and the server stays healthy after all of them.
+/// (`crates/http/tests` runs the same cases in process.)
 #[test]
 fn bad_requests_get_clear_errors() {
-    let server = Server::start_with_config("[limits]\nmax_body_bytes = 8388608\n");
-    let cases: Vec<Value> =
-        serde_json::from_slice(&std::fs::read(workspace_root().join("tests/cases/bad_requests.json")).unwrap())
-            .unwrap();
-    let photo = fixture_bytes("scenes/rocket.jpg");
-    let bomb = likeness_media::hostile::forged_png(100_000, 100_000);
-    let mut corrupt = photo.clone();
-    corrupt.truncate(photo.len() / 3);
+    use likeness_testkit::{Auth, BAD_REQUEST_BODY_LIMIT};
+    let server = Server::start_with_config(&format!("[limits]\nmax_body_bytes = {BAD_REQUEST_BODY_LIMIT}\n"));
     let client = Server::client();
     let mut failures = Vec::new();
-    for case in &cases {
-        let name = case["name"].as_str().unwrap();
-        let path = case["path"].as_str().unwrap_or("/v1/generations");
-        let mut req = client.post(format!("{}{path}", server.base));
-        req = match case["auth"].as_str() {
-            Some("none") => req,
-            Some("wrong") => req.bearer_auth("lk_wrong_key"),
-            Some("basic") => req.header("authorization", "Basic dXNlcjpwYXNz"),
-            _ => req.bearer_auth(&server.api_key),
+    for case in likeness_testkit::bad_requests() {
+        let mut req = client.post(format!("{}{}", server.base, case.path));
+        req = match case.auth {
+            Auth::None => req,
+            Auth::Wrong => req.bearer_auth("lk_wrong_key"),
+            Auth::Basic => req.header("authorization", "Basic dXNlcjpwYXNz"),
+            Auth::Key => req.bearer_auth(&server.api_key),
         };
-        let content_type = case["content_type"].as_str().unwrap_or("application/json");
-        req = req.header("content-type", content_type);
-        let body: Vec<u8> = if case["oversized"].as_bool() == Some(true) {
-            let filler = "A".repeat(9 * 1024 * 1024);
-            json!({"user": "u", "prompt": "x", "references": [{"upload": {"data": filler, "mime": "image/jpeg"}}]})
-                .to_string()
-                .into_bytes()
-        } else if let Some(raw) = case["raw"].as_str() {
-            raw.as_bytes().to_vec()
-        } else {
-            let text = case["body"].to_string();
-            let text = text
-                .replace("\"$PHOTO\"", &upload(&photo, "image/jpeg").to_string())
-                .replace("\"$BOMB_PNG\"", &upload(&bomb, "image/png").to_string())
-                .replace("\"$BOMB_PNG_AS_JPEG\"", &upload(&bomb, "image/jpeg").to_string())
-                .replace("\"$CORRUPT_JPEG\"", &upload(&corrupt, "image/jpeg").to_string());
-            text.into_bytes()
-        };
-        let resp = req.body(body).send().unwrap();
+        let resp = req.header("content-type", &case.content_type).body(case.body).send().unwrap();
         let status = resp.status().as_u16();
         let got: Value = resp.json().unwrap_or(Value::Null);
         let code = got["error"]["code"].as_str().unwrap_or("<no error code>");
         let message = got["error"]["message"].as_str().unwrap_or("");
-        if status != case["status"].as_u64().unwrap() as u16
-            || code != case["code"].as_str().unwrap()
-            || message.is_empty()
-        {
-            failures.push(format!("{name}: got {status} {code} {message:?}, want {} {}", case["status"], case["code"]));
+        if status != case.status || code != case.code || message.is_empty() {
+            failures
+                .push(format!("{}: got {status} {code} {message:?}, want {} {}", case.name, case.status, case.code));
         }
-        assert!(server.healthy(), "server unhealthy after case {name}");
+        assert!(server.healthy(), "server unhealthy after case {}", case.name);
     }
     assert!(failures.is_empty(), "cases that failed:\n{}", failures.join("\n"));
     // And it still serves a good request.
-    let (status, _) = server.generate(
-        &json!({"user": "u", "prompt": "x", "references": [upload(&photo, "image/jpeg")], "size": "256x256"}),
-    );
+    let (status, _) = server.generate(&likeness_testkit::good_request());
     assert_eq!(status, 200);
 }
 
@@ -296,9 +267,7 @@ fn without_models_the_gateway_is_not_ready_and_refuses_to_generate() {
 #[test]
 fn manifests_are_stored_on_sqlite_and_postgres() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let admin_url = std::env::var("LIKENESS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".into());
-    let db =
-        rt.block_on(likeness_store::testing::TempDatabase::create(&admin_url)).expect("PostgreSQL (see README: Tests)");
+    let db = likeness_store::testing::TempDatabase::for_tests_blocking();
     let pg_url = db.url.clone();
 
     for database in [None, Some(pg_url.as_str())] {

@@ -6,15 +6,6 @@ use std::process::Command;
 
 use support::*;
 
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
 #[test]
 fn gallery_add_then_analyze_flags_only_the_same_man() {
     let dir = tempfile::tempdir().unwrap();
@@ -23,17 +14,17 @@ fn gallery_add_then_analyze_flags_only_the_same_man() {
     let f = |n: &str| fixture(n).to_str().unwrap().to_string();
 
     let (code, out, err) =
-        run(&["gallery", "add", "--name", "Barack Obama", "--id", "obama", "-o", g, &f("faces/obama.jpg")]);
+        likeness(&["gallery", "add", "--name", "Barack Obama", "--id", "obama", "-o", g, &f("faces/obama.jpg")]);
     assert_eq!(code, 0, "{out}{err}");
     // A photo without exactly one face is refused and the file is unchanged.
     let before = std::fs::read(&gallery).unwrap();
     let (code, _, err) =
-        run(&["gallery", "add", "--name", "Barack Obama", "--id", "obama", "-o", g, &f("scenes/coffee.png")]);
+        likeness(&["gallery", "add", "--name", "Barack Obama", "--id", "obama", "-o", g, &f("scenes/coffee.png")]);
     assert_eq!(code, 3);
     assert!(err.contains("found 0 faces"), "{err}");
     assert_eq!(std::fs::read(&gallery).unwrap(), before);
 
-    let (code, out, err) = run(&[
+    let (code, out, err) = likeness(&[
         "vision",
         "analyze",
         "--json",
@@ -64,13 +55,19 @@ fn gallery_add_then_analyze_flags_only_the_same_man() {
     assert_eq!((matches(1), matches(2)), (0, 0));
     assert_eq!(lines[3]["faces"], serde_json::json!([]));
 
+    // Without --gallery, the shipped example gallery, as `serve` uses.
+    let (code, out, err) = likeness(&["vision", "analyze", "--json", &f("faces/grace_hopper.jpg")]);
+    assert_eq!(code, 0, "{err}");
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(line["faces"][0]["matches"][0]["id"], "grace-hopper", "{line}");
+
     // Not a regular file: refused without reading it.
-    let (code, out, _) = run(&["vision", "analyze", "--json", "/dev/zero"]);
+    let (code, out, _) = likeness(&["vision", "analyze", "--json", "/dev/zero"]);
     assert_eq!(code, 3);
     assert!(out.contains("not a regular file"), "{out}");
 
     // Human output and a missing file (exit 3, the others still analysed).
-    let (code, out, _) = run(&["vision", "analyze", "--gallery", g, &f("faces/obama2.jpg"), "/nonexistent.jpg"]);
+    let (code, out, _) = likeness(&["vision", "analyze", "--gallery", g, &f("faces/obama2.jpg"), "/nonexistent.jpg"]);
     assert_eq!(code, 3);
     assert!(
         out.contains("1 face(s)") && out.contains("matches Barack Obama") && out.contains("/nonexistent.jpg: error"),

@@ -2,14 +2,7 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::*;
-
-fn likeness(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
-}
 
 #[test]
 fn embed_then_detect_with_json_and_exit_codes() {
@@ -84,4 +77,43 @@ fn embed_then_detect_with_json_and_exit_codes() {
     ]);
     assert_eq!(code, 3);
     assert!(stderr.contains(".jpg, .jpeg or .png"), "{stderr}");
+}
+
+/// `--data-dir` is where every subcommand finds the keys, as `serve` does.
+#[test]
+fn every_subcommand_finds_its_keys_under_the_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out, err) = likeness(&["--data-dir", d, "keys", "init"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(dir.path().join("keys/watermark.key").is_file() && dir.path().join("keys/signer.key").is_file());
+    let key_before = std::fs::read(dir.path().join("keys/signer.key")).unwrap();
+    let (code, out, _) = likeness(&["keys", "init", "--data-dir", d]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing changed"), "{out}");
+    assert_eq!(std::fs::read(dir.path().join("keys/signer.key")).unwrap(), key_before);
+
+    let marked = dir.path().join("marked.png");
+    let marked = marked.to_str().unwrap();
+    let original = fixture("scenes/coffee.png");
+    let (code, out, err) = likeness(&[
+        "watermark",
+        "embed",
+        "--data-dir",
+        d,
+        "--payload",
+        "0102030405060708",
+        original.to_str().unwrap(),
+        marked,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, _) = likeness(&["--data-dir", d, "watermark", "detect", "--json", marked]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"payload\":\"0102030405060708\""), "{out}");
+    let (_, lines) = likeness_verify(&["--data-dir", d, marked]);
+    assert_eq!(lines[0]["watermark"]["payload"], "0102030405060708", "{}", lines[0]);
+    // Another data dir has another key (none here): no mark can be read.
+    let other = tempfile::tempdir().unwrap();
+    let (_, lines) = likeness_verify(&["--data-dir", other.path().to_str().unwrap(), marked]);
+    assert_eq!(lines[0]["watermark"], serde_json::Value::Null);
 }

@@ -13,6 +13,7 @@
 //!
 //! What a request relied on becomes a [`Receipt`]: ids only, no personal data.
 
+pub use likeness_codes::ErrorCode;
 use serde::Serialize;
 
 /// Longest id (user, media item, album) accepted, in bytes.
@@ -196,6 +197,24 @@ pub enum ConsentError {
     SubjectRevoked(String),
 }
 
+impl ConsentError {
+    /// The stable code a client sees for this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ConsentError::PhotoNotGranted { .. } => ErrorCode::ConsentPhotoNotGranted,
+            ConsentError::GrantUnknown(_) => ErrorCode::ConsentGrantUnknown,
+            ConsentError::GrantOtherUser { .. } => ErrorCode::ConsentGrantOtherUser,
+            ConsentError::GrantWrongPurpose { .. } => ErrorCode::ConsentGrantWrongPurpose,
+            ConsentError::GrantExpired(_) => ErrorCode::ConsentGrantExpired,
+            ConsentError::GrantRevoked(_) => ErrorCode::ConsentGrantRevoked,
+            ConsentError::SubjectUnknown(_) => ErrorCode::ConsentSubjectUnknown,
+            ConsentError::SubjectOtherUser(_) => ErrorCode::ConsentSubjectOtherUser,
+            ConsentError::SubjectExpired(_) => ErrorCode::ConsentSubjectExpired,
+            ConsentError::SubjectRevoked(_) => ErrorCode::ConsentSubjectRevoked,
+        }
+    }
+}
+
 /// Where a reference photo came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReferenceSource {
@@ -206,18 +225,34 @@ pub enum ReferenceSource {
     Library { media_item_id: String, album_id: Option<String> },
 }
 
+/// Where a reference came from, as the receipt records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    Upload,
+    Library,
+}
+
+/// What in a grant covered a library reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coverage {
+    /// The grant lists the media item.
+    Photo,
+    /// The grant lists the album the app picked it from.
+    Album,
+}
+
 /// How one reference was allowed, as the receipt records it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReferenceConsent {
     /// 1-based, as in decisions.
     pub reference: usize,
-    /// `upload` or `library`.
-    pub source: &'static str,
+    pub source: Source,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_item_id: Option<String>,
-    /// `photo` (listed in the grant) or `album` (its album is).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub covered_by: Option<&'static str>,
+    pub covered_by: Option<Coverage>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub album_id: Option<String>,
 }
@@ -262,7 +297,7 @@ pub fn check_references(
             match r {
                 ReferenceSource::Upload => Ok(ReferenceConsent {
                     reference: index,
-                    source: "upload",
+                    source: Source::Upload,
                     media_item_id: None,
                     covered_by: None,
                     album_id: None,
@@ -275,18 +310,18 @@ pub fn check_references(
                     };
                     let g = grant.ok_or_else(not_granted)?;
                     let covered_by = if g.photos.iter().any(|p| p == media_item_id) {
-                        "photo"
+                        Coverage::Photo
                     } else if album_id.as_ref().is_some_and(|a| g.albums.contains(a)) {
-                        "album"
+                        Coverage::Album
                     } else {
                         return Err(not_granted());
                     };
                     Ok(ReferenceConsent {
                         reference: index,
-                        source: "library",
+                        source: Source::Library,
                         media_item_id: Some(media_item_id.clone()),
                         covered_by: Some(covered_by),
-                        album_id: album_id.clone().filter(|_| covered_by == "album"),
+                        album_id: album_id.clone().filter(|_| covered_by == Coverage::Album),
                     })
                 }
             }
@@ -321,14 +356,23 @@ pub enum FaceLabel {
     /// this user.
     ConsentingSubject {
         subject: String,
+        #[serde(serialize_with = "three_decimals")]
         distance: f32,
     },
     /// Matches the public-figure gallery.
     PublicFigure {
         name: String,
+        #[serde(serialize_with = "three_decimals")]
         distance: f32,
     },
     Unknown,
+}
+
+/// Serialises a score or distance with three decimals (0.867, not
+/// 0.8669999837875366). Values are kept whole in memory: rounding happens
+/// only here, so it can never move a score across a threshold.
+pub fn three_decimals<S: serde::Serializer>(v: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((f64::from(*v) * 1000.0).round() / 1000.0)
 }
 
 /// What vision found about one face, as the rules need it.
@@ -369,7 +413,7 @@ pub fn distance(a: &[f32], b: &[f32]) -> f32 {
 /// A refusal: a stable code and a message naming what was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -377,7 +421,7 @@ pub struct Refusal {
 /// the same on references and outputs.
 pub fn public_figure_refusal(image: &str, face: usize, name: &str, distance: f32) -> Refusal {
     Refusal {
-        code: "vision.public_figure",
+        code: ErrorCode::VisionPublicFigure,
         message: format!(
             "{image} shows a face (face {face}) that matches a public figure in the gallery: {name} (distance {distance:.2})"
         ),
@@ -403,7 +447,7 @@ pub fn reference_faces_rule(
                 let s = subjects.iter().find(|s| &s.id == subject);
                 if likely_minor && !s.is_some_and(|s| s.minor && s.guardian_consent) {
                     Refusal {
-                        code: "consent.minor_without_guardian",
+                        code: ErrorCode::ConsentMinorWithoutGuardian,
                         message: format!(
                             "{image} shows a possible minor (face {face}, P(age < 18) = {p_minor:.2}) matching subject {subject}, \
                              who is not enrolled as a minor with a guardian's consent"
@@ -414,14 +458,14 @@ pub fn reference_faces_rule(
                 }
             }
             FaceLabel::Unknown if likely_minor => Refusal {
-                code: "consent.minor_without_guardian",
+                code: ErrorCode::ConsentMinorWithoutGuardian,
                 message: format!(
                     "{image} shows a possible minor (face {face}, P(age < 18) = {p_minor:.2}) who matches no declared \
                      subject with a guardian's consent"
                 ),
             },
             FaceLabel::Unknown => Refusal {
-                code: "consent.unknown_person",
+                code: ErrorCode::ConsentUnknownPerson,
                 message: format!(
                     "{image} shows a person (face {face}) who matches no declared consenting subject; \
                      enroll them as a subject and list them in `subjects`"

@@ -9,10 +9,6 @@ fn load(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-fn variant(e: &ConsentError) -> String {
-    format!("{e:?}").split(['(', ' ', '{']).next().unwrap().to_string()
-}
-
 fn strings(v: &Value) -> Vec<String> {
     v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
 }
@@ -51,13 +47,19 @@ fn grant_cases() {
         match (&case["expect"], &case["error"]) {
             (Value::Array(expect), _) => {
                 let got = got.unwrap_or_else(|e| panic!("{name}: refused: {e}"));
-                let how: Vec<&str> = got.iter().map(|c| c.covered_by.unwrap_or(c.source)).collect();
-                assert_eq!(how, strings(&Value::Array(expect.clone())), "{name}");
+                let how: Vec<Value> = got
+                    .iter()
+                    .map(|c| match c.covered_by {
+                        Some(coverage) => serde_json::to_value(coverage).unwrap(),
+                        None => serde_json::to_value(c.source).unwrap(),
+                    })
+                    .collect();
+                assert_eq!(&how, expect, "{name}");
                 assert!(got.iter().enumerate().all(|(i, c)| c.reference == i + 1), "{name}");
             }
             (_, Value::String(error)) => {
                 let e = got.err().unwrap_or_else(|| panic!("{name}: allowed"));
-                assert_eq!(&variant(&e), error, "{name}: {e}");
+                assert_eq!(e.code().as_str(), error, "{name}: {e}");
                 if let Some(m) = case["mentions"].as_str() {
                     assert!(e.to_string().contains(m), "{name}: {e}");
                 }
@@ -113,7 +115,7 @@ fn face_cases() {
             .collect();
         assert_eq!(labels, strings(&case["labels"]), "{name}");
         let refusal = reference_faces_rule("reference 1", &faces, &declared, 0.3);
-        assert_eq!(refusal.as_ref().map(|r| r.code), case["refusal"].as_str(), "{name}: {refusal:?}");
+        assert_eq!(refusal.as_ref().map(|r| r.code.as_str()), case["refusal"].as_str(), "{name}: {refusal:?}");
         if let (Some(r), Some(m)) = (&refusal, case["mentions"].as_str()) {
             assert!(r.message.contains(m), "{name}: {}", r.message);
         }
@@ -184,14 +186,12 @@ fn declared_subjects_are_checked() {
         s("gone", "alice", None, Some(3)),
         s("bobs", "bob", None, None),
     ];
-    let check = |ids: &[&str]| {
-        check_subjects(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(), &found, "alice", 10)
-            .map_err(|e| variant(&e))
-    };
+    let check =
+        |ids: &[&str]| check_subjects(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(), &found, "alice", 10);
     assert_eq!(check(&["ok"]), Ok(()));
     assert_eq!(check(&[]), Ok(()));
-    assert_eq!(check(&["ok", "nobody"]), Err("SubjectUnknown".into()));
-    assert_eq!(check(&["old"]), Err("SubjectExpired".into()));
-    assert_eq!(check(&["gone"]), Err("SubjectRevoked".into()));
-    assert_eq!(check(&["bobs"]), Err("SubjectOtherUser".into()));
+    assert_eq!(check(&["ok", "nobody"]), Err(ConsentError::SubjectUnknown("nobody".into())));
+    assert_eq!(check(&["old"]), Err(ConsentError::SubjectExpired("old".into())));
+    assert_eq!(check(&["gone"]), Err(ConsentError::SubjectRevoked("gone".into())));
+    assert_eq!(check(&["bobs"]), Err(ConsentError::SubjectOtherUser("bobs".into())));
 }

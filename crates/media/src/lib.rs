@@ -103,6 +103,21 @@ pub enum MediaError {
     Encode(String),
 }
 
+impl MediaError {
+    /// The stable code of a reference photo that fails this way.
+    pub fn code(&self) -> likeness_codes::ErrorCode {
+        use likeness_codes::ErrorCode;
+        match self {
+            MediaError::TooLarge { .. } => ErrorCode::ReferenceTooLarge,
+            MediaError::TooManyPixels { .. } => ErrorCode::ReferenceTooManyPixels,
+            MediaError::Unsupported => ErrorCode::ReferenceUnsupportedFormat,
+            MediaError::MimeMismatch { .. } => ErrorCode::ReferenceMimeMismatch,
+            MediaError::Corrupt(_) => ErrorCode::ReferenceCorrupt,
+            MediaError::Encode(_) => ErrorCode::OutputEncodeFailed,
+        }
+    }
+}
+
 /// A decoded image, always 8-bit RGB (alpha is composited on white, grey expanded).
 #[derive(Clone)]
 pub struct Decoded {

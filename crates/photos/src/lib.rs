@@ -125,6 +125,27 @@ pub enum PhotoError {
     BadAnswer(String),
 }
 
+impl PhotoError {
+    /// The stable code a client sees when a library photo fails this way.
+    pub fn code(&self) -> likeness_codes::ErrorCode {
+        use likeness_codes::ErrorCode;
+        match self {
+            PhotoError::HostNotAllowed { .. } => ErrorCode::PhotosHostNotAllowed,
+            PhotoError::InvalidUrl(_) | PhotoError::BadAllowEntry(_) => ErrorCode::PhotosInvalidUrl,
+            PhotoError::BaseUrlMismatch => ErrorCode::PhotosBaseUrlMismatch,
+            PhotoError::InvalidToken => ErrorCode::PhotosInvalidToken,
+            PhotoError::NotConfigured => ErrorCode::PhotosNotConfigured,
+            PhotoError::Rejected { .. } => ErrorCode::PhotosRejected,
+            PhotoError::Unauthorized { .. } => ErrorCode::PhotosUnauthorized,
+            PhotoError::NotFound { .. } => ErrorCode::PhotosNotFound,
+            PhotoError::TooLarge { .. } => ErrorCode::PhotosTooLarge,
+            PhotoError::BadAnswer(_) | PhotoError::RedirectElsewhere { .. } | PhotoError::Unavailable(_) => {
+                ErrorCode::PhotosUnavailable
+            }
+        }
+    }
+}
+
 /// A media item as the provider describes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -1,6 +1,6 @@
 //! One request's flow, from reference photos to signed assets. No HTTP here:
 //! the HTTP crate turns wire JSON into a [`GenerationRequest`] and a
-//! [`PipelineError`] into a status code.
+//! [`PipelineError`] into a status code (through [`PipelineError::code`]).
 //!
 //! ```text
 //! validate ─► decode references (memory only) ─► vision ─► label faces
@@ -17,70 +17,25 @@
 //! only the provenance crate can construct: an image that skipped signing
 //! cannot be returned, by construction.
 
+mod decision;
+mod enroll;
+mod error;
 mod moderation;
+mod request;
 
 use std::sync::Arc;
 
+use image::RgbImage;
+use likeness_consent::{FaceLabel, Purpose, Refusal};
 use likeness_generators::{GenerationJob, Generator, Style};
-use likeness_media::{DecodeLimits, MediaError, MediaType, OutputFormat};
-use likeness_provenance::{AssetDescription, AssetId, ProvenanceError, SignedAsset, Signer, SoftBinding};
-use serde::Serialize;
+use likeness_media::{MediaError, OutputFormat};
+use likeness_provenance::{AssetDescription, AssetId, Signer, SoftBinding};
 
+pub use decision::{Action, Check, Decision, GenerationOutcome, ModelRef};
+pub use error::{EnrollmentProblem, PipelineError};
 pub use likeness_consent::{Receipt, ReferenceConsent, Subject};
-pub use moderation::{FaceRecord, ImageRecord, Moderation, Thresholds};
-
-/// Bounds on what one request may ask for.
-#[derive(Debug, Clone)]
-pub struct RequestLimits {
-    pub max_references: usize,
-    pub max_outputs: u32,
-    pub min_side: u32,
-    pub max_side: u32,
-    pub max_prompt_chars: usize,
-    pub decode: DecodeLimits,
-}
-
-impl Default for RequestLimits {
-    fn default() -> Self {
-        RequestLimits {
-            max_references: 4,
-            max_outputs: 4,
-            min_side: 256,
-            max_side: 2048,
-            max_prompt_chars: 4000,
-            decode: DecodeLimits::default(),
-        }
-    }
-}
-
-/// A reference photo as received: bytes in memory, never persisted.
-pub struct ReferenceInput {
-    pub bytes: Vec<u8>,
-    pub declared: Option<MediaType>,
-}
-
-impl std::fmt::Debug for ReferenceInput {
-    // Photos never reach a log, not even through a debug print.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ReferenceInput({} bytes)", self.bytes.len())
-    }
-}
-
-#[derive(Debug)]
-pub struct GenerationRequest {
-    pub request_id: String,
-    /// The app's pseudonymous user id. Used for consent; never in a manifest.
-    pub user: String,
-    pub prompt: String,
-    pub style: Option<String>,
-    pub references: Vec<ReferenceInput>,
-    pub count: u32,
-    pub width: u32,
-    pub height: u32,
-    pub output: OutputFormat,
-    pub seed: Option<u64>,
-    pub consent: RequestConsent,
-}
+pub use moderation::{FaceRecord, ImageRecord, Moderation, Thresholds, Verdict, VisionModels};
+pub use request::{GenerationRequest, ReferenceInput, RequestLimits};
 
 /// What the consent checks ahead of the pipeline established.
 pub struct RequestConsent {
@@ -105,86 +60,6 @@ impl std::fmt::Debug for RequestConsent {
     }
 }
 
-/// What was decided about a request, and on what grounds. Derived data only.
-#[derive(Debug, Clone, Serialize)]
-pub struct Decision {
-    /// `allow`, `label`, `review` or `block`.
-    pub action: &'static str,
-    pub reasons: Vec<String>,
-    /// The references by SHA-256, in request order.
-    pub references: Vec<String>,
-    pub style: String,
-    pub generator: String,
-    /// Which checks ran, in order. Consent and policy checks join this list
-    /// as they are added.
-    pub checks: Vec<&'static str>,
-    /// Models that produced the scores: task and SHA-256.
-    pub models: Vec<ModelRef>,
-    /// Scores per reference and per output; no pixels, no embeddings.
-    pub images: Vec<ImageRecord>,
-    /// The consent receipt: grant, subjects relied on, how each reference
-    /// was allowed. Ids only.
-    pub consent: Receipt,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ModelRef {
-    pub task: String,
-    pub sha256: String,
-}
-
-pub struct GenerationOutcome {
-    pub request_id: String,
-    pub assets: Vec<SignedAsset>,
-    pub decision: Decision,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PipelineError {
-    #[error("{field}: {message}")]
-    InvalidRequest { field: &'static str, message: String },
-    #[error(transparent)]
-    UnknownStyle(#[from] likeness_generators::UnknownStyle),
-    /// `index` counts from 1, as in decisions.
-    #[error("reference {index}: {source}")]
-    Reference { index: usize, source: MediaError },
-    #[error("the generator failed: {0}")]
-    Generator(String),
-    #[error("could not encode the output: {0}")]
-    Encode(MediaError),
-    /// The invisible watermark could not be read back from an output: it
-    /// is not returned unmarked.
-    #[error("the watermark could not be read back from output {index}")]
-    Watermark { index: usize },
-    #[error("signing failed: {0}")]
-    Signing(#[from] ProvenanceError),
-    /// A rule refused the request; the decision says why.
-    #[error("{message}")]
-    Refused { code: &'static str, message: String, decision: Box<Decision> },
-    /// The vision models are not loaded: nothing can be checked, so nothing runs.
-    #[error("the vision models are not available: {0}")]
-    VisionUnavailable(String),
-    #[error("vision failed: {0}")]
-    Vision(#[from] likeness_vision::VisionError),
-    /// An enrollment photo cannot enroll a subject.
-    #[error("enrollment photo {index}: {problem}")]
-    Enrollment { index: usize, problem: EnrollmentProblem },
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum EnrollmentProblem {
-    #[error("no face found; use a clear photo of the subject alone")]
-    NoFace,
-    #[error("{0} faces found; enrollment needs a photo of the subject alone")]
-    SeveralFaces(usize),
-    #[error("the face matches a public figure in the gallery ({0}); public figures cannot be enrolled")]
-    PublicFigure(String),
-    #[error("the face looks like a minor's (P(age < 18) = {0:.2}); enroll with minor: true and a guardian's consent")]
-    PossibleMinor(f32),
-    #[error("the face is not the person of enrollment photo 1 (distance {0:.2}); enroll one person per subject")]
-    DifferentPerson(f32),
-}
-
 /// Everything needed to serve generation requests; shared by all requests.
 pub struct Pipeline {
     generator: Arc<dyn Generator>,
@@ -197,6 +72,19 @@ pub struct Pipeline {
 /// Watermark strengths tried in turn until the mark reads back from the
 /// encoded output; the first suits nearly every image.
 const WATERMARK_STRENGTHS: [f32; 2] = [likeness_watermark::INFORMED_STRENGTH, 1.4];
+
+/// A request whose references passed the checks, ready to generate from.
+struct CheckedReferences {
+    request: GenerationRequest<()>,
+    style: Style,
+    consent: RequestConsent,
+    /// Decoded references, dropped once generation is done.
+    pixels: Vec<RgbImage>,
+    decision: Decision,
+    /// Consenting minor subjects the references showed (with a guardian's
+    /// consent): as many likely minors may appear in the outputs.
+    consenting_minors: usize,
+}
 
 impl Pipeline {
     pub fn new(
@@ -224,54 +112,43 @@ impl Pipeline {
     /// Checks what can be checked without touching pixels, so a bad request
     /// fails fast and cheaply. The HTTP layer calls it before queueing;
     /// `run` calls it again, so no caller can skip it.
-    pub fn validate(&self, req: &GenerationRequest) -> Result<Style, PipelineError> {
-        let l = &self.limits;
-        let invalid = |field, message: String| Err(PipelineError::InvalidRequest { field, message });
-        if req.user.trim().is_empty() || req.user.len() > 256 {
-            return invalid("user", "must be a non-empty id of at most 256 bytes".into());
-        }
-        if req.prompt.chars().count() > l.max_prompt_chars {
-            return invalid("prompt", format!("at most {} characters", l.max_prompt_chars));
-        }
-        if req.count == 0 || req.count > l.max_outputs {
-            return invalid("n", format!("must be between 1 and {}", l.max_outputs));
-        }
-        for (field, side) in [("size", req.width), ("size", req.height)] {
-            if side < l.min_side || side > l.max_side {
-                return invalid(field, format!("each side must be between {} and {} pixels", l.min_side, l.max_side));
-            }
-        }
-        if req.references.len() > l.max_references {
-            return invalid("references", format!("at most {} references", l.max_references));
-        }
-        if req.prompt.trim().is_empty() && req.references.is_empty() {
-            return invalid("prompt", "a prompt or at least one reference is needed".into());
-        }
-        Ok(Style::resolve(req.style.as_deref(), &req.prompt)?)
+    pub fn validate<R>(&self, req: &GenerationRequest<R>) -> Result<Style, PipelineError> {
+        self.limits.check(req)
     }
 
     /// Runs one request to the end. CPU-bound: call it off the async workers.
-    pub fn run(&self, req: GenerationRequest) -> Result<GenerationOutcome, PipelineError> {
+    pub fn run(&self, req: GenerationRequest, consent: RequestConsent) -> Result<GenerationOutcome, PipelineError> {
+        let mut checked = self.check_references(req, consent)?;
+        let outputs = self.generate(&mut checked)?;
+        self.check_outputs(&mut checked, &outputs)?;
+        self.mark_and_sign(checked, outputs)
+    }
+
+    /// Decodes the references (the encoded bytes are dropped at once), runs
+    /// vision on them and applies the reference rule.
+    fn check_references(
+        &self,
+        req: GenerationRequest,
+        consent: RequestConsent,
+    ) -> Result<CheckedReferences, PipelineError> {
         let style = self.validate(&req)?;
-        let vision = self.moderation.vision.as_ref().map_err(|e| PipelineError::VisionUnavailable(e.clone()))?;
-        let mut reference_hashes = Vec::with_capacity(req.references.len());
-        let mut decoded = Vec::with_capacity(req.references.len());
+        let vision = self.moderation.models()?;
+        let mut hashes = Vec::with_capacity(req.references.len());
+        let mut pixels = Vec::with_capacity(req.references.len());
         for (index, r) in req.references.iter().enumerate() {
             let d = likeness_media::decode(&r.bytes, r.declared, &self.limits.decode)
                 .map_err(|source| PipelineError::Reference { index: index + 1, source })?;
-            reference_hashes.push(likeness_media::sha256_hex(&r.bytes));
-            decoded.push(d.pixels);
+            hashes.push(likeness_media::sha256_hex(&r.bytes));
+            pixels.push(d.pixels);
         }
-        // The encoded photos are no longer needed: drop them as early as possible.
-        drop(req.references);
-        let generator = format!("{}/{}", self.generator.name(), style);
+        let request = req.with_references(Vec::new());
         let mut decision = Decision {
-            action: "allow",
+            action: Action::Allow,
             reasons: Vec::new(),
-            references: reference_hashes.clone(),
+            references: hashes,
             style: style.to_string(),
-            generator: generator.clone(),
-            checks: vec!["consent.photos", "consent.subjects", "vision.references"],
+            generator: format!("{}/{}", self.generator.name(), style),
+            checks: vec![Check::ConsentPhotos, Check::ConsentSubjects, Check::VisionReferences],
             models: vision
                 .models()
                 .iter()
@@ -279,25 +156,21 @@ impl Pipeline {
                 .collect(),
             images: Vec::new(),
             consent: Receipt {
-                id: req.consent.receipt_id.clone(),
-                grant: req.consent.grant_id.clone(),
+                id: consent.receipt_id.clone(),
+                grant: consent.grant_id.clone(),
                 subjects: Vec::new(),
-                references: req.consent.references.clone(),
-                purpose: likeness_consent::Purpose::Generation,
+                references: consent.references.clone(),
+                purpose: Purpose::Generation,
             },
         };
-
-        let subjects = &req.consent.subjects;
-        let verdict = |r: &ImageRecord| self.moderation.reference_verdict(r, subjects);
-        if let Some((code, message)) =
-            self.check_images(vision, &mut decision, "reference", &decoded, subjects, verdict)?
-        {
-            return Err(refuse(decision, code, message));
-        }
+        let subjects = &consent.subjects;
+        check_images(&self.moderation, vision, &mut decision, "reference", &pixels, subjects, |r| {
+            self.moderation.reference_verdict(r, subjects)
+        })?;
         // The subjects the references actually showed: what the request relied on.
-        let mut consenting_minors: Vec<String> = Vec::new();
+        let mut consenting_minors = Vec::new();
         for face in decision.images.iter().flat_map(|r| &r.faces) {
-            if let likeness_consent::FaceLabel::ConsentingSubject { subject, .. } = &face.label {
+            if let FaceLabel::ConsentingSubject { subject, .. } = &face.label {
                 if !decision.consent.subjects.contains(subject) {
                     decision.consent.subjects.push(subject.clone());
                 }
@@ -308,45 +181,64 @@ impl Pipeline {
                 }
             }
         }
+        let consenting_minors = consenting_minors.len();
+        Ok(CheckedReferences { request, style, consent, pixels, decision, consenting_minors })
+    }
 
+    /// Has the generator make the outputs, then drops the decoded references.
+    fn generate(&self, checked: &mut CheckedReferences) -> Result<Vec<RgbImage>, PipelineError> {
+        let req = &checked.request;
         let job = GenerationJob {
             prompt: &req.prompt,
-            style,
-            references: &decoded,
+            style: checked.style,
+            references: &checked.pixels,
             width: req.width,
             height: req.height,
             count: req.count,
             seed: req.seed.unwrap_or(0),
         };
-        let images = self.generator.generate(&job).map_err(|e| PipelineError::Generator(e.to_string()))?;
-        drop(decoded);
+        let outputs = self.generator.generate(&job).map_err(|e| PipelineError::Generator(e.to_string()))?;
+        checked.pixels = Vec::new();
+        Ok(outputs)
+    }
 
-        // Outputs are checked like references: the generator may have carried
-        // a face through, or made something the rule forbids.
-        decision.checks.push("vision.outputs");
-        let verdict = |r: &ImageRecord| self.moderation.output_verdict(r, consenting_minors.len());
-        if let Some((code, message)) = self.check_images(vision, &mut decision, "output", &images, subjects, verdict)? {
-            return Err(refuse(decision, code, message));
-        }
+    /// Outputs are checked like references: the generator may have carried
+    /// a face through, or made something the rule forbids.
+    fn check_outputs(&self, checked: &mut CheckedReferences, outputs: &[RgbImage]) -> Result<(), PipelineError> {
+        let vision = self.moderation.models()?;
+        checked.decision.checks.push(Check::VisionOutputs);
+        let minors = checked.consenting_minors;
+        let subjects = &checked.consent.subjects;
+        check_images(&self.moderation, vision, &mut checked.decision, "output", outputs, subjects, |r| {
+            self.moderation.output_verdict(r, minors)
+        })
+    }
 
-        decision.checks.push("watermark");
-        let output = req.output;
-        let mut assets = Vec::with_capacity(images.len());
-        for (i, pixels) in images.into_iter().enumerate() {
+    /// Marks every output with its asset id, encodes it, reads the mark back
+    /// and signs it.
+    fn mark_and_sign(
+        &self,
+        mut checked: CheckedReferences,
+        outputs: Vec<RgbImage>,
+    ) -> Result<GenerationOutcome, PipelineError> {
+        checked.decision.checks.push(Check::Watermark);
+        let output = checked.request.output;
+        let mut assets = Vec::with_capacity(outputs.len());
+        for (i, pixels) in outputs.into_iter().enumerate() {
             let asset_id = AssetId::random();
             let payload = watermark_payload(asset_id);
             let encoded = self.watermark_and_encode(pixels, &payload, output, i + 1)?;
             let description = AssetDescription {
                 asset_id,
-                request_id: req.request_id.clone(),
-                generator: generator.clone(),
-                ingredient_hashes: reference_hashes.clone(),
-                receipt_id: req.consent.receipt_id.clone(),
+                request_id: checked.request.request_id.clone(),
+                generator: checked.decision.generator.clone(),
+                ingredient_hashes: checked.decision.references.clone(),
+                receipt_id: checked.consent.receipt_id.clone(),
                 soft_binding: Some(soft_binding(&payload)),
             };
             assets.push(self.signer.sign(&encoded, output.media_type(), &description)?);
         }
-        Ok(GenerationOutcome { request_id: req.request_id, assets, decision })
+        Ok(GenerationOutcome { request_id: checked.request.request_id, assets, decision: checked.decision })
     }
 
     /// Reads the watermark of an uploaded image (decoded in memory within
@@ -362,7 +254,7 @@ impl Pipeline {
     /// rather than return an image whose mark cannot be found.
     fn watermark_and_encode(
         &self,
-        pixels: image::RgbImage,
+        pixels: RgbImage,
         payload: &[u8; 8],
         output: OutputFormat,
         index: usize,
@@ -381,67 +273,29 @@ impl Pipeline {
         }
         Err(PipelineError::Watermark { index })
     }
+}
 
-    /// Analyses each image (`reference 1`, `output 2`...), records its scores
-    /// and face labels in the decision, and stops at the first image
-    /// `verdict` refuses, returning why.
-    fn check_images(
-        &self,
-        vision: &likeness_vision::Vision,
-        decision: &mut Decision,
-        kind: &str,
-        images: &[image::RgbImage],
-        subjects: &[Subject],
-        verdict: impl Fn(&ImageRecord) -> Option<(&'static str, String)>,
-    ) -> Result<Option<(&'static str, String)>, PipelineError> {
-        for (i, img) in images.iter().enumerate() {
-            let record = self.moderation.record(format!("{kind} {}", i + 1), &vision.analyze(img)?, subjects);
-            let refusal = verdict(&record);
-            decision.images.push(record);
-            if refusal.is_some() {
-                return Ok(refusal);
-            }
+/// Analyses each image (`reference 1`, `output 2`...), records its scores
+/// and face labels in the decision, and refuses at the first image `verdict`
+/// refuses, with the decision so far.
+fn check_images(
+    moderation: &Moderation,
+    vision: &dyn VisionModels,
+    decision: &mut Decision,
+    kind: &str,
+    images: &[RgbImage],
+    subjects: &[Subject],
+    verdict: impl Fn(&ImageRecord) -> Verdict,
+) -> Result<(), PipelineError> {
+    for (i, img) in images.iter().enumerate() {
+        let record = moderation.record(format!("{kind} {}", i + 1), &vision.analyze(img)?, subjects);
+        let refusal = verdict(&record);
+        decision.images.push(record);
+        if let Some(refusal) = refusal {
+            return Err(refuse(decision.clone(), refusal));
         }
-        Ok(None)
     }
-
-    /// Checks enrollment photos and returns one face embedding per photo:
-    /// exactly one face each, not a public figure, and not a likely minor
-    /// unless the subject is declared a minor (whose guardian consented;
-    /// the consent crate checks that). CPU-bound: call it off the async workers.
-    pub fn enroll(&self, photos: Vec<ReferenceInput>, minor: bool) -> Result<Vec<Vec<f32>>, PipelineError> {
-        let vision = self.moderation.vision.as_ref().map_err(|e| PipelineError::VisionUnavailable(e.clone()))?;
-        let mut embeddings: Vec<Vec<f32>> = Vec::with_capacity(photos.len());
-        for (i, photo) in photos.into_iter().enumerate() {
-            let index = i + 1;
-            let problem = |problem| PipelineError::Enrollment { index, problem };
-            let decoded = likeness_media::decode(&photo.bytes, photo.declared, &self.limits.decode)
-                .map_err(|source| PipelineError::Reference { index, source })?;
-            drop(photo);
-            let analysis = vision.analyze(&decoded.pixels)?;
-            let face = match analysis.faces.as_slice() {
-                [] => return Err(problem(EnrollmentProblem::NoFace)),
-                [one] => one,
-                many => return Err(problem(EnrollmentProblem::SeveralFaces(many.len()))),
-            };
-            let t = &self.moderation.thresholds;
-            if let Some(m) = self.moderation.gallery.matches(&face.embedding, t.match_distance).first() {
-                return Err(problem(EnrollmentProblem::PublicFigure(m.name.clone())));
-            }
-            if face.p_minor >= t.minor && !minor {
-                return Err(problem(EnrollmentProblem::PossibleMinor(face.p_minor)));
-            }
-            // One subject, one person: every photo must match the first.
-            if let Some(first) = embeddings.first() {
-                let d = face.embedding.distance_to(first);
-                if d >= t.match_distance {
-                    return Err(problem(EnrollmentProblem::DifferentPerson(d)));
-                }
-            }
-            embeddings.push(face.embedding.0.to_vec());
-        }
-        Ok(embeddings)
-    }
+    Ok(())
 }
 
 /// The watermark carries the asset id's first 8 bytes: enough to look the
@@ -462,10 +316,10 @@ pub fn soft_binding(payload: &[u8; 8]) -> SoftBinding {
     }
 }
 
-fn refuse(mut decision: Decision, code: &'static str, message: String) -> PipelineError {
+fn refuse(mut decision: Decision, refusal: Refusal) -> PipelineError {
     // A refused request stores no receipt: do not point at one.
     decision.consent.id.clear();
-    decision.action = "block";
-    decision.reasons.push(code.to_string());
-    PipelineError::Refused { code, message, decision: Box::new(decision) }
+    decision.action = Action::Block;
+    decision.reasons.push(refusal.code.as_str().to_string());
+    PipelineError::Refused { code: refusal.code, message: refusal.message, decision: Box::new(decision) }
 }

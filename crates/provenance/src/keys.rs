@@ -1,5 +1,5 @@
-//! Signing keys: the development CA and signing certificate, and loading a
-//! production chain and key from PEM.
+//! Signing keys: making the development CA and signing certificate (as PEM
+//! text; the CLI writes the files), and loading a chain and key from PEM.
 //!
 //! The leaf must pass the C2PA certificate profile and the reference reader's
 //! checks: not a CA, `digitalSignature` key usage, an AuthorityKeyIdentifier,
@@ -17,12 +17,6 @@ use rcgen::{
 
 use crate::ProvenanceError;
 
-/// File names inside a key directory.
-pub const CA_FILE: &str = "ca.pem";
-pub const CHAIN_FILE: &str = "signer-chain.pem";
-pub const KEY_FILE: &str = "signer.key";
-const CA_KEY_FILE: &str = "ca.key";
-
 /// Where a signing identity lives on disk.
 #[derive(Debug, Clone)]
 pub struct KeyPaths {
@@ -30,12 +24,6 @@ pub struct KeyPaths {
     pub chain: PathBuf,
     /// PKCS#8 PEM Ed25519 private key of the signing certificate.
     pub key: PathBuf,
-}
-
-impl KeyPaths {
-    pub fn in_dir(dir: &Path) -> KeyPaths {
-        KeyPaths { chain: dir.join(CHAIN_FILE), key: dir.join(KEY_FILE) }
-    }
 }
 
 /// A generated development identity, as PEM text.
@@ -92,36 +80,6 @@ fn random_serial() -> rcgen::SerialNumber {
     let mut bytes: [u8; 16] = rand::random();
     bytes[0] &= 0x7f; // positive INTEGER
     rcgen::SerialNumber::from_slice(&bytes)
-}
-
-/// Writes a development identity into `dir` unless a signing key is already
-/// there. Returns true when it created one. Private keys get mode 0600.
-pub fn init_dev_keys(dir: &Path, organization: &str) -> Result<bool, ProvenanceError> {
-    let paths = KeyPaths::in_dir(dir);
-    if paths.chain.exists() && paths.key.exists() {
-        return Ok(false);
-    }
-    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let id = generate_dev_identity(organization)?;
-    write_file(&dir.join(CA_FILE), &id.ca_cert_pem, false)?;
-    write_file(&dir.join(CA_KEY_FILE), &id.ca_key_pem, true)?;
-    write_file(&paths.chain, &id.chain_pem, false)?;
-    write_file(&paths.key, &id.key_pem, true)?;
-    Ok(true)
-}
-
-fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), ProvenanceError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(if secret { 0o600 } else { 0o644 });
-    }
-    let mut f = opts.open(path).map_err(|e| io_err(path, e))?;
-    f.write_all(contents.as_bytes()).map_err(|e| io_err(path, e))?;
-    Ok(())
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> ProvenanceError {

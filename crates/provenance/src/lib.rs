@@ -445,19 +445,4 @@ mod tests {
             Signer::new(cert.pem().as_bytes(), keys::parse_signing_key(&key.serialize_pem()).unwrap()).err().unwrap();
         assert!(err.to_string().contains("cannot produce valid C2PA manifests"), "{err}");
     }
-
-    #[test]
-    fn dev_keys_are_written_once_with_private_modes() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(keys::init_dev_keys(dir.path(), "t").unwrap());
-        assert!(!keys::init_dev_keys(dir.path(), "t").unwrap(), "second init must not replace the keys");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(keys::KEY_FILE)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        let signer = Signer::from_paths(&keys::KeyPaths::in_dir(dir.path())).unwrap();
-        assert_eq!(signer.subject(), "t signer");
-    }
 }

@@ -347,7 +347,30 @@ pub mod testing {
         name: String,
     }
 
+    /// The server the tests use: `LIKENESS_TEST_POSTGRES`, or the local
+    /// one `make test` starts.
+    pub fn admin_url() -> String {
+        std::env::var("LIKENESS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".into())
+    }
+
     impl TempDatabase {
+        /// A database of its own on the tests' server ([`admin_url`]);
+        /// panics with what to do when there is none.
+        pub async fn for_tests() -> TempDatabase {
+            let admin = admin_url();
+            TempDatabase::create(&admin).await.unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL at {admin} is needed (make test starts it; set LIKENESS_TEST_POSTGRES to use another): {e}"
+                )
+            })
+        }
+
+        /// The same, from a test that is not async.
+        pub fn for_tests_blocking() -> TempDatabase {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(TempDatabase::for_tests())
+        }
+
         /// Creates a database on the server of `admin_url` (a PostgreSQL URL
         /// of a database the user may connect to; the user needs CREATEDB).
         pub async fn create(admin_url: &str) -> Result<TempDatabase, sqlx::Error> {

@@ -17,7 +17,7 @@ fn record(n: u8) -> ManifestRecord {
     }
 }
 
-async fn cases(store: &Store) {
+async fn cases(store: &Store, url: &str) {
     store.ping().await.unwrap();
     let a = record(1);
     store.put_manifest(&a).await.unwrap();
@@ -31,7 +31,7 @@ async fn cases(store: &Store) {
     assert!(store.put_manifest(&same_asset).await.is_err());
     soft_binding_cases(store, &a).await;
     consent_cases(store).await;
-    a_revocation_waits_for_a_recording_in_progress(store).await;
+    a_revocation_waits_for_a_recording_in_progress(store, url).await;
 }
 
 /// The resolver's lookups: by (alg, value), newest first, bounded; a
@@ -172,7 +172,7 @@ async fn sqlite() {
     let path = dir.path().join("likeness.db");
     let store = Store::open(path.to_str().unwrap()).await.unwrap();
     assert_eq!(store.backend(), Backend::Sqlite);
-    cases(&store).await;
+    cases(&store, path.to_str().unwrap()).await;
     drop(store);
     // Reopening keeps the data and does not re-run migrations.
     let store = Store::open(&format!("sqlite://{}", path.display())).await.unwrap();
@@ -182,15 +182,10 @@ async fn sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres() {
-    let admin_url = std::env::var("LIKENESS_TEST_POSTGRES").unwrap_or_else(|_| "postgres://127.0.0.1:5432/test".into());
-    let db = likeness_store::testing::TempDatabase::create(&admin_url).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL at {admin_url} is needed (make test starts it; set LIKENESS_TEST_POSTGRES to use another): {e}"
-        )
-    });
+    let db = likeness_store::testing::TempDatabase::for_tests().await;
     let store = Store::open(&db.url).await.unwrap();
     assert_eq!(store.backend(), Backend::Postgres);
-    cases(&store).await;
+    cases(&store, &db.url).await;
     // Two stores opening at once (two replicas) migrate once, without error.
     let (a, b) = tokio::join!(Store::open(&db.url), Store::open(&db.url));
     let (a, b) = (a.unwrap(), b.unwrap());
@@ -203,22 +198,28 @@ async fn postgres() {
 /// A revocation that arrives while a generation is being recorded either
 /// lands before the re-check (and stops the recording) or waits until the
 /// recording committed: it never slips in between check and commit.
-async fn a_revocation_waits_for_a_recording_in_progress(store: &Store) {
+///
+/// The check stops at a barrier. While it is held, another connection tries
+/// to write the grant without waiting, and must find it locked: that is what
+/// makes the revocation wait, and the test fails if the recording does not
+/// hold the lock (no `BEGIN IMMEDIATE` on SQLite, no `FOR SHARE` on
+/// PostgreSQL). Then the revocation is sent and the check let go.
+async fn a_revocation_waits_for_a_recording_in_progress(store: &Store, url: &str) {
     store.put_grant(&grant("g-race", "dev", "alice")).await.unwrap();
     let (in_check, checking) = std::sync::mpsc::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let released = std::sync::Mutex::new(released);
     let check = move |g: Option<&Grant>, _: &[Subject]| -> Result<(), ConsentError> {
         let g = g.unwrap();
         if g.revoked_at_ms.is_some() {
             return Err(ConsentError::GrantRevoked(g.id.clone()));
         }
-        // Consent holds now; give the revocation time to try to slip in.
+        // Consent holds now; wait here while the test tries to slip in.
         in_check.send(()).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        released.lock().unwrap().recv().unwrap();
         Ok(())
     };
     let m = record(9);
-    // The recording runs in a task of its own, so the revocation below
-    // really runs while the check sleeps.
     let recording = {
         let (store, m) = (store.clone(), m.clone());
         tokio::spawn(async move {
@@ -227,9 +228,17 @@ async fn a_revocation_waits_for_a_recording_in_progress(store: &Store) {
         })
     };
     tokio::task::spawn_blocking(move || checking.recv().unwrap()).await.unwrap();
-    let revoked = store.revoke_grant("dev", "g-race", 10_000).await;
-    let revoked_at = std::time::Instant::now();
+    assert_grant_locked(store.backend(), url, "g-race").await;
+    let revocation = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let r = store.revoke_grant("dev", "g-race", 10_000).await;
+            (r, std::time::Instant::now())
+        })
+    };
+    release.send(()).unwrap();
     let (recorded, recorded_at) = recording.await.unwrap();
+    let (revoked, revoked_at) = revocation.await.unwrap();
     assert_eq!(recorded.unwrap(), Ok(()));
     assert_eq!(revoked.unwrap(), Revoked::Now);
     assert!(revoked_at >= recorded_at, "the revocation completed before the recording it raced committed");
@@ -241,6 +250,32 @@ async fn a_revocation_waits_for_a_recording_in_progress(store: &Store) {
     };
     let next = store.record_generation(&receipt("r-race-2", Some("g-race")), &[], &[record(10)], &revoked_only).await;
     assert_eq!(next.unwrap(), Err(ConsentError::GrantRevoked("g-race".into())));
+}
+
+/// From a connection of its own, tries to take the grant for writing
+/// without waiting, and asserts it cannot.
+async fn assert_grant_locked(backend: Backend, url: &str, grant: &str) {
+    use sqlx::Connection as _;
+    let err = match backend {
+        Backend::Sqlite => {
+            let options =
+                sqlx::sqlite::SqliteConnectOptions::new().filename(url).busy_timeout(std::time::Duration::ZERO);
+            let mut conn = sqlx::SqliteConnection::connect_with(&options).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.err()
+        }
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query("SELECT id FROM grants WHERE id = $1 FOR UPDATE NOWAIT")
+                .bind(grant)
+                .fetch_optional(&mut *tx)
+                .await
+                .err()
+        }
+    };
+    let err = err.expect("the grant could be written while a recording was checking it: a revocation could slip in");
+    let text = err.to_string();
+    assert!(text.contains("locked") || text.contains("lock"), "not a lock conflict: {text}");
 }
 
 #[tokio::test]

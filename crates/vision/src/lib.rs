@@ -26,6 +26,8 @@ pub use gallery::{Gallery, GalleryEmbedding, GalleryEntry, GalleryMatch};
 pub use runtime::{locate_onnxruntime, ORT_VERSION};
 
 pub const EMBEDDING_DIM: usize = 128;
+/// The example public-figure gallery shipped beside the models.
+pub const EXAMPLE_GALLERY: &str = "gallery.example.json";
 const AGE_MEAN: [f32; 3] = [122.782, 117.001, 104.298];
 const NSFW_MEAN_BGR: [f32; 3] = [104.0, 117.0, 123.0];
 

@@ -149,15 +149,22 @@ pub fn upload(bytes: &[u8], mime: &str) -> serde_json::Value {
     serde_json::json!({ "upload": { "data": B64.encode(bytes), "mime": mime } })
 }
 
+/// Runs `likeness ARGS...`: (exit code, stdout, stderr).
+pub fn likeness(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin()).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
 /// Runs `likeness verify --json` and returns (exit code, one object per file).
 pub fn likeness_verify(args: &[&str]) -> (i32, Vec<serde_json::Value>) {
-    let out = Command::new(bin()).arg("verify").arg("--json").args(args).output().unwrap();
-    let lines = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
-        .collect();
-    (out.status.code().unwrap_or(-1), lines)
+    let (code, stdout, _) = likeness(&[&["verify", "--json"], args].concat());
+    let lines =
+        stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}"))).collect();
+    (code, lines)
 }
 
 /// The Python interpreter of the venv that holds c2pa-python. The tests need

@@ -6,24 +6,54 @@
 //! request body is kept; an uploaded image is decoded in memory, read for
 //! its watermark and dropped.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod rate_limit;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use base64::Engine as _;
+use likeness_codes::ErrorCode;
+use likeness_media::MediaError;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
+use crate::upload::B64;
 use crate::{ApiError, AppState};
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+/// The resolver's share of the state: its rate limit and its own slots for
+/// reading uploaded images.
+pub(crate) struct ResolverState {
+    limiter: rate_limit::RateLimiter,
+    /// Watermark reads of uploaded images at once.
+    detections: Arc<Semaphore>,
+}
+
+impl ResolverState {
+    pub(crate) fn new(config: &ResolverConfig) -> ResolverState {
+        ResolverState {
+            limiter: rate_limit::RateLimiter::new(config),
+            detections: Arc::new(Semaphore::new(config.max_concurrent_detections.max(1))),
+        }
+    }
+}
+
+/// The Soft Binding Resolution API's routes: public, rate-limited.
+pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/services/supportedAlgorithms", get(supported_algorithms))
+        .route("/matches/byBinding", get(by_binding_get).post(by_binding_post))
+        .route("/matches/byContent", post(by_content))
+        .route("/manifests/{id}", get(manifest))
+        .route_layer(middleware::from_fn_with_state(state, rate_limit::rate_limit))
+}
 
 /// Matches answered when the query does not say.
 const DEFAULT_MAX_RESULTS: usize = 10;
@@ -45,73 +75,6 @@ impl Default for ResolverConfig {
     }
 }
 
-/// A token bucket per client address. The table is bounded: buckets that
-/// have refilled are forgotten first.
-pub(crate) struct RateLimiter {
-    per_second: f64,
-    burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
-}
-
-const MAX_TRACKED_CLIENTS: usize = 100_000;
-
-impl RateLimiter {
-    pub(crate) fn new(config: &ResolverConfig) -> RateLimiter {
-        RateLimiter {
-            per_second: f64::from(config.requests_per_minute.max(1)) / 60.0,
-            burst: f64::from(config.burst.max(1)),
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Takes one token for `client`, or says how long until one is free.
-    fn take(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_TRACKED_CLIENTS && !buckets.contains_key(&client) {
-            let (rate, burst) = (self.per_second, self.burst);
-            buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
-            if buckets.len() >= MAX_TRACKED_CLIENTS {
-                // Every tracked client is mid-burst: a flood. Refuse newcomers
-                // rather than grow without bound.
-                return Err(Duration::from_secs(1));
-            }
-        }
-        let (tokens, at) = buckets.entry(client).or_insert((self.burst, now));
-        let refilled = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
-        *at = now;
-        if refilled >= 1.0 {
-            *tokens = refilled - 1.0;
-            Ok(())
-        } else {
-            *tokens = refilled;
-            Err(Duration::from_secs_f64((1.0 - refilled) / self.per_second))
-        }
-    }
-}
-
-/// Middleware on the resolver's routes: 429 with `Retry-After` past the rate.
-pub(crate) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    // Without connection info (a router driven in-process) all callers share one bucket.
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
-    match state.resolver_limiter.take(client, Instant::now()) {
-        Ok(()) => next.run(req).await,
-        Err(wait) => {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let mut resp = ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "resolver.rate_limited",
-                format!("too many requests from this address; retry in {secs} s"),
-            )
-            .into_response();
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            resp
-        }
-    }
-}
-
 #[derive(Serialize)]
 pub(crate) struct AlgList {
     watermarks: Vec<AlgEntry>,
@@ -123,7 +86,7 @@ struct AlgEntry {
     alg: &'static str,
 }
 
-pub(crate) async fn supported_algorithms() -> Json<AlgList> {
+async fn supported_algorithms() -> Json<AlgList> {
     Json(AlgList { watermarks: vec![AlgEntry { alg: likeness_watermark::ALG }], fingerprints: vec![] })
 }
 
@@ -162,7 +125,7 @@ pub(crate) struct BindingBody {
 }
 
 fn bad_query(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "resolver.invalid_query", message)
+    ApiError::new(ErrorCode::ResolverInvalidQuery, message)
 }
 
 fn check_alg(alg: &str) -> Result<(), ApiError> {
@@ -170,8 +133,7 @@ fn check_alg(alg: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "resolver.unsupported_alg",
+            ErrorCode::ResolverUnsupportedAlg,
             format!("unsupported soft-binding algorithm {alg:?}; see /services/supportedAlgorithms"),
         ))
     }
@@ -197,20 +159,15 @@ fn max_results(n: Option<usize>) -> Result<usize, ApiError> {
 }
 
 async fn matches(state: &AppState, value: &str, limit: usize, score: u8) -> Result<QueryResult, ApiError> {
-    let ids = state.store.manifests_by_binding(likeness_watermark::ALG, value, limit).await.map_err(store_failed)?;
+    let ids = state.store.manifests_by_binding(likeness_watermark::ALG, value, limit).await?;
     Ok(QueryResult {
         matches: ids.into_iter().map(|manifest_id| Match { manifest_id, similarity_score: score }).collect(),
     })
 }
 
-fn store_failed(e: likeness_store::StoreError) -> ApiError {
-    tracing::error!(error = %e, "resolver lookup failed");
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage.unavailable", "the manifest repository is unavailable")
-}
-
-pub(crate) async fn by_binding_get(
+async fn by_binding_get(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<BindingQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<BindingQuery>, QueryRejection>,
 ) -> Result<Json<QueryResult>, ApiError> {
     let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
     let alg = q.alg.ok_or_else(|| bad_query("alg is required"))?;
@@ -219,9 +176,9 @@ pub(crate) async fn by_binding_get(
     Ok(Json(matches(&state, &value, max_results(q.max_results)?, 100).await?))
 }
 
-pub(crate) async fn by_binding_post(
+async fn by_binding_post(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<Limit>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<Limit>, QueryRejection>,
     body: Result<Json<BindingBody>, JsonRejection>,
 ) -> Result<Json<QueryResult>, ApiError> {
     let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
@@ -241,9 +198,9 @@ pub(crate) struct ContentQuery {
 /// An uploaded image: its watermark is read with the gateway's key and
 /// looked up. No watermark, no matches (200, empty), as for any unknown
 /// binding.
-pub(crate) async fn by_content(
+async fn by_content(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<ContentQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<ContentQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<QueryResult>, ApiError> {
@@ -256,15 +213,14 @@ pub(crate) async fn by_content(
     let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     if !(essence.starts_with("image/") || essence == "application/octet-stream") {
         return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "resolver.unsupported_media_type",
+            ErrorCode::ResolverUnsupportedMediaType,
             "send the image as the body, with Content-Type image/jpeg, image/png or image/webp",
         ));
     }
     if body.is_empty() {
         return Err(bad_query("the body is empty; send the image"));
     }
-    let slot = tokio::time::timeout(Duration::from_secs(5), state.detections.clone().acquire_owned())
+    let slot = tokio::time::timeout(Duration::from_secs(5), state.resolver.detections.clone().acquire_owned())
         .await
         .map_err(|_| busy())?
         .map_err(|_| busy())?;
@@ -274,41 +230,43 @@ pub(crate) async fn by_content(
         pipeline.read_watermark(&body)
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the detection failed: {e}")))?;
-    let found = read.map_err(|e| {
-        use likeness_media::MediaError;
-        match e {
-            MediaError::TooLarge { .. } | MediaError::TooManyPixels { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "resolver.image_too_large", e.to_string())
-            }
-            MediaError::Unsupported => {
-                ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "resolver.unsupported_media_type", e.to_string())
-            }
-            _ => ApiError::new(StatusCode::BAD_REQUEST, "resolver.image_corrupt", e.to_string()),
-        }
-    })?;
+    .map_err(ApiError::task_failed)?;
+    let found = read.map_err(upload_error)?;
     let Some(found) = found else { return Ok(Json(QueryResult { matches: vec![] })) };
     let value = likeness_pipeline::soft_binding(&found.payload).value;
     let score = (found.score.clamp(0.0, 1.0) * 100.0).round() as u8;
     Ok(Json(matches(&state, &value, limit, score).await?))
 }
 
+/// An uploaded image that cannot be read: the resolver's own codes for what
+/// a reference photo would be refused with.
+fn upload_error(e: MediaError) -> ApiError {
+    let code = match e.code() {
+        ErrorCode::ReferenceTooLarge | ErrorCode::ReferenceTooManyPixels => ErrorCode::ResolverImageTooLarge,
+        ErrorCode::ReferenceUnsupportedFormat => ErrorCode::ResolverUnsupportedMediaType,
+        _ => ErrorCode::ResolverImageCorrupt,
+    };
+    ApiError::new(code, e.to_string())
+}
+
 fn busy() -> ApiError {
-    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "resolver.busy", "too many images are being read; retry later")
+    ApiError::new(ErrorCode::ResolverBusy, "too many images are being read; retry later")
 }
 
 /// The manifest store, `application/c2pa`. Stores hold one manifest (the
 /// references are ingredients by hash only), so `returnActiveManifest`
 /// changes nothing.
-pub(crate) async fn manifest(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn manifest(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let valid = id.strip_prefix("urn:c2pa:").is_some_and(|rest| {
         !rest.is_empty() && rest.len() <= 200 && rest.chars().all(|c| c.is_ascii_alphanumeric() || "-:._".contains(c))
     });
     if !valid {
         return Err(bad_query("a manifest id looks like urn:c2pa:<uuid>"));
     }
-    let record = state.store.manifest(&id).await.map_err(store_failed)?.ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "resolver.manifest_not_found", "no manifest with this id")
-    })?;
+    let record = state
+        .store
+        .manifest(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::ResolverManifestNotFound, "no manifest with this id"))?;
     Ok(([(header::CONTENT_TYPE, "application/c2pa")], record.manifest_store).into_response())
 }

@@ -1,0 +1,57 @@
+//! `/healthz`, `/readyz`, and the answers for unknown routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use likeness_codes::ErrorCode;
+use serde_json::json;
+
+use crate::{ApiError, AppState};
+
+pub(crate) async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when every part a generation needs is loaded. The process only
+/// listens after building them, so this reports what was loaded and how.
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let moderation = state.pipeline.moderation();
+    let vision = match &moderation.vision {
+        Ok(v) => json!({
+            "ok": true,
+            "models": v.models().iter().map(|m| json!({ "task": m.task, "file": m.file, "sha256": m.sha256 })).collect::<Vec<_>>(),
+            "gallery_entries": moderation.gallery.entries.len(),
+        }),
+        Err(e) => json!({ "ok": false, "error": e }),
+    };
+    let storage = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => json!({ "ok": true, "backend": format!("{:?}", state.store.backend()).to_lowercase() }),
+        Ok(Err(e)) => json!({ "ok": false, "error": e.to_string() }),
+        Err(_) => json!({ "ok": false, "error": "the database did not answer within 2 s" }),
+    };
+    let ready = moderation.vision.is_ok() && !state.tenants.is_empty() && storage["ok"] == true;
+    let body = json!({
+        "ready": ready,
+        "checks": {
+            "signing": { "ok": true, "signer": state.pipeline.signer().subject() },
+            "storage": storage,
+            "vision": vision,
+            "generator": { "ok": true },
+            "tenants": { "ok": !state.tenants.is_empty(), "count": state.tenants.len() },
+        }
+    });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::RouteNotFound, "no such endpoint")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::RouteMethodNotAllowed, "this endpoint does not take that method")
+}

@@ -1,0 +1,71 @@
+//! What the consent records' endpoints share: ids, times on the wire, the
+//! `?user=` query and the 201 answer.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::Query;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use likeness_codes::ErrorCode;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+
+use crate::ApiError;
+
+/// A new record id: a prefix and a time-ordered UUID.
+pub(crate) fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// An optional RFC 3339 time field, in ms since the epoch.
+pub(crate) fn parse_time(field: &'static str, value: Option<&str>) -> Result<Option<i64>, ApiError> {
+    let Some(v) = value else { return Ok(None) };
+    let t = time::OffsetDateTime::parse(v, &Rfc3339).map_err(|e| {
+        ApiError::new(ErrorCode::RequestInvalid, format!("{field}: {v:?} is not an RFC 3339 time ({e})"))
+    })?;
+    Ok(Some((t.unix_timestamp_nanos() / 1_000_000) as i64))
+}
+
+pub(crate) fn format_time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// A record's state at a moment: withdrawn (revoked or deleted) outranks
+/// expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    Active,
+    Expired,
+    Revoked,
+    Deleted,
+}
+
+pub(crate) fn status(withdrawn: Option<Status>, expires_at_ms: Option<i64>, now_ms: i64) -> Status {
+    match withdrawn {
+        Some(s) => s,
+        None if expires_at_ms.is_some_and(|e| e <= now_ms) => Status::Expired,
+        None => Status::Active,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UserQuery {
+    user: String,
+}
+
+pub(crate) fn user_query(q: Result<Query<UserQuery>, QueryRejection>) -> Result<String, ApiError> {
+    let Query(q) = q.map_err(|_| ApiError::new(ErrorCode::RequestInvalid, "add ?user=<the app's user id>"))?;
+    Ok(q.user)
+}
+
+pub(crate) fn invalid_record(e: likeness_consent::InvalidRecord) -> ApiError {
+    ApiError::new(ErrorCode::RequestInvalid, e.to_string())
+}
+
+pub(crate) fn created(location: String, body: impl Serialize) -> Response {
+    (StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response()
+}

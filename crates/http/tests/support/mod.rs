@@ -1,0 +1,125 @@
+//! An in-process gateway for the tests: the real router and state on a
+//! SQLite file in a temporary directory, the fake vision models of
+//! `likeness-testkit`, and a clock the test moves. Requests go through
+//! `tower::ServiceExt::oneshot`, no socket.
+#![allow(dead_code)]
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, Response};
+use axum::Router;
+use http_body_util::BodyExt as _;
+use likeness_generators::{Builtin, GenerationJob, Generator, GeneratorError};
+use likeness_http::{AppState, HttpConfig, ManualClock, Tenant};
+use likeness_testkit::FakeVision;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+pub const KEY: &str = "lk_test_key";
+/// 2026-01-01T00:00:00Z.
+pub const START_MS: i64 = 1_767_225_600_000;
+
+pub struct App {
+    router: Router,
+    pub state: Arc<AppState>,
+    pub clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+impl App {
+    pub async fn new(vision: FakeVision) -> App {
+        App::with(Ok(vision), HttpConfig::default(), Arc::new(Builtin)).await
+    }
+
+    pub async fn with(vision: Result<FakeVision, String>, config: HttpConfig, generator: Arc<dyn Generator>) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let store = likeness_store::Store::open(dir.path().join("likeness.db").to_str().unwrap()).await.unwrap();
+        let pipeline = Arc::new(likeness_testkit::pipeline(vision, generator));
+        let photos = likeness_photos::PhotoLibrary::new(likeness_photos::LibraryConfig::default()).unwrap();
+        let tenants = vec![Tenant { id: "dev".into(), api_key_sha256: Tenant::hash_key(KEY) }];
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let state = AppState::with_clock(pipeline, store, photos, tenants, config, clock.clone());
+        App { router: likeness_http::router(state.clone()), state, clock, _dir: dir }
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Response<Body> {
+        self.router.clone().oneshot(req).await.unwrap()
+    }
+
+    /// A call with the tenant's key: (status, JSON body or Null).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = Request::builder().method(method).uri(path).header("authorization", format!("Bearer {KEY}"));
+        let body = match body {
+            Some(b) => {
+                req = req.header("content-type", "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        json(self.send(req.body(body).unwrap()).await).await
+    }
+
+    pub async fn generate(&self, body: Value) -> (u16, Value) {
+        self.call("POST", "/v1/generations", Some(body)).await
+    }
+}
+
+pub async fn json(resp: Response<Body>) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
+}
+
+pub fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("<no error code>")
+}
+
+pub fn upload(bytes: &[u8]) -> Value {
+    use base64::Engine as _;
+    serde_json::json!({ "upload": { "data": base64::engine::general_purpose::STANDARD.encode(bytes), "mime": "image/png" } })
+}
+
+/// A generator that says when it starts and waits to be let go: a
+/// generation held in flight, without sleeping.
+pub struct HeldGenerator {
+    started: Mutex<mpsc::Sender<()>>,
+    release: Mutex<mpsc::Receiver<()>>,
+}
+
+/// The test's ends of a [`HeldGenerator`].
+pub struct Hold {
+    pub started: mpsc::Receiver<()>,
+    pub release: mpsc::Sender<()>,
+}
+
+impl HeldGenerator {
+    pub fn new() -> (Arc<HeldGenerator>, Hold) {
+        let (started_tx, started) = mpsc::channel();
+        let (release, release_rx) = mpsc::channel();
+        (
+            Arc::new(HeldGenerator { started: Mutex::new(started_tx), release: Mutex::new(release_rx) }),
+            Hold { started, release },
+        )
+    }
+}
+
+impl Generator for HeldGenerator {
+    fn name(&self) -> &str {
+        "held"
+    }
+
+    fn generate(&self, job: &GenerationJob<'_>) -> Result<Vec<image::RgbImage>, GeneratorError> {
+        self.started.lock().unwrap().send(()).unwrap();
+        self.release.lock().unwrap().recv().unwrap();
+        Builtin.generate(job)
+    }
+}
+
+impl Hold {
+    /// Blocks (off the async workers) until the generator has started.
+    pub async fn wait_started(&self) {
+        tokio::task::block_in_place(|| self.started.recv().unwrap());
+    }
+}

@@ -1,0 +1,85 @@
+//! Why a request did not go through, with the stable code each case maps to.
+
+use likeness_codes::ErrorCode;
+use likeness_media::MediaError;
+use likeness_provenance::ProvenanceError;
+
+use crate::Decision;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{field}: {message}")]
+    InvalidRequest { code: ErrorCode, field: &'static str, message: String },
+    #[error(transparent)]
+    UnknownStyle(#[from] likeness_generators::UnknownStyle),
+    /// `index` counts from 1, as in decisions.
+    #[error("reference {index}: {source}")]
+    Reference { index: usize, source: MediaError },
+    #[error("the generator failed: {0}")]
+    Generator(String),
+    #[error("could not encode the output: {0}")]
+    Encode(MediaError),
+    /// The invisible watermark could not be read back from an output: it
+    /// is not returned unmarked.
+    #[error("the watermark could not be read back from output {index}")]
+    Watermark { index: usize },
+    #[error("signing failed: {0}")]
+    Signing(#[from] ProvenanceError),
+    /// A rule refused the request; the decision says why.
+    #[error("{message}")]
+    Refused { code: ErrorCode, message: String, decision: Box<Decision> },
+    /// The vision models are not loaded: nothing can be checked, so nothing runs.
+    #[error("the vision models are not available: {0}")]
+    VisionUnavailable(String),
+    #[error("vision failed: {0}")]
+    Vision(#[from] likeness_vision::VisionError),
+    /// An enrollment photo cannot enroll a subject.
+    #[error("enrollment photo {index}: {problem}")]
+    Enrollment { index: usize, problem: EnrollmentProblem },
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EnrollmentProblem {
+    #[error("no face found; use a clear photo of the subject alone")]
+    NoFace,
+    #[error("{0} faces found; enrollment needs a photo of the subject alone")]
+    SeveralFaces(usize),
+    #[error("the face matches a public figure in the gallery ({0}); public figures cannot be enrolled")]
+    PublicFigure(String),
+    #[error("the face looks like a minor's (P(age < 18) = {0:.2}); enroll with minor: true and a guardian's consent")]
+    PossibleMinor(f32),
+    #[error("the face is not the person of enrollment photo 1 (distance {0:.2}); enroll one person per subject")]
+    DifferentPerson(f32),
+}
+
+impl PipelineError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            PipelineError::InvalidRequest { code, .. } | PipelineError::Refused { code, .. } => *code,
+            PipelineError::UnknownStyle(_) => ErrorCode::RequestUnknownStyle,
+            PipelineError::Reference { source, .. } => source.code(),
+            PipelineError::Generator(_) => ErrorCode::GeneratorFailed,
+            PipelineError::Encode(_) => ErrorCode::OutputEncodeFailed,
+            PipelineError::Watermark { .. } => ErrorCode::WatermarkFailed,
+            PipelineError::Signing(_) => ErrorCode::ProvenanceSigningFailed,
+            PipelineError::VisionUnavailable(_) => ErrorCode::VisionUnavailable,
+            PipelineError::Vision(likeness_vision::VisionError::TooManyFaces { .. }) => ErrorCode::VisionTooManyFaces,
+            PipelineError::Vision(_) => ErrorCode::VisionFailed,
+            PipelineError::Enrollment { problem, .. } => match problem {
+                EnrollmentProblem::NoFace => ErrorCode::SubjectEnrollNoFace,
+                EnrollmentProblem::SeveralFaces(_) => ErrorCode::SubjectEnrollSeveralFaces,
+                EnrollmentProblem::PublicFigure(_) => ErrorCode::SubjectEnrollPublicFigure,
+                EnrollmentProblem::PossibleMinor(_) => ErrorCode::SubjectEnrollPossibleMinor,
+                EnrollmentProblem::DifferentPerson(_) => ErrorCode::SubjectEnrollDifferentPeople,
+            },
+        }
+    }
+
+    /// The decision behind a refusal, if this is one.
+    pub fn decision(&self) -> Option<&Decision> {
+        match self {
+            PipelineError::Refused { decision, .. } => Some(decision),
+            _ => None,
+        }
+    }
+}
