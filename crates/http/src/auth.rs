@@ -7,23 +7,9 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 use likeness_codes::ErrorCode;
-use sha2::{Digest, Sha256};
 
-use crate::{ApiError, AppState};
-
-/// A tenant: an app allowed to call the gateway. Only the SHA-256 of its API
-/// key is kept, so a leaked config or database reveals no usable key.
-#[derive(Debug, Clone)]
-pub struct Tenant {
-    pub id: String,
-    pub api_key_sha256: [u8; 32],
-}
-
-impl Tenant {
-    pub fn hash_key(key: &str) -> [u8; 32] {
-        Sha256::digest(key.as_bytes()).into()
-    }
-}
+use crate::error::ApiError;
+use crate::state::{AppState, Tenant};
 
 /// The authenticated tenant of a request, set by [`authenticate`].
 #[derive(Debug, Clone)]

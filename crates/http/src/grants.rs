@@ -12,8 +12,10 @@ use likeness_consent::{Grant, Purpose};
 use likeness_store::Revoked;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::TenantId;
+use crate::error::ApiError;
 use crate::records::{self, Status, UserQuery};
-use crate::{ApiError, AppState, TenantId};
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,7 +10,8 @@ use axum::Json;
 use likeness_codes::ErrorCode;
 use serde_json::json;
 
-use crate::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 pub(crate) async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))

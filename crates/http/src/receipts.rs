@@ -6,8 +6,10 @@ use axum::extract::{Path, State};
 use axum::{Extension, Json};
 use likeness_codes::ErrorCode;
 
+use crate::auth::TenantId;
+use crate::error::ApiError;
 use crate::records::format_time;
-use crate::{ApiError, AppState, TenantId};
+use crate::state::AppState;
 
 pub(crate) async fn get(
     State(state): State<Arc<AppState>>,

@@ -10,7 +10,7 @@ use likeness_codes::ErrorCode;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 
-use crate::ApiError;
+use crate::error::ApiError;
 
 /// A new record id: a prefix and a time-ordered UUID.
 pub(crate) fn new_id(prefix: &str) -> String {

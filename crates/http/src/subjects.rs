@@ -14,9 +14,11 @@ use likeness_pipeline::ReferenceInput;
 use likeness_store::Revoked;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::TenantId;
+use crate::error::ApiError;
 use crate::records::{self, Status, UserQuery};
+use crate::state::AppState;
 use crate::upload::UploadBody;
-use crate::{ApiError, AppState, TenantId};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,7 +120,7 @@ pub(crate) async fn create(
         // Enrollment runs the vision models: it takes a CPU slot like a generation.
         let minor = subject.minor;
         let pipeline = state.pipeline.clone();
-        subject.embeddings = state.run_blocking(move || pipeline.enroll(photos, minor)).await??;
+        subject.embeddings = state.admission.run_now(move || pipeline.enroll(photos, minor)).await??;
     }
     state.store.put_subject(&subject).await?;
     tracing::info!(subject = %subject.id, faces = subject.embeddings.len(), "subject created");

@@ -7,7 +7,7 @@ use likeness_media::MediaType;
 use likeness_pipeline::ReferenceInput;
 use serde::Deserialize;
 
-use crate::ApiError;
+use crate::error::ApiError;
 
 pub(crate) const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 

@@ -29,6 +29,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("migration {version} failed: {message}")]
     Migration { version: i64, message: String },
+    /// The caller's deadline passed before the database answered.
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

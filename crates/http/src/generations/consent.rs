@@ -6,9 +6,10 @@
 use likeness_consent::{self as consent, ConsentError, Coverage, ReferenceSource};
 use likeness_pipeline::RequestConsent;
 
-use super::{Order, Reference};
+use super::order::{Order, Reference};
+use crate::error::ApiError;
 use crate::records::new_id;
-use crate::{ApiError, AppState};
+use crate::state::AppState;
 
 pub(super) async fn check(state: &AppState, tenant: &str, order: &Order) -> Result<RequestConsent, ApiError> {
     let now = state.clock.now_ms();

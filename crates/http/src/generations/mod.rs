@@ -3,6 +3,7 @@
 //! a function of its own below or in a submodule.
 
 mod consent;
+mod order;
 mod record;
 mod wire;
 
@@ -11,46 +12,16 @@ use std::sync::Arc;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::{Extension, Json};
-use likeness_consent::ReferenceSource;
 use likeness_media::MediaType;
 use likeness_photos::LibraryItem;
 use likeness_pipeline::{GenerationRequest, ReferenceInput};
 
-use crate::{ApiError, AppState, RequestId, TenantId};
+use crate::auth::TenantId;
+use crate::error::ApiError;
+use crate::request_id::RequestId;
+use crate::state::AppState;
+use order::Reference;
 use wire::{GenerationBody, GenerationResponse};
-
-/// A generation as the gateway understands it, before consent is checked.
-pub(crate) struct Order {
-    pub request: GenerationRequest<Reference>,
-    /// The photo-access grant that covers the library references.
-    pub grant_id: Option<String>,
-    /// Subjects the references may show, without duplicates.
-    pub subjects: Vec<String>,
-}
-
-/// A reference as received: uploaded bytes, or a library photo not yet fetched.
-pub(crate) enum Reference {
-    Upload(ReferenceInput),
-    Library(LibraryReference),
-}
-
-/// A library photo to fetch once consent allows it.
-pub(crate) struct LibraryReference {
-    pub item: LibraryItem,
-    /// The album the app picked it from, for grants that name albums.
-    pub album_id: Option<String>,
-}
-
-impl Reference {
-    fn source(&self) -> ReferenceSource {
-        match self {
-            Reference::Upload(_) => ReferenceSource::Upload,
-            Reference::Library(l) => {
-                ReferenceSource::Library { media_item_id: l.item.media_item_id.clone(), album_id: l.album_id.clone() }
-            }
-        }
-    }
-}
 
 pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
@@ -63,10 +34,10 @@ pub(crate) async fn create(
     state.pipeline.validate(&order.request)?;
     let consent = consent::check(&state, &tenant, &order).await?;
     let recording = record::Recording::new(&state, &tenant, &order, &consent);
-    let admitted = state.admit()?;
+    let admitted = state.admission.admit()?;
     let request = fetch_library_photos(&state, order.request).await?;
     let pipeline = state.pipeline.clone();
-    let outcome = state.run_admitted(admitted, move || pipeline.run(request, consent)).await??;
+    let outcome = state.admission.run(admitted, move || pipeline.run(request, consent)).await??;
     recording.store(&state, &outcome).await?;
     Ok(Json(GenerationResponse::from(outcome)))
 }

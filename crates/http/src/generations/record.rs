@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use likeness_codes::ErrorCode;
 use likeness_consent::{self as consent, ConsentError, Grant, Purpose, Subject};
 use likeness_pipeline::{GenerationOutcome, RequestConsent};
-use likeness_store::{ManifestRecord, ReceiptRecord, SoftBindingRecord};
+use likeness_store::{ManifestRecord, ReceiptRecord, SoftBindingRecord, StoreError};
 
-use super::Order;
-use crate::{ApiError, AppState, Clock};
+use super::order::Order;
+use crate::clock::Clock;
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// How long storing may take before the request fails.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,10 +80,7 @@ impl Recording {
             }
             Ok(Ok(Err(withdrawn))) => Err(withdrawn.into()),
             Ok(Err(e)) => Err(e.into()),
-            Err(_) => {
-                tracing::error!("storing the receipt and manifests timed out");
-                Err(ApiError::new(ErrorCode::StorageUnavailable, "could not store the credentials; retry later"))
-            }
+            Err(_) => Err(StoreError::TimedOut(STORE_TIMEOUT).into()),
         }
     }
 

@@ -6,9 +6,9 @@ use likeness_photos::{AccessToken, LibraryItem};
 use likeness_pipeline::{Decision, GenerationOutcome, GenerationRequest};
 use serde::{Deserialize, Serialize};
 
-use super::{LibraryReference, Order, Reference};
+use super::order::{LibraryReference, Order, Reference};
+use crate::error::ApiError;
 use crate::upload::{UploadBody, B64};
-use crate::ApiError;
 
 /// Most subjects one request may declare.
 const MAX_DECLARED_SUBJECTS: usize = 32;

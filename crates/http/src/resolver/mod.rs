@@ -6,16 +6,15 @@
 //! request body is kept; an uploaded image is decoded in memory, read for
 //! its watermark and dropped.
 
-mod rate_limit;
-
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
-use axum::middleware;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,27 +22,10 @@ use base64::Engine as _;
 use likeness_codes::ErrorCode;
 use likeness_media::MediaError;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
+use crate::error::ApiError;
+use crate::state::AppState;
 use crate::upload::B64;
-use crate::{ApiError, AppState};
-
-/// The resolver's share of the state: its rate limit and its own slots for
-/// reading uploaded images.
-pub(crate) struct ResolverState {
-    limiter: rate_limit::RateLimiter,
-    /// Watermark reads of uploaded images at once.
-    detections: Arc<Semaphore>,
-}
-
-impl ResolverState {
-    pub(crate) fn new(config: &ResolverConfig) -> ResolverState {
-        ResolverState {
-            limiter: rate_limit::RateLimiter::new(config),
-            detections: Arc::new(Semaphore::new(config.max_concurrent_detections.max(1))),
-        }
-    }
-}
 
 /// The Soft Binding Resolution API's routes: public, rate-limited.
 pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
@@ -52,28 +34,33 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/matches/byBinding", get(by_binding_get).post(by_binding_post))
         .route("/matches/byContent", post(by_content))
         .route("/manifests/{id}", get(manifest))
-        .route_layer(middleware::from_fn_with_state(state, rate_limit::rate_limit))
+        .route_layer(middleware::from_fn_with_state(state, rate_limit))
+}
+
+/// Middleware on the resolver's routes: 429 with `Retry-After` past the rate.
+async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // Without connection info (a router driven in-process) all callers share one bucket.
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
+    match state.resolver_limiter.take(client, Instant::now()) {
+        Ok(()) => next.run(req).await,
+        Err(wait) => {
+            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+            let mut resp = ApiError::new(
+                ErrorCode::ResolverRateLimited,
+                format!("too many requests from this address; retry in {secs} s"),
+            )
+            .into_response();
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp
+        }
+    }
 }
 
 /// Matches answered when the query does not say.
 const DEFAULT_MAX_RESULTS: usize = 10;
-
-#[derive(Debug, Clone)]
-pub struct ResolverConfig {
-    /// Requests per minute per client address, refilled continuously.
-    pub requests_per_minute: u32,
-    /// Requests a client may make at once before the rate applies.
-    pub burst: u32,
-    /// Uploaded images read for a watermark at once; more get 503, so the
-    /// public API cannot take the generations' CPU.
-    pub max_concurrent_detections: usize,
-}
-
-impl Default for ResolverConfig {
-    fn default() -> Self {
-        ResolverConfig { requests_per_minute: 60, burst: 20, max_concurrent_detections: 1 }
-    }
-}
 
 #[derive(Serialize)]
 pub(crate) struct AlgList {
@@ -220,7 +207,7 @@ async fn by_content(
     if body.is_empty() {
         return Err(bad_query("the body is empty; send the image"));
     }
-    let slot = tokio::time::timeout(Duration::from_secs(5), state.resolver.detections.clone().acquire_owned())
+    let slot = tokio::time::timeout(Duration::from_secs(5), state.detections.clone().acquire_owned())
         .await
         .map_err(|_| busy())?
         .map_err(|_| busy())?;

@@ -1,18 +1,9 @@
-//! The resolver's rate limit: a token bucket per client address.
+//! A rate limit: a token bucket per client address.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use likeness_codes::ErrorCode;
-
-use super::ResolverConfig;
-use crate::{ApiError, AppState};
 
 /// A token bucket per client address. The table is bounded: buckets that
 /// have refilled are forgotten first.
@@ -25,10 +16,10 @@ pub(crate) struct RateLimiter {
 const MAX_TRACKED_CLIENTS: usize = 100_000;
 
 impl RateLimiter {
-    pub(crate) fn new(config: &ResolverConfig) -> RateLimiter {
+    pub(crate) fn new(requests_per_minute: u32, burst: u32) -> RateLimiter {
         RateLimiter {
-            per_second: f64::from(config.requests_per_minute.max(1)) / 60.0,
-            burst: f64::from(config.burst.max(1)),
+            per_second: f64::from(requests_per_minute.max(1)) / 60.0,
+            burst: f64::from(burst.max(1)),
             buckets: Mutex::new(HashMap::new()),
         }
     }
@@ -54,28 +45,6 @@ impl RateLimiter {
         } else {
             *tokens = refilled;
             Err(Duration::from_secs_f64((1.0 - refilled) / self.per_second))
-        }
-    }
-}
-
-/// Middleware on the resolver's routes: 429 with `Retry-After` past the rate.
-pub(super) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    // Without connection info (a router driven in-process) all callers share one bucket.
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
-    match state.resolver.limiter.take(client, Instant::now()) {
-        Ok(()) => next.run(req).await,
-        Err(wait) => {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let mut resp = ApiError::new(
-                ErrorCode::ResolverRateLimited,
-                format!("too many requests from this address; retry in {secs} s"),
-            )
-            .into_response();
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            resp
         }
     }
 }

@@ -1,0 +1,126 @@
+//! What every request shares: the pipeline, the store, the photo library,
+//! the tenants, the limits, the clock, and the admission and rate-limit
+//! state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use likeness_pipeline::Pipeline;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::admission::Admission;
+use crate::clock::{Clock, SystemClock};
+use crate::rate_limit::RateLimiter;
+
+/// A tenant: an app allowed to call the gateway. Only the SHA-256 of its API
+/// key is kept, so a leaked config or database reveals no usable key.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub api_key_sha256: [u8; 32],
+}
+
+impl Tenant {
+    pub fn hash_key(key: &str) -> [u8; 32] {
+        Sha256::digest(key.as_bytes()).into()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Generations running at once; more wait for a slot.
+    pub max_concurrent_generations: usize,
+    /// How long a request may wait for a slot before 503.
+    pub queue_timeout: Duration,
+    /// Generations running or waiting at once; past this, 503 at once, so
+    /// waiting requests cannot pile up bodies in memory.
+    pub max_pending_generations: usize,
+    /// The public soft-binding resolver's limits.
+    pub resolver: ResolverConfig,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 48 * 1024 * 1024,
+            max_concurrent_generations: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            queue_timeout: Duration::from_secs(30),
+            max_pending_generations: 16,
+            resolver: ResolverConfig::default(),
+        }
+    }
+}
+
+/// What every request shares.
+pub struct AppState {
+    pub pipeline: Arc<Pipeline>,
+    pub store: likeness_store::Store,
+    /// The photo-library source; without a provider API, library references
+    /// are refused.
+    pub photos: Arc<likeness_photos::PhotoLibrary>,
+    pub tenants: Vec<Tenant>,
+    pub config: HttpConfig,
+    /// The time consent is judged at.
+    pub clock: Arc<dyn Clock>,
+    pub(crate) admission: Admission,
+    /// The public resolver's rate limit, per client address.
+    pub(crate) resolver_limiter: RateLimiter,
+    /// The public resolver's reads of uploaded images at once, apart from
+    /// the generations' slots.
+    pub(crate) detections: Arc<Semaphore>,
+}
+
+impl AppState {
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        store: likeness_store::Store,
+        photos: likeness_photos::PhotoLibrary,
+        tenants: Vec<Tenant>,
+        config: HttpConfig,
+    ) -> Arc<AppState> {
+        AppState::with_clock(pipeline, store, photos, tenants, config, Arc::new(SystemClock))
+    }
+
+    /// The same, judging consent by `clock`.
+    pub fn with_clock(
+        pipeline: Arc<Pipeline>,
+        store: likeness_store::Store,
+        photos: likeness_photos::PhotoLibrary,
+        tenants: Vec<Tenant>,
+        config: HttpConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<AppState> {
+        let running = config.max_concurrent_generations.max(1);
+        Arc::new(AppState {
+            admission: Admission::new(running, config.max_pending_generations.max(running), config.queue_timeout),
+            resolver_limiter: RateLimiter::new(config.resolver.requests_per_minute, config.resolver.burst),
+            detections: Arc::new(Semaphore::new(config.resolver.max_concurrent_detections.max(1))),
+            pipeline,
+            store,
+            photos: Arc::new(photos),
+            tenants,
+            config,
+            clock,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ResolverConfig {
+    /// Requests per minute per client address, refilled continuously.
+    pub requests_per_minute: u32,
+    /// Requests a client may make at once before the rate applies.
+    pub burst: u32,
+    /// Uploaded images read for a watermark at once; more get 503, so the
+    /// public API cannot take the generations' CPU.
+    pub max_concurrent_detections: usize,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig { requests_per_minute: 60, burst: 20, max_concurrent_detections: 1 }
+    }
+}
