@@ -96,16 +96,20 @@ pub(crate) async fn create(
     Ok(records::created(format!("/v1/grants/{}", grant.id), GrantView::new(grant, now)))
 }
 
+#[derive(Serialize)]
+pub(crate) struct GrantList {
+    grants: Vec<GrantView>,
+}
+
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     Extension(TenantId(tenant)): Extension<TenantId>,
     query: Result<Query<UserQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<GrantList>, ApiError> {
     let user = records::user_query(query)?;
-    let grants = state.store.grants_for_user(&tenant, &user).await?;
     let now = state.clock.now_ms();
-    let views: Vec<GrantView> = grants.into_iter().map(|g| GrantView::new(g, now)).collect();
-    Ok(Json(serde_json::json!({ "grants": views })))
+    let grants = state.store.grants_for_user(&tenant, &user).await?;
+    Ok(Json(GrantList { grants: grants.into_iter().map(|g| GrantView::new(g, now)).collect() }))
 }
 
 pub(crate) async fn get(
@@ -124,11 +128,9 @@ pub(crate) async fn revoke(
     Extension(TenantId(tenant)): Extension<TenantId>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    match state.store.revoke_grant(&tenant, &id, state.clock.now_ms()).await? {
-        Revoked::NotFound => Err(not_found(&id)),
-        Revoked::Now | Revoked::Already => {
-            tracing::info!(grant = %id, "grant revoked");
-            Ok(StatusCode::NO_CONTENT)
-        }
+    let outcome = state.store.revoke_grant(&tenant, &id, state.clock.now_ms()).await?;
+    if outcome == Revoked::Now {
+        tracing::info!(grant = %id, "grant revoked");
     }
+    records::withdrawn(outcome, || not_found(&id))
 }

@@ -7,6 +7,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use likeness_codes::ErrorCode;
+use likeness_store::Revoked;
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 
@@ -64,6 +65,15 @@ pub(crate) fn user_query(q: Result<Query<UserQuery>, QueryRejection>) -> Result<
 
 pub(crate) fn invalid_record(e: likeness_consent::InvalidRecord) -> ApiError {
     ApiError::new(ErrorCode::RequestInvalid, e.to_string())
+}
+
+/// The answer to a revocation or deletion: 204 whether it happened now or
+/// before (doing it twice is not an error), 404 when there is no such record.
+pub(crate) fn withdrawn(outcome: Revoked, not_found: impl FnOnce() -> ApiError) -> Result<StatusCode, ApiError> {
+    match outcome {
+        Revoked::NotFound => Err(not_found()),
+        Revoked::Now | Revoked::Already => Ok(StatusCode::NO_CONTENT),
+    }
 }
 
 pub(crate) fn created(location: String, body: impl Serialize) -> Response {

@@ -127,16 +127,20 @@ pub(crate) async fn create(
     Ok(records::created(format!("/v1/subjects/{}", subject.id), SubjectView::new(subject, now)))
 }
 
+#[derive(Serialize)]
+pub(crate) struct SubjectList {
+    subjects: Vec<SubjectView>,
+}
+
 pub(crate) async fn list(
     State(state): State<Arc<AppState>>,
     Extension(TenantId(tenant)): Extension<TenantId>,
     query: Result<Query<UserQuery>, QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SubjectList>, ApiError> {
     let user = records::user_query(query)?;
-    let subjects = state.store.subjects_for_user(&tenant, &user).await?;
     let now = state.clock.now_ms();
-    let views: Vec<SubjectView> = subjects.into_iter().map(|s| SubjectView::new(s, now)).collect();
-    Ok(Json(serde_json::json!({ "subjects": views })))
+    let subjects = state.store.subjects_for_user(&tenant, &user).await?;
+    Ok(Json(SubjectList { subjects: subjects.into_iter().map(|s| SubjectView::new(s, now)).collect() }))
 }
 
 pub(crate) async fn get(
@@ -156,11 +160,9 @@ pub(crate) async fn delete(
     Extension(TenantId(tenant)): Extension<TenantId>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    match state.store.delete_subject(&tenant, &id, state.clock.now_ms()).await? {
-        Revoked::NotFound => Err(not_found(&id)),
-        Revoked::Now | Revoked::Already => {
-            tracing::info!(subject = %id, "subject deleted");
-            Ok(StatusCode::NO_CONTENT)
-        }
+    let outcome = state.store.delete_subject(&tenant, &id, state.clock.now_ms()).await?;
+    if outcome == Revoked::Now {
+        tracing::info!(subject = %id, "subject deleted");
     }
+    records::withdrawn(outcome, || not_found(&id))
 }
