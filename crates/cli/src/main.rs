@@ -2,6 +2,7 @@
 
 mod config;
 mod keys;
+mod policy;
 mod serve;
 mod verify;
 mod vision;
@@ -47,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: GalleryCommand,
     },
+    /// Check, test, explain and replay policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Embed or detect the invisible watermark.
     Watermark {
         #[command(subcommand)]
@@ -60,6 +66,18 @@ enum WatermarkCommand {
     Embed(watermark::EmbedArgs),
     /// Look for a mark in images; exit 0 if every file has one, 2 if any has none.
     Detect(watermark::DetectArgs),
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Load a policy folder and report every problem (exit 1 if any).
+    Check(policy::DirArgs),
+    /// Run the golden cases under <DIR>/tests (exit 1 if any fails).
+    Test(policy::TestArgs),
+    /// Evaluate one input document and show every rule's result.
+    Explain(policy::ExplainArgs),
+    /// Print the input schema (policies/SCHEMA.md).
+    Schema,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +131,12 @@ fn main() -> ExitCode {
         }
         Command::Verify(args) => verify::run(args, &keys::DataDir::new(data_dir)),
         Command::Vision { command: VisionCommand::Analyze(args) } => report(vision::analyze(args)),
+        Command::Policy { command } => report(match command {
+            PolicyCommand::Check(args) => policy::check(args),
+            PolicyCommand::Test(args) => policy::test(args),
+            PolicyCommand::Explain(args) => policy::explain(args),
+            PolicyCommand::Schema => policy::print_schema(),
+        }),
         Command::Gallery { command: GalleryCommand::Add(args) } => report(vision::gallery_add(args)),
         Command::Watermark { command: WatermarkCommand::Embed(args) } => {
             report(watermark::embed(args, &keys::DataDir::new(data_dir)))

@@ -83,6 +83,20 @@ registry! {
     VisionPublicFigure = "vision.public_figure", 403, "an image shows a face from the public-figure gallery";
     VisionMinor = "vision.minor", 403, "an output shows a likely minor the references did not justify";
     VisionNsfw = "vision.nsfw", 403, "an image is likely not safe for work";
+    VisionNsfwMinor = "vision.nsfw_minor", 403, "a possible child together with any NSFW signal";
+    // The default policy's refusals of prompts and of repeated attempts.
+    PromptSexualMinor = "prompt.sexual_minor", 403, "a sexual prompt that mentions children";
+    PromptSexualRealPerson = "prompt.sexual_real_person", 403, "a sexual prompt about a real person";
+    PromptPublicFigureNamed = "prompt.public_figure_named", 403, "a prompt that names a public figure";
+    PolicyRepeatedAttempts = "policy.repeated_attempts", 403, "repeated refusals for a public figure or a child: a person reviews";
+    // The policy engine and its review queue.
+    PolicyReviewRequired = "policy.review_required", 403, "a rule sends the request to human review";
+    PolicyError = "policy.error", 500, "a policy rule could not be evaluated; the request is refused";
+    ReviewNotFound = "review.not_found", 404, "no such review for this app";
+    ReviewNotApproved = "review.not_approved", 403, "the review is pending or was denied";
+    ReviewMismatch = "review.mismatch", 409, "the request is not the one the review approved";
+    ReviewSpent = "review.spent", 409, "the approved review was used already or is over 24 hours old";
+    ReviewAlreadyResolved = "review.already_resolved", 409, "the review was resolved already";
     VisionTooManyFaces = "vision.too_many_faces", 422, "an image shows more faces than are checked";
     VisionFailed = "vision.failed", 500, "a model failed on an image";
     VisionUnavailable = "vision.unavailable", 503, "the vision models could not be loaded";
