@@ -77,6 +77,8 @@ fn main() {
             alg: "org.likeness.wm.1".into(),
             value: "AAAAAAAAAAA=".into(),
         }),
+        policy_version: "0".repeat(64),
+        labels: vec!["ai_generated".into()],
     };
     let sign = report(
         "sign (includes c2pa's verify-after-sign)",
@@ -126,11 +128,15 @@ fn main() {
     println!("{:<44} {}", "built-in generation, mean of style p50s", ms(gen_total / Style::ALL.len() as u32));
     let _ = verify;
 
+    policy_figures(quick);
+
     println!("\n== POST /v1/generations end to end (release binary, loopback)");
     let data_dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir.path())
+        .arg("--policies")
+        .arg(root.join("policies"))
         .env("LIKENESS_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
@@ -224,4 +230,51 @@ fn main() {
     println!("{:<44} {:.3}", "ratio (grant / no grant, p50)", granted.as_secs_f64() / plain.as_secs_f64());
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The default policy: evaluating both stages of a typical request (one
+/// reference with a consenting subject's face, one output), and loading
+/// the folder (what a hot reload costs).
+fn policy_figures(quick: bool) {
+    use likeness_policy::*;
+    println!("\n== policy (the shipped default)");
+    let files = likeness_testkit::shipped_policy();
+    let n = if quick { 10 } else { 50 };
+    report(
+        "load and check the policy folder (a reload)",
+        time(n, || Policy::load(&files, &LoadOptions::default()).unwrap()),
+    );
+    let policy = Policy::load(&files, &LoadOptions::default()).unwrap();
+    let face = FaceFacts {
+        label: "consenting_subject".into(),
+        p_minor: 0.02,
+        subject: Some(SubjectFacts { id: "sub_1".into(), ..Default::default() }),
+        ..Default::default()
+    };
+    let image = |name: &str| ImageFacts { name: name.into(), faces: vec![face.clone()], nsfw: 0.01 };
+    let pre = Input {
+        references: vec![image("reference 1")],
+        prompt: PromptFacts { length: 40, categories: policy.categories().matching("my friend as a watercolour", &[]) },
+        consent: ConsentFacts {
+            subjects: vec![SubjectFacts { id: "sub_1".into(), ..Default::default() }],
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let post = Input { stage: Stage::Post, outputs: vec![image("output 1")], ..pre.clone() };
+    let n = if quick { 200 } else { 2000 };
+    report(
+        "policy evaluation per request (pre + post)",
+        time(n, || {
+            let a = policy.evaluate(&pre).outcome();
+            let b = policy.evaluate(&post).outcome();
+            assert!(a.failed.is_none() && b.failed.is_none());
+        }),
+    );
+    report(
+        "prompt categories (5 lists)",
+        time(n, || {
+            policy.categories().matching("a watercolour of my dog at the beach, s e x", &["Grace Hopper".into()])
+        }),
+    );
 }

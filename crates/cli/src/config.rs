@@ -26,6 +26,8 @@ pub struct Config {
     #[serde(default)]
     pub resolver: ResolverSettings,
     #[serde(default)]
+    pub policy: PolicySettings,
+    #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -69,6 +71,27 @@ pub struct Signing {
     /// The invisible watermark's key (64 hex digits). Every replica must
     /// share it. Unset: `<data_dir>/keys/watermark.key`, created on first start.
     pub watermark_key: Option<PathBuf>,
+}
+
+/// The policy folder and how it is reloaded.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySettings {
+    /// The folder of policy files. Unset: ./policies.
+    pub dir: Option<PathBuf>,
+    /// How often the folder is looked at for edits, in milliseconds; 0
+    /// turns hot reload off.
+    pub reload_interval_ms: u64,
+    /// Tenants whose overlay (`tenants/<id>.yaml`) may lower an action,
+    /// turn a rule to shadow, or set parameters. Others may only add
+    /// rules and raise actions.
+    pub tenants_may_lower: Vec<String>,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        PolicySettings { dir: None, reload_interval_ms: 500, tenants_may_lower: Vec::new() }
+    }
 }
 
 /// The public soft-binding resolver (`/matches/...`, `/manifests/...`).
@@ -133,8 +156,9 @@ pub struct VisionSettings {
     /// Public-figure gallery. Unset: <models_dir>/gallery.example.json.
     pub gallery: Option<PathBuf>,
     pub match_threshold: f32,
+    /// P(age < 18) at or above which an enrollment photo is a possible
+    /// minor's. Generation uses the policy's `minor_threshold`.
     pub minor_threshold: f32,
-    pub nsfw_threshold: f32,
     /// Sessions per model (images analysed at once).
     pub sessions: usize,
 }
@@ -148,7 +172,6 @@ impl Default for VisionSettings {
             gallery: None,
             match_threshold: t.match_distance,
             minor_threshold: t.minor,
-            nsfw_threshold: t.nsfw,
             sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
@@ -175,11 +198,9 @@ impl Config {
         let v = &config.vision;
         // Scores are probabilities (at most 1) and distances (at most 2 for
         // these embeddings): a threshold outside would silently switch a check off.
-        for (name, value, max) in [
-            ("match_threshold", v.match_threshold, 2.0),
-            ("minor_threshold", v.minor_threshold, 1.0),
-            ("nsfw_threshold", v.nsfw_threshold, 1.0),
-        ] {
+        for (name, value, max) in
+            [("match_threshold", v.match_threshold, 2.0), ("minor_threshold", v.minor_threshold, 1.0)]
+        {
             if !(value > 0.0 && value <= max) {
                 bail!("config {}: [vision] {name} must be in (0, {max}], got {value}", path.display());
             }
@@ -218,7 +239,7 @@ mod tests {
             ("colour = \"red\"", "unknown field"),
             ("[[tenants]]\nid = \"a\"\napi_key_sha256 = \"abc\"", "64 hex digits"),
             ("[signing]\nchain = \"c.pem\"", "both chain and key"),
-            ("[vision]\nnsfw_threshold = 1.5", "nsfw_threshold must be in (0, 1]"),
+            ("[vision]\nnsfw_threshold = 0.5", "unknown field"),
             ("[vision]\nminor_threshold = 0", "minor_threshold must be in (0, 1]"),
         ] {
             let path = dir.path().join("c.toml");

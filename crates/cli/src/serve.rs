@@ -1,7 +1,7 @@
 //! `likeness serve`: load config, make sure keys and a tenant exist, build
 //! the pipeline, listen.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// (repeatable; added to the config's [photos] allow_hosts).
     #[arg(long = "allow-photo-host", value_name = "HOST[:PORT]")]
     allow_photo_hosts: Vec<String>,
+    /// The policy folder [default: ./policies, or [policy] dir].
+    #[arg(long, value_name = "DIR", env = "LIKENESS_POLICIES")]
+    policies: Option<PathBuf>,
     /// The photo provider's API base URL (media items by id, album search);
     /// its host is allowed implicitly. Overrides [photos] api_base.
     #[arg(long = "photo-api", value_name = "URL", env = "LIKENESS_PHOTO_API")]
@@ -95,12 +98,18 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         ..RequestLimits::default()
     };
     let moderation = load_moderation(&config, args.models, args.gallery)?;
+    let policy_dir =
+        args.policies.or(config.policy.dir.clone()).unwrap_or_else(|| PathBuf::from(crate::policy::DEFAULT_DIR));
+    let policy_options =
+        likeness_policy::LoadOptions { tenants_may_lower: config.policy.tenants_may_lower.iter().cloned().collect() };
+    let policies = Arc::new(load_policies(&policy_dir, &policy_options)?);
     let pipeline = Arc::new(Pipeline::new(
         Arc::new(likeness_generators::Builtin),
         Arc::new(signer),
         watermark_key,
         moderation,
         request_limits,
+        policies.clone(),
     ));
     let http_config = HttpConfig {
         max_body_bytes: limits.max_body_bytes,
@@ -132,6 +141,10 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         let store = likeness_store::Store::open(&database).await.context("opening the database")?;
         tracing::info!(backend = ?store.backend(), "database ready");
         let state = AppState::new(pipeline, store, photos, tenants, http_config);
+        if config.policy.reload_interval_ms > 0 {
+            let every = std::time::Duration::from_millis(config.policy.reload_interval_ms);
+            tokio::spawn(watch_policies(policy_dir.clone(), policy_options, policies, every));
+        }
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, data_dir = %data_dir.path().display(), "likeness is listening");
@@ -139,6 +152,59 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         println!("listening on http://{addr}");
         likeness_http::serve(listener, state, shutdown_signal()).await.context("serving")
     })
+}
+
+/// The policy at start. A folder that does not load stops the start: the
+/// gateway never runs without a policy it could check.
+fn load_policies(dir: &Path, options: &likeness_policy::LoadOptions) -> anyhow::Result<likeness_policy::Policies> {
+    let files = crate::policy::read_dir(dir)?;
+    let policy = likeness_policy::Policy::load(&files, options).map_err(|problems| {
+        let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+        anyhow::anyhow!("the policy in {} does not load:\n{}", dir.display(), list.join("\n"))
+    })?;
+    tracing::info!(dir = %dir.display(), version = %policy.version(), rules = policy.rule_ids().len(), "policy loaded");
+    Ok(likeness_policy::Policies::new(policy, likeness_store::now_ms()))
+}
+
+/// Hot reload: looks at the folder every `every`; a valid edit goes live, a
+/// broken one is logged and reported by /readyz and GET /v1/policy while
+/// the last good policy keeps serving.
+async fn watch_policies(
+    dir: PathBuf,
+    options: likeness_policy::LoadOptions,
+    policies: Arc<likeness_policy::Policies>,
+    every: std::time::Duration,
+) {
+    let mut seen = policies.current().version().to_string();
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        let files = match crate::policy::read_dir(&dir) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), "the policy folder cannot be read: {e:#}");
+                continue;
+            }
+        };
+        let version = likeness_policy::version_of_files(&files);
+        if version == seen {
+            continue;
+        }
+        seen = version.clone();
+        let now = likeness_store::now_ms();
+        match likeness_policy::Policy::load(&files, &options) {
+            Ok(policy) => {
+                tracing::info!(version = %policy.version(), rules = policy.rule_ids().len(), "policy reloaded");
+                policies.replace(policy, now);
+            }
+            Err(problems) => {
+                for p in &problems {
+                    tracing::error!(problem = %p, "policy edit refused; the last good policy stays");
+                }
+                policies.reject(version, problems, now);
+            }
+        }
+    }
 }
 
 /// The vision models and gallery. Models that cannot be loaded do not stop
@@ -172,7 +238,7 @@ fn load_moderation(config: &Config, models: Option<PathBuf>, gallery: Option<Pat
     Ok(Moderation {
         vision,
         gallery: Arc::new(gallery),
-        thresholds: Thresholds { match_distance: v.match_threshold, minor: v.minor_threshold, nsfw: v.nsfw_threshold },
+        thresholds: Thresholds { match_distance: v.match_threshold, minor: v.minor_threshold },
     })
 }
 

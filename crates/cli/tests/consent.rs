@@ -288,13 +288,18 @@ fn two_replicas_on_postgres_act_as_one() {
 
 /// Likely minors need a subject enrolled as a minor with a guardian's
 /// consent. No openly licensed child photo exists here, so the minor
-/// threshold is set so low that every face counts as a likely minor.
+/// threshold (of enrollment and of the policy) is set so low that every
+/// face counts as a likely minor.
 #[test]
 fn likely_minors_need_a_guardians_consent() {
     let provider = Provider::start();
     let dir = tempfile::tempdir().unwrap();
     let gallery = gallery_without_obama(dir.path());
-    let server = start(&provider, &gallery, None, "[vision]\nminor_threshold = 1e-9\n");
+    // Enrollment reads [vision] minor_threshold; generations, the policy's.
+    let policies = policy_dir(dir.path(), |p| p.replace("minor_threshold: 0.3", "minor_threshold: 0.000000001"));
+    let api = provider.api();
+    let args = ["--gallery", gallery.to_str().unwrap(), "--photo-api", &api, "--policies", policies.to_str().unwrap()];
+    let server = Server::start_with("[vision]\nminor_threshold = 1e-9\n", &args);
     let photo = fixture_bytes("faces/obama.jpg");
     let reference = upload(&fixture_bytes("faces/obama2.jpg"), "image/jpeg");
 

@@ -232,7 +232,15 @@ fn faces_carry_through_to_outputs_and_are_checked_there() {
         let d = &resp["decision"];
         assert_eq!(
             d["checks"],
-            json!(["consent.photos", "consent.subjects", "vision.references", "vision.outputs", "watermark"])
+            json!([
+                "consent.photos",
+                "consent.subjects",
+                "vision.references",
+                "policy.pre",
+                "vision.outputs",
+                "policy.post",
+                "watermark"
+            ])
         );
         assert_eq!(d["images"][0]["faces"][0]["label"], "consenting_subject");
         assert_eq!(d["images"][0]["faces"].as_array().unwrap().len(), 1, "{style}: reference");

@@ -147,6 +147,60 @@ impl ErrorCode {
     }
 }
 
+/// What a client is told a refusal or failure was: a registered code, or
+/// the reason a policy rule gives (answered 403; trust-and-safety teams may
+/// add their own).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Code(ErrorCode),
+    Rule(String),
+}
+
+impl Reason {
+    /// A rule's reason, as the registered code when it is one.
+    pub fn of_rule(reason: &str) -> Reason {
+        ErrorCode::parse(reason).map_or_else(|| Reason::Rule(reason.to_string()), Reason::Code)
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reason::Code(c) => c.as_str(),
+            Reason::Rule(r) => r,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Reason::Code(c) => c.status(),
+            Reason::Rule(_) => 403,
+        }
+    }
+}
+
+impl From<ErrorCode> for Reason {
+    fn from(c: ErrorCode) -> Reason {
+        Reason::Code(c)
+    }
+}
+
+impl PartialEq<ErrorCode> for Reason {
+    fn eq(&self, other: &ErrorCode) -> bool {
+        *self == Reason::Code(*other)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

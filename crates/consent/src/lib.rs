@@ -7,9 +7,9 @@
 //!   photos (by media item or album) for a purpose until an expiry, revocable
 //!   at once. Inline uploads are the user's own act and need no grant.
 //! - **likeness**: a [`Subject`] (the user, or a friend, or a child through
-//!   a guardian) consents to their face being used by one user. Faces in the
-//!   references are labelled against the declared subjects and the
-//!   public-figure gallery, then [`reference_faces_rule`] decides.
+//!   a guardian) consents to their face being used by one user. Faces are
+//!   labelled against the declared subjects and the public-figure gallery;
+//!   the policy decides what a label allows.
 //!
 //! What a request relied on becomes a [`Receipt`]: ids only, no personal data.
 
@@ -408,73 +408,6 @@ pub fn distance(a: &[f32], b: &[f32]) -> f32 {
         return f32::INFINITY;
     }
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
-}
-
-/// A refusal: a stable code and a message naming what was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-/// The refusal for a face (1-based) in `image` that matches the gallery;
-/// the same on references and outputs.
-pub fn public_figure_refusal(image: &str, face: usize, name: &str, distance: f32) -> Refusal {
-    Refusal {
-        code: ErrorCode::VisionPublicFigure,
-        message: format!(
-            "{image} shows a face (face {face}) that matches a public figure in the gallery: {name} (distance {distance:.2})"
-        ),
-    }
-}
-
-/// The default rule for faces in references, until the policy engine
-/// decides: refuse a public figure, a likely minor without a consenting
-/// subject whose guardian consented, and an unknown adult. `image` names the
-/// reference (`reference 2`); faces come with their labels and P(age < 18).
-pub fn reference_faces_rule(
-    image: &str,
-    faces: &[(FaceLabel, f32)],
-    subjects: &[Subject],
-    minor_threshold: f32,
-) -> Option<Refusal> {
-    for (i, (label, p_minor)) in faces.iter().enumerate() {
-        let face = i + 1;
-        let likely_minor = *p_minor >= minor_threshold;
-        let refusal = match label {
-            FaceLabel::PublicFigure { name, distance } => public_figure_refusal(image, face, name, *distance),
-            FaceLabel::ConsentingSubject { subject, .. } => {
-                let s = subjects.iter().find(|s| &s.id == subject);
-                if likely_minor && !s.is_some_and(|s| s.minor && s.guardian_consent) {
-                    Refusal {
-                        code: ErrorCode::ConsentMinorWithoutGuardian,
-                        message: format!(
-                            "{image} shows a possible minor (face {face}, P(age < 18) = {p_minor:.2}) matching subject {subject}, \
-                             who is not enrolled as a minor with a guardian's consent"
-                        ),
-                    }
-                } else {
-                    continue;
-                }
-            }
-            FaceLabel::Unknown if likely_minor => Refusal {
-                code: ErrorCode::ConsentMinorWithoutGuardian,
-                message: format!(
-                    "{image} shows a possible minor (face {face}, P(age < 18) = {p_minor:.2}) who matches no declared \
-                     subject with a guardian's consent"
-                ),
-            },
-            FaceLabel::Unknown => Refusal {
-                code: ErrorCode::ConsentUnknownPerson,
-                message: format!(
-                    "{image} shows a person (face {face}) who matches no declared consenting subject; \
-                     enroll them as a subject and list them in `subjects`"
-                ),
-            },
-        };
-        return Some(refusal);
-    }
-    None
 }
 
 /// What one request relied on. Ids only: the manifest of every output names

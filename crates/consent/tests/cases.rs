@@ -114,11 +114,6 @@ fn face_cases() {
             })
             .collect();
         assert_eq!(labels, strings(&case["labels"]), "{name}");
-        let refusal = reference_faces_rule("reference 1", &faces, &declared, 0.3);
-        assert_eq!(refusal.as_ref().map(|r| r.code.as_str()), case["refusal"].as_str(), "{name}: {refusal:?}");
-        if let (Some(r), Some(m)) = (&refusal, case["mentions"].as_str()) {
-            assert!(r.message.contains(m), "{name}: {}", r.message);
-        }
     }
 }
 

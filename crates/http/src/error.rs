@@ -6,7 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use likeness_codes::ErrorCode;
+use likeness_codes::{ErrorCode, Reason};
 use likeness_consent::ConsentError;
 use likeness_photos::PhotoError;
 use likeness_pipeline::PipelineError;
@@ -15,15 +15,17 @@ use serde_json::json;
 
 #[derive(Debug)]
 pub struct ApiError {
-    pub code: ErrorCode,
+    pub code: Reason,
     pub message: String,
     /// The decision behind a refusal: scores and reasons, never pixels.
     pub decision: Option<serde_json::Value>,
+    /// The review a `policy.review_required` refusal opened.
+    pub review_id: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { code, message: message.into(), decision: None }
+    pub fn new(code: impl Into<Reason>, message: impl Into<String>) -> ApiError {
+        ApiError { code: code.into(), message: message.into(), decision: None, review_id: None }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -50,6 +52,9 @@ impl IntoResponse for ApiError {
             tracing::info!(code = %self.code, status = status.as_u16(), "request refused");
         }
         let mut body = json!({ "error": { "code": self.code, "message": self.message } });
+        if let Some(review) = self.review_id {
+            body["error"]["review_id"] = review.into();
+        }
         if let Some(decision) = self.decision {
             body["error"]["decision"] = decision;
         }

@@ -56,7 +56,8 @@ async fn a_generation_answers_with_signed_images_a_request_id_and_a_stored_recei
     assert_eq!(body["id"], header.as_str());
     assert_eq!(body["images"].as_array().unwrap().len(), 2);
     assert_eq!(body["images"][0]["soft_binding"]["alg"], likeness_watermark::ALG);
-    assert_eq!(body["decision"]["action"], "allow");
+    assert_eq!(body["decision"]["action"], "label");
+    assert_eq!(body["decision"]["labels"], json!(["ai_generated"]));
     let receipt = body["decision"]["consent"]["id"].as_str().unwrap();
     let (status, stored) = app.call("GET", &format!("/v1/receipts/{receipt}"), None).await;
     assert_eq!(status, 200, "{stored}");

@@ -2,20 +2,11 @@
 //! scores, labels, hashes and ids; never pixels, prompts or embeddings.
 
 use likeness_consent::Receipt;
+use likeness_policy::{Action, Input, Mode, Stage};
 use likeness_provenance::SignedAsset;
 use serde::Serialize;
 
 use crate::moderation::ImageRecord;
-
-/// The ladder of outcomes, least to most severe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Allow,
-    Label,
-    Review,
-    Block,
-}
 
 /// A check a request went through, in the order they ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -26,8 +17,12 @@ pub enum Check {
     ConsentSubjects,
     #[serde(rename = "vision.references")]
     VisionReferences,
+    #[serde(rename = "policy.pre")]
+    PolicyPre,
     #[serde(rename = "vision.outputs")]
     VisionOutputs,
+    #[serde(rename = "policy.post")]
+    PolicyPost,
     #[serde(rename = "watermark")]
     Watermark,
 }
@@ -35,7 +30,10 @@ pub enum Check {
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
     pub action: Action,
+    /// The reason of the rule that decided a refusal or review.
     pub reasons: Vec<String>,
+    /// Labels the policy put on the outputs (e.g. `ai_generated`).
+    pub labels: Vec<String>,
     /// The references by SHA-256, in request order.
     pub references: Vec<String>,
     pub style: String,
@@ -48,6 +46,28 @@ pub struct Decision {
     /// The consent receipt: grant, subjects relied on, how each reference
     /// was allowed. Ids only.
     pub consent: Receipt,
+    /// The policy version and every rule that fired, with its mode.
+    pub policy: PolicyRecord,
+    /// What the policy was given at each stage: kept in the decision log
+    /// (for replay), never sent back.
+    #[serde(skip)]
+    pub inputs: Vec<Input>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PolicyRecord {
+    pub version: String,
+    pub rules: Vec<FiredRule>,
+}
+
+/// A rule that fired, enforced or in shadow.
+#[derive(Debug, Clone, Serialize)]
+pub struct FiredRule {
+    pub id: String,
+    pub stage: Stage,
+    pub mode: Mode,
+    pub action: Action,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,7 +1,8 @@
 //! Why a request did not go through, with the stable code each case maps to.
 
-use likeness_codes::ErrorCode;
+use likeness_codes::{ErrorCode, Reason};
 use likeness_media::MediaError;
+use likeness_policy::Action;
 use likeness_provenance::ProvenanceError;
 
 use crate::Decision;
@@ -25,9 +26,14 @@ pub enum PipelineError {
     Watermark { index: usize },
     #[error("signing failed: {0}")]
     Signing(#[from] ProvenanceError),
-    /// A rule refused the request; the decision says why.
+    /// A policy rule blocked the request or sent it to review; the decision
+    /// says which (its action) and on what grounds.
     #[error("{message}")]
-    Refused { code: ErrorCode, message: String, decision: Box<Decision> },
+    Refused { reason: Reason, message: String, decision: Box<Decision> },
+    /// A policy rule could not be evaluated: the request is refused, never
+    /// let through unchecked.
+    #[error("policy rule {rule} could not be evaluated: {message}")]
+    PolicyFailed { rule: String, message: String, decision: Box<Decision> },
     /// The vision models are not loaded: nothing can be checked, so nothing runs.
     #[error("the vision models are not available: {0}")]
     VisionUnavailable(String),
@@ -53,9 +59,23 @@ pub enum EnrollmentProblem {
 }
 
 impl PipelineError {
-    pub fn code(&self) -> ErrorCode {
+    /// The code a client sees: a registered one, or a policy rule's reason.
+    pub fn code(&self) -> Reason {
         match self {
-            PipelineError::InvalidRequest { code, .. } | PipelineError::Refused { code, .. } => *code,
+            PipelineError::Refused { decision, .. } if decision.action == Action::Review => {
+                ErrorCode::PolicyReviewRequired.into()
+            }
+            PipelineError::Refused { reason, .. } => reason.clone(),
+            other => other.error_code().into(),
+        }
+    }
+
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            PipelineError::InvalidRequest { code, .. } => *code,
+            // Answered by `code` from the decision; here for completeness.
+            PipelineError::Refused { .. } => ErrorCode::PolicyReviewRequired,
+            PipelineError::PolicyFailed { .. } => ErrorCode::PolicyError,
             PipelineError::UnknownStyle(_) => ErrorCode::RequestUnknownStyle,
             PipelineError::Reference { source, .. } => source.code(),
             PipelineError::Generator(_) => ErrorCode::GeneratorFailed,
@@ -78,7 +98,7 @@ impl PipelineError {
     /// The decision behind a refusal, if this is one.
     pub fn decision(&self) -> Option<&Decision> {
         match self {
-            PipelineError::Refused { decision, .. } => Some(decision),
+            PipelineError::Refused { decision, .. } | PipelineError::PolicyFailed { decision, .. } => Some(decision),
             _ => None,
         }
     }

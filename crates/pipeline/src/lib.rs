@@ -4,14 +4,16 @@
 //!
 //! ```text
 //! validate ─► decode references (memory only) ─► vision ─► label faces
-//!          ─► decide (pre: consent for every face) ─► generate ─► vision
-//!          ─► decide (post) ─► watermark ─► encode ─► read the mark back
+//!          ─► policy (pre) ─► generate ─► vision ─► policy (post)
+//!          ─► watermark ─► encode ─► read the mark back
 //!          ─► sign (with the soft binding) ─► SignedAsset
 //! ```
 //!
 //! Photo-access consent (grants) and the declared subjects are checked
 //! before the pipeline, where the records are loaded; it receives them as a
-//! [`RequestConsent`] and decides on the faces it finds.
+//! [`RequestConsent`]. What the faces, scores and prompt categories allow is
+//! the policy's call ([`likeness_policy`]), taken once per request from the
+//! [`Policies`] in force, so a reload never mixes two versions in one request.
 //!
 //! The pipeline can only hand back [`likeness_provenance::SignedAsset`]s, which
 //! only the provenance crate can construct: an image that skipped signing
@@ -20,21 +22,26 @@
 mod decision;
 mod enroll;
 mod error;
+mod facts;
 mod moderation;
 mod request;
 
 use std::sync::Arc;
 
 use image::RgbImage;
-use likeness_consent::{FaceLabel, Purpose, Refusal};
+use likeness_codes::Reason;
+use likeness_consent::{FaceLabel, Purpose};
 use likeness_generators::{GenerationJob, Generator, Style};
 use likeness_media::{MediaError, OutputFormat};
+use likeness_policy::{Evaluation, Input, Policies, Policy, Stage};
 use likeness_provenance::{AssetDescription, AssetId, Signer, SoftBinding};
 
-pub use decision::{Action, Check, Decision, GenerationOutcome, ModelRef};
+pub use decision::{Check, Decision, FiredRule, GenerationOutcome, ModelRef, PolicyRecord};
 pub use error::{EnrollmentProblem, PipelineError};
+pub use facts::RequestContext;
 pub use likeness_consent::{Receipt, ReferenceConsent, Subject};
-pub use moderation::{FaceRecord, ImageRecord, Moderation, Thresholds, Verdict, VisionModels};
+pub use likeness_policy::Action;
+pub use moderation::{FaceRecord, ImageRecord, Moderation, Thresholds, VisionModels};
 pub use request::{GenerationRequest, ReferenceInput, RequestLimits};
 
 /// What the consent checks ahead of the pipeline established.
@@ -67,6 +74,7 @@ pub struct Pipeline {
     watermark: likeness_watermark::Key,
     moderation: Moderation,
     limits: RequestLimits,
+    policies: Arc<Policies>,
 }
 
 /// Watermark strengths tried in turn until the mark reads back from the
@@ -78,12 +86,14 @@ struct CheckedReferences {
     request: GenerationRequest<()>,
     style: Style,
     consent: RequestConsent,
+    context: RequestContext,
+    /// The policy this request is judged by, at both stages.
+    policy: Arc<Policy>,
     /// Decoded references, dropped once generation is done.
     pixels: Vec<RgbImage>,
     decision: Decision,
-    /// Consenting minor subjects the references showed (with a guardian's
-    /// consent): as many likely minors may appear in the outputs.
-    consenting_minors: usize,
+    /// The `pre` input; the `post` one adds the outputs to it.
+    input: Input,
 }
 
 impl Pipeline {
@@ -93,8 +103,14 @@ impl Pipeline {
         watermark: likeness_watermark::Key,
         moderation: Moderation,
         limits: RequestLimits,
+        policies: Arc<Policies>,
     ) -> Pipeline {
-        Pipeline { generator, signer, watermark, moderation, limits }
+        Pipeline { generator, signer, watermark, moderation, limits, policies }
+    }
+
+    /// The policies in force (reloaded by the caller).
+    pub fn policies(&self) -> &Arc<Policies> {
+        &self.policies
     }
 
     pub fn moderation(&self) -> &Moderation {
@@ -117,22 +133,29 @@ impl Pipeline {
     }
 
     /// Runs one request to the end. CPU-bound: call it off the async workers.
-    pub fn run(&self, req: GenerationRequest, consent: RequestConsent) -> Result<GenerationOutcome, PipelineError> {
-        let mut checked = self.check_references(req, consent)?;
+    pub fn run(
+        &self,
+        req: GenerationRequest,
+        consent: RequestConsent,
+        context: RequestContext,
+    ) -> Result<GenerationOutcome, PipelineError> {
+        let mut checked = self.check_references(req, consent, context)?;
         let outputs = self.generate(&mut checked)?;
         self.check_outputs(&mut checked, &outputs)?;
         self.mark_and_sign(checked, outputs)
     }
 
     /// Decodes the references (the encoded bytes are dropped at once), runs
-    /// vision on them and applies the reference rule.
+    /// vision on them and the `pre` stage of the policy.
     fn check_references(
         &self,
         req: GenerationRequest,
         consent: RequestConsent,
+        context: RequestContext,
     ) -> Result<CheckedReferences, PipelineError> {
         let style = self.validate(&req)?;
         let vision = self.moderation.models()?;
+        let policy = self.policies.current();
         let mut hashes = Vec::with_capacity(req.references.len());
         let mut pixels = Vec::with_capacity(req.references.len());
         for (index, r) in req.references.iter().enumerate() {
@@ -145,6 +168,7 @@ impl Pipeline {
         let mut decision = Decision {
             action: Action::Allow,
             reasons: Vec::new(),
+            labels: Vec::new(),
             references: hashes,
             style: style.to_string(),
             generator: format!("{}/{}", self.generator.name(), style),
@@ -162,11 +186,13 @@ impl Pipeline {
                 references: consent.references.clone(),
                 purpose: Purpose::Generation,
             },
+            policy: PolicyRecord { version: policy.version().to_string(), rules: Vec::new() },
+            inputs: Vec::new(),
         };
-        let subjects = &consent.subjects;
-        check_images(&self.moderation, vision, &mut decision, "reference", &pixels, subjects, |r| {
-            self.moderation.reference_verdict(r, subjects)
-        })?;
+        for (i, img) in pixels.iter().enumerate() {
+            let a = vision.analyze(img)?;
+            decision.images.push(self.moderation.record(format!("reference {}", i + 1), &a, &consent.subjects));
+        }
         // The subjects the references actually showed: what the request relied on.
         let mut consenting_minors = Vec::new();
         for face in decision.images.iter().flat_map(|r| &r.faces) {
@@ -174,15 +200,29 @@ impl Pipeline {
                 if !decision.consent.subjects.contains(subject) {
                     decision.consent.subjects.push(subject.clone());
                 }
-                if subjects.iter().any(|s| &s.id == subject && s.minor && s.guardian_consent)
+                if consent.subjects.iter().any(|s| &s.id == subject && s.minor && s.guardian_consent)
                     && !consenting_minors.contains(subject)
                 {
                     consenting_minors.push(subject.clone());
                 }
             }
         }
-        let consenting_minors = consenting_minors.len();
-        Ok(CheckedReferences { request, style, consent, pixels, decision, consenting_minors })
+        let gallery_names: Vec<String> = self.moderation.gallery.entries.iter().map(|e| e.name.clone()).collect();
+        let categories = policy.categories().matching(&request.prompt, &gallery_names);
+        let references = decision.images.iter().map(|r| facts::image_facts(r, &consent.subjects)).collect();
+        let input = facts::pre_input(
+            &request,
+            &decision.style,
+            self.generator.name(),
+            categories,
+            references,
+            &consent,
+            consenting_minors.len(),
+            &context,
+        );
+        decision.checks.push(Check::PolicyPre);
+        apply(&policy, &input, &mut decision, context.review_approved)?;
+        Ok(CheckedReferences { request, style, consent, context, policy, pixels, decision, input })
     }
 
     /// Has the generator make the outputs, then drops the decoded references.
@@ -203,15 +243,21 @@ impl Pipeline {
     }
 
     /// Outputs are checked like references: the generator may have carried
-    /// a face through, or made something the rule forbids.
+    /// a face through, or made something the policy forbids.
     fn check_outputs(&self, checked: &mut CheckedReferences, outputs: &[RgbImage]) -> Result<(), PipelineError> {
         let vision = self.moderation.models()?;
         checked.decision.checks.push(Check::VisionOutputs);
-        let minors = checked.consenting_minors;
-        let subjects = &checked.consent.subjects;
-        check_images(&self.moderation, vision, &mut checked.decision, "output", outputs, subjects, |r| {
-            self.moderation.output_verdict(r, minors)
-        })
+        let mut records = Vec::with_capacity(outputs.len());
+        for (i, img) in outputs.iter().enumerate() {
+            let a = vision.analyze(img)?;
+            records.push(self.moderation.record(format!("output {}", i + 1), &a, &checked.consent.subjects));
+        }
+        let mut input = checked.input.clone();
+        input.stage = Stage::Post;
+        input.outputs = records.iter().map(|r| facts::image_facts(r, &checked.consent.subjects)).collect();
+        checked.decision.images.extend(records);
+        checked.decision.checks.push(Check::PolicyPost);
+        apply(&checked.policy, &input, &mut checked.decision, checked.context.review_approved)
     }
 
     /// Marks every output with its asset id, encodes it, reads the mark back
@@ -235,6 +281,8 @@ impl Pipeline {
                 ingredient_hashes: checked.decision.references.clone(),
                 receipt_id: checked.consent.receipt_id.clone(),
                 soft_binding: Some(soft_binding(&payload)),
+                policy_version: checked.decision.policy.version.clone(),
+                labels: checked.decision.labels.clone(),
             };
             assets.push(self.signer.sign(&encoded, output.media_type(), &description)?);
         }
@@ -275,29 +323,6 @@ impl Pipeline {
     }
 }
 
-/// Analyses each image (`reference 1`, `output 2`...), records its scores
-/// and face labels in the decision, and refuses at the first image `verdict`
-/// refuses, with the decision so far.
-fn check_images(
-    moderation: &Moderation,
-    vision: &dyn VisionModels,
-    decision: &mut Decision,
-    kind: &str,
-    images: &[RgbImage],
-    subjects: &[Subject],
-    verdict: impl Fn(&ImageRecord) -> Verdict,
-) -> Result<(), PipelineError> {
-    for (i, img) in images.iter().enumerate() {
-        let record = moderation.record(format!("{kind} {}", i + 1), &vision.analyze(img)?, subjects);
-        let refusal = verdict(&record);
-        decision.images.push(record);
-        if let Some(refusal) = refusal {
-            return Err(refuse(decision.clone(), refusal));
-        }
-    }
-    Ok(())
-}
-
 /// The watermark carries the asset id's first 8 bytes: enough to look the
 /// asset up (a collision needs about 2^32 assets).
 pub fn watermark_payload(asset: AssetId) -> [u8; 8] {
@@ -316,10 +341,48 @@ pub fn soft_binding(payload: &[u8; 8]) -> SoftBinding {
     }
 }
 
-fn refuse(mut decision: Decision, refusal: Refusal) -> PipelineError {
-    // A refused request stores no receipt: do not point at one.
-    decision.consent.id.clear();
-    decision.action = Action::Block;
-    decision.reasons.push(refusal.code.as_str().to_string());
-    PipelineError::Refused { code: refusal.code, message: refusal.message, decision: Box::new(decision) }
+/// Evaluates one stage, records it in the decision, and refuses when the
+/// policy says block, review (unless a person approved this request), or
+/// when a rule could not be evaluated.
+fn apply(policy: &Policy, input: &Input, decision: &mut Decision, review_approved: bool) -> Result<(), PipelineError> {
+    let evaluation: Evaluation = policy.evaluate(input);
+    let outcome = evaluation.outcome();
+    decision.inputs.push(input.clone());
+    decision.policy.rules.extend(evaluation.fired().map(|r| FiredRule {
+        id: r.id.clone(),
+        stage: r.stage,
+        mode: r.mode,
+        action: r.action,
+        reason: r.reason.clone(),
+    }));
+    for l in outcome.labels {
+        if !decision.labels.contains(&l) {
+            decision.labels.push(l);
+        }
+    }
+    if let Some((rule, message)) = outcome.failed {
+        let mut decision = decision.clone();
+        decision.consent.id.clear();
+        decision.action = Action::Block;
+        decision.reasons.push(likeness_codes::ErrorCode::PolicyError.as_str().to_string());
+        return Err(PipelineError::PolicyFailed { rule, message, decision: Box::new(decision) });
+    }
+    let action = match outcome.action {
+        Action::Review if review_approved => Action::Allow,
+        a => a,
+    };
+    decision.action = decision.action.max(action);
+    if action >= Action::Review {
+        let reason = outcome.reason.unwrap_or_default();
+        let mut refused = decision.clone();
+        // A refused request stores no receipt: do not point at one.
+        refused.consent.id.clear();
+        refused.reasons.push(reason.clone());
+        return Err(PipelineError::Refused {
+            reason: Reason::of_rule(&reason),
+            message: outcome.message.unwrap_or_else(|| format!("refused by the policy ({reason})")),
+            decision: Box::new(refused),
+        });
+    }
+    Ok(())
 }

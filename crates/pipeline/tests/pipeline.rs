@@ -8,7 +8,7 @@ use likeness_codes::ErrorCode;
 use likeness_consent::{Relationship, Subject};
 use likeness_generators::Builtin;
 use likeness_media::{MediaType, OutputFormat};
-use likeness_pipeline::{Action, GenerationRequest, PipelineError, ReferenceInput, RequestConsent};
+use likeness_pipeline::{Action, GenerationRequest, PipelineError, ReferenceInput, RequestConsent, RequestContext};
 use likeness_testkit::{person, pipeline, png, FailingGenerator, FakeFace, FakeVision};
 use serde_json::Value;
 
@@ -91,17 +91,23 @@ fn moderation_cases() {
             .flatten()
             .map(|s| subject(s["id"].as_str().unwrap(), s["person"].as_u64().unwrap() as usize, s["minor"] == true))
             .collect();
-        let result = pipeline(Ok(vision), Arc::new(Builtin)).run(request(references), consent(subjects));
+        let result = pipeline(Ok(vision), Arc::new(Builtin)).run(
+            request(references),
+            consent(subjects),
+            RequestContext::default(),
+        );
         let (decision, images) = match (case["expect"].as_str().unwrap(), result) {
             ("allow", Ok(outcome)) => {
-                assert_eq!(outcome.decision.action, Action::Allow, "{name}");
+                // The default policy labels everything that goes out.
+                assert_eq!(outcome.decision.action, Action::Label, "{name}");
+                assert_eq!(outcome.decision.labels, ["ai_generated"], "{name}");
                 assert_eq!(outcome.assets.len(), 1, "{name}");
                 let d = serde_json::to_value(&outcome.decision).unwrap();
                 assert_eq!(d["consent"]["id"], "rcpt_test", "{name}");
                 (d, outcome.decision.images.len())
             }
-            (code, Err(PipelineError::Refused { code: got, decision, .. })) => {
-                assert_eq!(got.as_str(), code, "{name}");
+            (code, Err(PipelineError::Refused { reason, decision, .. })) => {
+                assert_eq!(reason.as_str(), code, "{name}");
                 assert_eq!(decision.action, Action::Block, "{name}");
                 assert_eq!(decision.reasons, [code], "{name}");
                 let d = serde_json::to_value(&*decision).unwrap();
@@ -163,7 +169,7 @@ fn outputs_are_marked_with_their_asset_id_and_signed() {
     let p = pipeline(Ok(FakeVision::new()), Arc::new(Builtin));
     let mut req = request(vec![upload(png(64, 48))]);
     req.count = 2;
-    let outcome = p.run(req, consent(vec![])).unwrap();
+    let outcome = p.run(req, consent(vec![]), RequestContext::default()).unwrap();
     assert_eq!(outcome.assets.len(), 2);
     let (_, _) = likeness_testkit::signer();
     let verifier = likeness_provenance::Verifier::new(None).unwrap();
@@ -182,16 +188,31 @@ fn outputs_are_marked_with_their_asset_id_and_signed() {
     let d = serde_json::to_value(&outcome.decision).unwrap();
     assert_eq!(
         d["checks"],
-        serde_json::json!(["consent.photos", "consent.subjects", "vision.references", "vision.outputs", "watermark"])
+        serde_json::json!([
+            "consent.photos",
+            "consent.subjects",
+            "vision.references",
+            "policy.pre",
+            "vision.outputs",
+            "policy.post",
+            "watermark"
+        ])
     );
-    assert_eq!(d["action"], "allow");
+    assert_eq!(d["action"], "label");
+    assert_eq!(d["policy"]["rules"][0]["id"], "ai-generated");
+    assert_eq!(d["policy"]["version"].as_str().unwrap().len(), 64);
+    // The manifest names the policy version and the labels, nothing personal.
+    let v = verifier.verify_bytes(outcome.assets[0].bytes()).unwrap();
+    let request = v.likeness.expect("the likeness assertion");
+    assert_eq!(request["policy"], d["policy"]["version"]);
+    assert_eq!(request["labels"], serde_json::json!(["ai_generated"]));
     assert_eq!(d["references"][0], likeness_media::sha256_hex(&png(64, 48)));
 }
 
 #[test]
 fn without_models_nothing_runs() {
     let p = pipeline(Err("ONNX Runtime was not found".into()), Arc::new(Builtin));
-    let err = p.run(request(vec![]), consent(vec![])).err().unwrap();
+    let err = p.run(request(vec![]), consent(vec![]), RequestContext::default()).err().unwrap();
     assert_eq!(err.code(), ErrorCode::VisionUnavailable);
     assert!(err.to_string().contains("ONNX Runtime was not found"), "{err}");
     let err = p.enroll(vec![upload(png(50, 50))], false).err().unwrap();
@@ -201,7 +222,7 @@ fn without_models_nothing_runs() {
 #[test]
 fn a_failing_generator_is_a_generator_error() {
     let p = pipeline(Ok(FakeVision::new()), Arc::new(FailingGenerator));
-    let err = p.run(request(vec![]), consent(vec![])).err().unwrap();
+    let err = p.run(request(vec![]), consent(vec![]), RequestContext::default()).err().unwrap();
     assert_eq!(err.code(), ErrorCode::GeneratorFailed);
 }
 
@@ -216,7 +237,7 @@ fn references_that_cannot_be_read_name_the_reference() {
         (likeness_media::hostile::forged_png(100_000, 100_000), None, ErrorCode::ReferenceTooManyPixels),
     ] {
         let refs = vec![upload(good.clone()), ReferenceInput { bytes, declared }];
-        let err = p.run(request(refs), consent(vec![])).err().unwrap();
+        let err = p.run(request(refs), consent(vec![]), RequestContext::default()).err().unwrap();
         assert_eq!(err.code(), code, "{err}");
         assert!(err.to_string().starts_with("reference 2:"), "{err}");
     }
@@ -268,7 +289,11 @@ fn debug_prints_never_show_photos_or_names() {
 fn the_nsfw_threshold_is_checked_on_the_unrounded_score() {
     let run = |nsfw: f32| {
         let vision = FakeVision::new().shows(40, 30, &[], nsfw);
-        pipeline(Ok(vision), Arc::new(Builtin)).run(request(vec![upload(png(40, 30))]), consent(vec![]))
+        pipeline(Ok(vision), Arc::new(Builtin)).run(
+            request(vec![upload(png(40, 30))]),
+            consent(vec![]),
+            RequestContext::default(),
+        )
     };
     let allowed = run(0.6996).unwrap();
     assert_eq!(serde_json::to_value(&allowed.decision).unwrap()["images"][0]["nsfw"], 0.7);
@@ -296,7 +321,7 @@ fn the_decision_names_the_models_and_labels_every_face() {
         0.0,
     );
     let outcome = pipeline(Ok(vision), Arc::new(Builtin))
-        .run(request(vec![upload(png(40, 30))]), consent(vec![subject("sub_a", 1, false)]))
+        .run(request(vec![upload(png(40, 30))]), consent(vec![subject("sub_a", 1, false)]), RequestContext::default())
         .unwrap();
     let d = serde_json::to_value(&outcome.decision).unwrap();
     let tasks: Vec<&str> = d["models"].as_array().unwrap().iter().map(|m| m["task"].as_str().unwrap()).collect();
@@ -307,4 +332,89 @@ fn the_decision_names_the_models_and_labels_every_face() {
     assert_eq!(d["images"][0]["faces"][0]["subject"], "sub_a");
     assert_eq!(d["images"][0]["faces"][0]["distance"], 0.0);
     assert_eq!(d["generator"], "builtin/watercolor");
+}
+
+fn policy_of(rules: &str) -> Arc<likeness_policy::Policies> {
+    let files = vec![likeness_policy::SourceFile {
+        path: "p.yaml".into(),
+        text: format!("version: 1\nparams: {{ t: 0.5 }}\nrules:\n{rules}"),
+    }];
+    let policy = likeness_policy::Policy::load(&files, &Default::default()).unwrap();
+    Arc::new(likeness_policy::Policies::new(policy, 0))
+}
+
+#[test]
+fn review_refuses_until_a_person_approved_this_request() {
+    let policies = policy_of(
+        "  - { id: big, stage: pre, when: request.n > 1, action: review, reason: x.big, message: Big requests are reviewed. }\n",
+    );
+    let p = likeness_testkit::pipeline_with(Ok(FakeVision::new()), Arc::new(Builtin), policies);
+    let mut req = request(vec![]);
+    req.count = 2;
+    let err = p.run(req, consent(vec![]), RequestContext::default()).err().unwrap();
+    assert_eq!(err.code(), ErrorCode::PolicyReviewRequired);
+    let decision = err.decision().unwrap();
+    assert_eq!((decision.action, decision.reasons.as_slice()), (Action::Review, &["x.big".to_string()][..]));
+    assert_eq!(err.to_string(), "Big requests are reviewed.");
+    let mut req = request(vec![]);
+    req.count = 2;
+    let approved = RequestContext { review_approved: true, ..Default::default() };
+    let outcome = p.run(req, consent(vec![]), approved).unwrap();
+    assert_eq!(outcome.assets.len(), 2);
+    assert_eq!(outcome.decision.policy.rules[0].id, "big", "the review rule is still recorded");
+}
+
+#[test]
+fn a_rule_that_cannot_be_evaluated_refuses_the_request() {
+    let policies = policy_of(
+        "  - { id: broken, stage: pre, when: 'history.refusals_24h[\"x.y\"] > 0', action: block, reason: x.y, message: m }\n",
+    );
+    let p = likeness_testkit::pipeline_with(Ok(FakeVision::new()), Arc::new(Builtin), policies);
+    let err = p.run(request(vec![]), consent(vec![]), RequestContext::default()).err().unwrap();
+    assert_eq!(err.code(), ErrorCode::PolicyError);
+    assert!(err.to_string().contains("policy rule broken could not be evaluated"), "{err}");
+    assert_eq!(err.decision().unwrap().action, Action::Block);
+}
+
+#[test]
+fn a_policy_reason_of_its_own_reaches_the_client_as_the_code() {
+    let policies = policy_of(
+        "  - { id: square, stage: pre, when: request.width == request.height, action: block, reason: acme.no_squares, message: No squares. }\n",
+    );
+    let p = likeness_testkit::pipeline_with(Ok(FakeVision::new()), Arc::new(Builtin), policies);
+    let err = p.run(request(vec![]), consent(vec![]), RequestContext::default()).err().unwrap();
+    assert_eq!(err.code().as_str(), "acme.no_squares");
+    assert_eq!(err.code().status(), 403);
+}
+
+#[test]
+fn the_input_names_the_tenant_history_and_prompt_categories_never_the_prompt() {
+    // The categories come from the policy folder: take the shipped ones.
+    let mut all = likeness_testkit::shipped_policy();
+    all.retain(|f| f.path.starts_with("categories/"));
+    all.push(likeness_policy::SourceFile {
+        path: "p.yaml".into(),
+        text: format!(
+            "version: 1\nrules:\n{}",
+            "  - { id: seen, stage: pre, when: 'tenant == \"acme\" && \"sexual\" in prompt.categories && history.refusals_24h_total == 2', action: label, labels: [l], reason: x.seen, message: m }\n"
+        ),
+    });
+    let policy = likeness_policy::Policy::load(&all, &Default::default()).unwrap();
+    let p = likeness_testkit::pipeline_with(
+        Ok(FakeVision::new()),
+        Arc::new(Builtin),
+        Arc::new(likeness_policy::Policies::new(policy, 0)),
+    );
+    let mut req = request(vec![]);
+    req.prompt = "a s.e.x-y poster, secret words".into();
+    let context = RequestContext {
+        tenant: "acme".into(),
+        history: likeness_policy::HistoryFacts { refusals_24h_total: 2, ..Default::default() },
+        review_approved: false,
+    };
+    let outcome = p.run(req, consent(vec![]), context).unwrap();
+    assert_eq!(outcome.decision.labels, ["l"]);
+    let logged = serde_json::to_string(&outcome.decision.inputs).unwrap();
+    assert!(logged.contains("\"sexual\"") && !logged.contains("secret words"), "{logged}");
+    assert_eq!(outcome.decision.inputs.len(), 2, "pre and post");
 }

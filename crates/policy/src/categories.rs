@@ -60,23 +60,29 @@ fn contains_phrase(words: &[String], phrase: &[String]) -> bool {
     !phrase.is_empty() && words.windows(phrase.len()).any(|w| w == phrase)
 }
 
-/// Runs of one-letter words (`s e x`) joined into one (`sex`), the rest kept.
+/// Runs of one-letter words (`s e x`) joined into one (`sex`), the rest
+/// kept. A run that starts with a word of one letter of its own (`a s e x
+/// y`) is also joined without it.
 fn join_spelt_out(words: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut run = String::new();
+    let mut flush = |run: &mut String, out: &mut Vec<String>| {
+        if run.len() > 2 && (run.starts_with('a') || run.starts_with('i')) {
+            out.push(run[1..].to_string());
+        }
+        if !run.is_empty() {
+            out.push(std::mem::take(run));
+        }
+    };
     for w in words {
         if w.chars().count() == 1 {
             run.push_str(w);
         } else {
-            if !run.is_empty() {
-                out.push(std::mem::take(&mut run));
-            }
+            flush(&mut run, &mut out);
             out.push(w.clone());
         }
     }
-    if !run.is_empty() {
-        out.push(run);
-    }
+    flush(&mut run, &mut out);
     out
 }
 
@@ -168,6 +174,7 @@ mod tests {
             ("SEX on the beach", vec!["sexual"]),
             ("s e x on the beach", vec!["sexual"]),
             ("s.e.x", vec!["sexual"]),
+            ("a s.e.x poster", vec!["sexual"]),
             ("s3x", vec!["sexual"]),
             ("nսde", vec!["sexual"]),   // Armenian ս
             ("nudе", vec!["sexual"]),   // Cyrillic е

@@ -90,6 +90,10 @@ pub struct AssetDescription {
     /// What ties the manifest to the pixels once the file's metadata is
     /// gone: the watermark's algorithm and payload.
     pub soft_binding: Option<SoftBinding>,
+    /// The version (content hash) of the policy that allowed it.
+    pub policy_version: String,
+    /// The labels the policy put on it (e.g. `ai_generated`).
+    pub labels: Vec<String>,
 }
 
 /// A soft binding (C2PA): an algorithm name and a value computed from, or
@@ -215,6 +219,8 @@ impl Signer {
             ingredient_hashes: vec![],
             receipt_id: "self-test".into(),
             soft_binding: Some(SoftBinding { alg: "org.likeness.self-test".into(), value: "AA==".into() }),
+            policy_version: "self-test".into(),
+            labels: vec![],
         };
         self.sign(&bytes, MediaType::Png, &desc)
             .map(drop)
@@ -291,6 +297,8 @@ fn manifest_definition(desc: &AssetDescription, media_type: MediaType, label: &s
             "asset_id": desc.asset_id.to_string(),
             "generator": desc.generator,
             "receipt": desc.receipt_id,
+            "policy": desc.policy_version,
+            "labels": desc.labels,
         } }),
     ];
     if let Some(binding) = &desc.soft_binding {
@@ -340,6 +348,8 @@ mod tests {
             ingredient_hashes: hashes,
             receipt_id: "rcpt_test".into(),
             soft_binding: Some(SoftBinding { alg: "org.likeness.wm.1".into(), value: "AQIDBAUGBwg=".into() }),
+            policy_version: "0".repeat(64),
+            labels: vec!["ai_generated".into()],
         }
     }
 

@@ -144,9 +144,38 @@ pub fn signer() -> (Signer, String) {
 
 pub const WATERMARK_KEY: [u8; 32] = [7; 32];
 
+/// The shipped policy (`policies/`), as the gateway loads it by default.
+pub fn shipped_policy() -> Vec<likeness_policy::SourceFile> {
+    let file = |path: &str, text: &str| likeness_policy::SourceFile { path: path.into(), text: text.into() };
+    vec![
+        file("default.yaml", include_str!("../../../policies/default.yaml")),
+        file("categories/sexual.txt", include_str!("../../../policies/categories/sexual.txt")),
+        file("categories/minors.txt", include_str!("../../../policies/categories/minors.txt")),
+        file("categories/violence.txt", include_str!("../../../policies/categories/violence.txt")),
+        file("categories/self_harm.txt", include_str!("../../../policies/categories/self_harm.txt")),
+    ]
+}
+
+/// The shipped policy, loaded and in force.
+pub fn policies() -> Arc<likeness_policy::Policies> {
+    let policy =
+        likeness_policy::Policy::load(&shipped_policy(), &Default::default()).expect("the shipped policy loads");
+    Arc::new(likeness_policy::Policies::new(policy, 0))
+}
+
 /// A real pipeline around the fake models (or none: `Err` says why they
-/// did not load) and a generator, with the default thresholds and limits.
+/// did not load) and a generator, with the shipped policy and the default
+/// limits.
 pub fn pipeline(vision: Result<FakeVision, String>, generator: Arc<dyn Generator>) -> Pipeline {
+    pipeline_with(vision, generator, policies())
+}
+
+/// The same with a policy of the test's own.
+pub fn pipeline_with(
+    vision: Result<FakeVision, String>,
+    generator: Arc<dyn Generator>,
+    policies: Arc<likeness_policy::Policies>,
+) -> Pipeline {
     let moderation = Moderation {
         vision: vision.map(|v| Arc::new(v) as Arc<dyn VisionModels>),
         gallery: Arc::new(gallery()),
@@ -158,6 +187,7 @@ pub fn pipeline(vision: Result<FakeVision, String>, generator: Arc<dyn Generator
         likeness_watermark::Key::new(WATERMARK_KEY),
         moderation,
         RequestLimits::default(),
+        policies,
     )
 }
 

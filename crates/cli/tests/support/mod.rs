@@ -78,11 +78,18 @@ impl Server {
         let log = tempfile::NamedTempFile::new().unwrap();
         let config_path = data_dir.path().join("test-config.toml");
         std::fs::write(&config_path, &config).unwrap();
+        // The shipped policy, unless the test brings its own.
+        let policies = if extra.iter().any(|a| a == "--policies") {
+            vec![]
+        } else {
+            vec!["--policies".to_string(), workspace_root().join("policies").display().to_string()]
+        };
         let mut child = Command::new(bin())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
             .arg("--config")
             .arg(&config_path)
+            .args(&policies)
             .args(&extra)
             .env("LIKENESS_LOG", &log_filter)
             .stdout(Stdio::piped())
@@ -246,4 +253,22 @@ pub fn gallery_without_obama(dir: &std::path::Path) -> std::path::PathBuf {
     let path = dir.join("gallery.json");
     std::fs::write(&path, serde_json::to_vec(&g).unwrap()).unwrap();
     path
+}
+
+/// A copy of the shipped `policies/` folder in `dir`, with `edit` applied
+/// to `default.yaml`: a policy of the test's own for `serve --policies`.
+pub fn policy_dir(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let from = workspace_root().join("policies");
+    let to = dir.join("policies");
+    for sub in ["", "categories", "tests"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for e in std::fs::read_dir(from.join(sub)).unwrap().flatten() {
+            if e.path().is_file() {
+                std::fs::copy(e.path(), to.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let default = to.join("default.yaml");
+    std::fs::write(&default, edit(std::fs::read_to_string(&default).unwrap())).unwrap();
+    to
 }

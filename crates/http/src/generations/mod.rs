@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use likeness_media::MediaType;
 use likeness_photos::LibraryItem;
-use likeness_pipeline::{GenerationRequest, ReferenceInput};
+use likeness_pipeline::{GenerationRequest, ReferenceInput, RequestContext};
 
 use crate::auth::TenantId;
 use crate::error::ApiError;
@@ -37,7 +37,8 @@ pub(crate) async fn create(
     let admitted = state.admission.admit()?;
     let request = fetch_library_photos(&state, order.request).await?;
     let pipeline = state.pipeline.clone();
-    let outcome = state.admission.run(admitted, move || pipeline.run(request, consent)).await??;
+    let context = RequestContext { tenant: tenant.clone(), ..RequestContext::default() };
+    let outcome = state.admission.run(admitted, move || pipeline.run(request, consent, context)).await??;
     recording.store(&state, &outcome).await?;
     Ok(Json(GenerationResponse::from(outcome)))
 }
