@@ -66,7 +66,7 @@ fn contains_phrase(words: &[String], phrase: &[String]) -> bool {
 fn join_spelt_out(words: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut run = String::new();
-    let mut flush = |run: &mut String, out: &mut Vec<String>| {
+    let flush = |run: &mut String, out: &mut Vec<String>| {
         if run.len() > 2 && (run.starts_with('a') || run.starts_with('i')) {
             out.push(run[1..].to_string());
         }

@@ -29,6 +29,27 @@ pub enum Revoked {
     NotFound,
 }
 
+/// Everything a generation stores before its images leave, in one transaction.
+pub struct GenerationRecord<'a> {
+    pub receipt: &'a ReceiptRecord,
+    /// The subjects the request declared, re-read and re-checked.
+    pub subject_ids: &'a [String],
+    pub manifests: &'a [ManifestRecord],
+    /// Its decision log record.
+    pub decision: &'a crate::DecisionRecord,
+    /// An approved review this request uses up.
+    pub review: Option<&'a str>,
+}
+
+/// Why a generation was not recorded (and its images are not sent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRecorded {
+    /// Consent was withdrawn while the request ran.
+    Consent(ConsentError),
+    /// The approved review it relied on was used by another request meanwhile.
+    ReviewSpent,
+}
+
 /// Re-checks consent inside the transaction that records a generation, on
 /// the grant and subjects as they are at that moment.
 pub type ConsentCheck<'a> = &'a (dyn Fn(Option<&Grant>, &[Subject]) -> Result<(), ConsentError> + Send + Sync);
@@ -186,19 +207,20 @@ impl Store {
         Ok(if outcome == Revoked::Now && updated.rows_affected() > 0 { Revoked::Now } else { Revoked::Already })
     }
 
-    /// Records a generation: its receipt and every output's manifest, all or
-    /// none. Inside the same transaction the grant and subjects it relied on
-    /// are read again and `check`ed, so consent withdrawn while the request
-    /// ran stops it: `Ok(Err(..))`, nothing stored, no image goes out. On
-    /// PostgreSQL the rows are read `FOR SHARE`, so a revocation waits for
-    /// this transaction rather than slipping in before its commit.
+    /// Records a generation: its receipt, every output's manifest and its
+    /// decision record, all or none. Inside the same transaction the grant
+    /// and subjects it relied on are read again and `check`ed, so consent
+    /// withdrawn while the request ran stops it: `Ok(Err(..))`, nothing
+    /// stored, no image goes out. On PostgreSQL the rows are read
+    /// `FOR SHARE`, so a revocation waits for this transaction rather than
+    /// slipping in before its commit. An approved review the request relies
+    /// on is used up here, once.
     pub async fn record_generation(
         &self,
-        receipt: &ReceiptRecord,
-        subject_ids: &[String],
-        manifests: &[ManifestRecord],
+        g: &GenerationRecord<'_>,
         check: ConsentCheck<'_>,
-    ) -> Result<Result<(), ConsentError>, StoreError> {
+    ) -> Result<Result<(), NotRecorded>, StoreError> {
+        let receipt = g.receipt;
         let lock = if self.backend == Backend::Postgres { " FOR SHARE" } else { "" };
         let mut tx = self.begin_writing().await?;
         let grant = match &receipt.grant_id {
@@ -206,11 +228,19 @@ impl Store {
             None => None,
         };
         if receipt.grant_id.is_some() && grant.is_none() {
-            return Ok(Err(ConsentError::GrantUnknown(receipt.grant_id.clone().unwrap_or_default())));
+            let id = receipt.grant_id.clone().unwrap_or_default();
+            return Ok(Err(NotRecorded::Consent(ConsentError::GrantUnknown(id))));
         }
-        let subjects = load_subjects(&mut tx, &receipt.tenant, subject_ids, lock).await?;
+        let subjects = load_subjects(&mut tx, &receipt.tenant, g.subject_ids, lock).await?;
         if let Err(e) = check(grant.as_ref(), &subjects) {
-            return Ok(Err(e));
+            return Ok(Err(NotRecorded::Consent(e)));
+        }
+        if let Some(review) = g.review {
+            if !crate::reviews::spend(&mut tx, &receipt.tenant, review, &receipt.request_id, receipt.created_at_ms)
+                .await?
+            {
+                return Ok(Err(NotRecorded::ReviewSpent));
+            }
         }
         sqlx::query(
             "INSERT INTO consent_receipts (id, tenant, request_id, user_id, grant_id, created_at_ms, body)
@@ -225,9 +255,10 @@ impl Store {
         .bind(&receipt.body)
         .execute(&mut *tx)
         .await?;
-        for m in manifests {
+        for m in g.manifests {
             insert_manifest(&mut tx, m).await?;
         }
+        crate::audit::append(&mut tx, self.backend, self.audit.as_deref(), g.decision).await?;
         tx.commit().await?;
         Ok(Ok(()))
     }
@@ -236,7 +267,7 @@ impl Store {
     /// lock up front (`BEGIN IMMEDIATE`): a deferred one would fail with
     /// SQLITE_BUSY_SNAPSHOT if another write committed between its read and
     /// its first write, which the busy timeout cannot retry.
-    async fn begin_writing(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    pub(crate) async fn begin_writing(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,

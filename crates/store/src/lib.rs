@@ -4,15 +4,23 @@
 //!
 //! What is stored: manifests of signed outputs (for the soft-binding
 //! resolver), photo-access grants, subjects and their enrolled face
-//! embeddings, consent receipts. Later: the audit log. Never reference photos.
+//! embeddings, consent receipts, the hash-chained decision log and the
+//! review queue. Never reference photos.
 //!
 //! Nothing here caches: every consent question is asked of the database at
 //! the moment it matters, so a revocation through one replica holds on every
 //! other at once.
 
+mod audit;
 mod consent;
+mod reviews;
 
-pub use consent::{ConsentCheck, ReceiptRecord, Revoked};
+pub use audit::{
+    checkpoint_message, record_hash, AuditSettings, Break, ChainReport, Checkpoint, CheckpointSigner, DecisionRecord,
+    Kind, StoredDecision, GENESIS,
+};
+pub use consent::{ConsentCheck, GenerationRecord, NotRecorded, ReceiptRecord, Revoked};
+pub use reviews::{Resolved, Review, ReviewStatus};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -70,6 +78,8 @@ pub struct SoftBindingRecord {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Who signs the decision log's checkpoints; without it none are made.
+    audit: Option<std::sync::Arc<AuditSettings>>,
 }
 
 /// Schema versions, applied in order, each once, each a list of statements
@@ -151,6 +161,53 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             )",
         ],
     ),
+    (
+        4,
+        &[
+            // The decision log: one hash chain; `audit_head` is its head,
+            // the one row every append locks.
+            "CREATE TABLE decisions (
+                seq BIGINT PRIMARY KEY,
+                id TEXT NOT NULL UNIQUE,
+                kind TEXT NOT NULL,
+                tenant TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                created_at_ms BIGINT NOT NULL,
+                action TEXT NOT NULL,
+                reason TEXT,
+                body TEXT NOT NULL,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL
+            )",
+            "CREATE INDEX decisions_by_user ON decisions (tenant, user_id, created_at_ms)",
+            "CREATE INDEX decisions_by_time ON decisions (created_at_ms)",
+            "CREATE TABLE audit_head (id BIGINT PRIMARY KEY, seq BIGINT NOT NULL, hash TEXT NOT NULL)",
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000')",
+            "CREATE TABLE audit_checkpoints (
+                seq BIGINT PRIMARY KEY,
+                hash TEXT NOT NULL,
+                created_at_ms BIGINT NOT NULL,
+                public_key TEXT NOT NULL,
+                signature TEXT NOT NULL
+            )",
+            "CREATE TABLE reviews (
+                id TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                request_id TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created_at_ms BIGINT NOT NULL,
+                summary TEXT NOT NULL,
+                reviewer TEXT,
+                note TEXT,
+                resolved_at_ms BIGINT,
+                used_at_ms BIGINT,
+                used_by TEXT
+            )",
+            "CREATE INDEX reviews_by_status ON reviews (tenant, status, created_at_ms)",
+        ],
+    ),
 ];
 
 /// Most manifests one soft-binding query answers.
@@ -171,13 +228,19 @@ impl Store {
             // progress; sqlx already sets a busy timeout on every connection.
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        let store = Store { pool, backend };
+        let store = Store { pool, backend, audit: None };
         store.migrate().await?;
         Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Signs the decision log's checkpoints with `audit`'s signer.
+    pub fn with_audit(mut self, audit: AuditSettings) -> Store {
+        self.audit = Some(std::sync::Arc::new(audit));
+        self
     }
 
     /// Applies missing migrations, all in one transaction (DDL is

@@ -3,9 +3,12 @@
 //! works in a database of its own, dropped at the end.
 
 use likeness_consent::{ConsentError, Grant, Purpose, Relationship, Subject};
-use likeness_store::{Backend, ManifestRecord, ReceiptRecord, Revoked, SoftBindingRecord, Store};
+use likeness_store::{
+    Backend, DecisionRecord, GenerationRecord, Kind, ManifestRecord, NotRecorded, ReceiptRecord, Revoked,
+    SoftBindingRecord, Store,
+};
 
-fn record(n: u8) -> ManifestRecord {
+fn manifest(n: u8) -> ManifestRecord {
     ManifestRecord {
         manifest_id: format!("urn:c2pa:00000000-0000-4000-8000-00000000000{n}"),
         asset_id: format!("{n:032x}"),
@@ -19,14 +22,14 @@ fn record(n: u8) -> ManifestRecord {
 
 async fn cases(store: &Store, url: &str) {
     store.ping().await.unwrap();
-    let a = record(1);
+    let a = manifest(1);
     store.put_manifest(&a).await.unwrap();
     assert_eq!(store.manifest(&a.manifest_id).await.unwrap(), Some(a.clone()));
     assert_eq!(store.manifest_by_asset(&a.asset_id).await.unwrap(), Some(a.clone()));
     assert_eq!(store.manifest("urn:c2pa:missing").await.unwrap(), None);
     // A manifest id or an asset id is never stored twice.
     assert!(store.put_manifest(&a).await.is_err());
-    let mut same_asset = record(2);
+    let mut same_asset = manifest(2);
     same_asset.asset_id = a.asset_id.clone();
     assert!(store.put_manifest(&same_asset).await.is_err());
     soft_binding_cases(store, &a).await;
@@ -42,7 +45,7 @@ async fn soft_binding_cases(store: &Store, a: &ManifestRecord) {
     assert!(store.manifests_by_binding("other.alg", &b.value, 10).await.unwrap().is_empty());
     assert!(store.manifests_by_binding(&b.alg, "AAAAAAAAAAA=", 10).await.unwrap().is_empty());
     // Two assets sharing a payload: both answer, newest first; the limit holds.
-    let mut twin = record(20);
+    let mut twin = manifest(20);
     twin.soft_bindings = a.soft_bindings.clone();
     store.put_manifest(&twin).await.unwrap();
     assert_eq!(
@@ -100,6 +103,32 @@ fn receipt(id: &str, grant: Option<&str>) -> ReceiptRecord {
     }
 }
 
+fn decision(receipt: &ReceiptRecord) -> DecisionRecord {
+    DecisionRecord {
+        id: receipt.request_id.clone(),
+        kind: Kind::Generation,
+        tenant: receipt.tenant.clone(),
+        user: receipt.user.clone(),
+        created_at_ms: receipt.created_at_ms,
+        action: "label".into(),
+        reason: None,
+        body: r#"{"policy":"x"}"#.into(),
+    }
+}
+
+/// Records a generation with its decision record, no review.
+async fn record(
+    store: &Store,
+    receipt: &ReceiptRecord,
+    subjects: &[String],
+    manifests: &[ManifestRecord],
+    check: likeness_store::ConsentCheck<'_>,
+) -> Result<Result<(), NotRecorded>, likeness_store::StoreError> {
+    let d = decision(receipt);
+    let g = GenerationRecord { receipt, subject_ids: subjects, manifests, decision: &d, review: None };
+    store.record_generation(&g, check).await
+}
+
 async fn consent_cases(store: &Store) {
     // Grants: stored whole, scoped by tenant, listed per user.
     let g = grant("g1", "dev", "alice");
@@ -144,9 +173,9 @@ async fn consent_cases(store: &Store) {
         }
         Ok(())
     };
-    let m = record(7);
+    let m = manifest(7);
     let r = receipt("r1", Some("g1"));
-    store.record_generation(&r, &["s1".into()], std::slice::from_ref(&m), &ok).await.unwrap().unwrap();
+    record(store, &r, &["s1".into()], std::slice::from_ref(&m), &ok).await.unwrap().unwrap();
     assert_eq!(store.receipt("dev", "r1").await.unwrap(), Some(r));
     assert_eq!(store.receipt("other-app", "r1").await.unwrap(), None);
     assert!(store.manifest(&m.manifest_id).await.unwrap().is_some());
@@ -155,12 +184,10 @@ async fn consent_cases(store: &Store) {
         ("g1", vec!["s2".to_string()], ConsentError::SubjectRevoked("s2".into())),
         ("g404", vec![], ConsentError::GrantUnknown("g404".into())),
     ] {
-        let m = record(8);
-        let refused = store
-            .record_generation(&receipt("r2", Some(grant)), &subjects, std::slice::from_ref(&m), &ok)
-            .await
-            .unwrap();
-        assert_eq!(refused, Err(expect));
+        let m = manifest(8);
+        let refused =
+            record(store, &receipt("r2", Some(grant)), &subjects, std::slice::from_ref(&m), &ok).await.unwrap();
+        assert_eq!(refused, Err(NotRecorded::Consent(expect)));
         assert_eq!(store.manifest(&m.manifest_id).await.unwrap(), None, "nothing stored when consent is gone");
         assert_eq!(store.receipt("dev", "r2").await.unwrap(), None);
     }
@@ -177,7 +204,7 @@ async fn sqlite() {
     // Reopening keeps the data and does not re-run migrations.
     let store = Store::open(&format!("sqlite://{}", path.display())).await.unwrap();
     store.ping().await.unwrap();
-    assert!(store.manifest(&record(1).manifest_id).await.unwrap().is_some());
+    assert!(store.manifest(&manifest(1).manifest_id).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,7 +216,7 @@ async fn postgres() {
     // Two stores opening at once (two replicas) migrate once, without error.
     let (a, b) = tokio::join!(Store::open(&db.url), Store::open(&db.url));
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert!(a.manifest(&record(1).manifest_id).await.unwrap().is_some());
+    assert!(a.manifest(&manifest(1).manifest_id).await.unwrap().is_some());
     for s in [store, a, b] {
         s.close().await;
     }
@@ -219,11 +246,11 @@ async fn a_revocation_waits_for_a_recording_in_progress(store: &Store, url: &str
         released.lock().unwrap().recv().unwrap();
         Ok(())
     };
-    let m = record(9);
+    let m = manifest(9);
     let recording = {
         let (store, m) = (store.clone(), m.clone());
         tokio::spawn(async move {
-            let r = store.record_generation(&receipt("r-race", Some("g-race")), &[], &[m], &check).await;
+            let r = record(&store, &receipt("r-race", Some("g-race")), &[], &[m], &check).await;
             (r, std::time::Instant::now())
         })
     };
@@ -248,8 +275,8 @@ async fn a_revocation_waits_for_a_recording_in_progress(store: &Store, url: &str
         Some(g) if g.revoked_at_ms.is_some() => Err(ConsentError::GrantRevoked(g.id.clone())),
         _ => Ok(()),
     };
-    let next = store.record_generation(&receipt("r-race-2", Some("g-race")), &[], &[record(10)], &revoked_only).await;
-    assert_eq!(next.unwrap(), Err(ConsentError::GrantRevoked("g-race".into())));
+    let next = record(store, &receipt("r-race-2", Some("g-race")), &[], &[manifest(10)], &revoked_only).await;
+    assert_eq!(next.unwrap(), Err(NotRecorded::Consent(ConsentError::GrantRevoked("g-race".into()))));
 }
 
 /// From a connection of its own, tries to take the grant for writing
@@ -294,15 +321,17 @@ async fn try_to_write_grant(backend: Backend, url: &str, grant: &str) -> Option<
 async fn manifests_of_one_request_are_stored_all_or_none() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("x.db").to_str().unwrap()).await.unwrap();
-    store.put_manifest(&record(1)).await.unwrap();
+    store.put_manifest(&manifest(1)).await.unwrap();
     let allowed = |_: Option<&Grant>, _: &[Subject]| Ok(());
     // The second clashes with the stored one: neither of the pair is kept,
     // nor the receipt.
-    assert!(store.record_generation(&receipt("r-a", None), &[], &[record(2), record(1)], &allowed).await.is_err());
-    assert_eq!(store.manifest(&record(2).manifest_id).await.unwrap(), None);
+    assert!(record(&store, &receipt("r-a", None), &[], &[manifest(2), manifest(1)], &allowed).await.is_err());
+    assert_eq!(store.manifest(&manifest(2).manifest_id).await.unwrap(), None);
     assert_eq!(store.receipt("dev", "r-a").await.unwrap(), None);
-    store.record_generation(&receipt("r-b", None), &[], &[record(2), record(3)], &allowed).await.unwrap().unwrap();
-    assert!(store.manifest(&record(3).manifest_id).await.unwrap().is_some());
+    record(&store, &receipt("r-b", None), &[], &[manifest(2), manifest(3)], &allowed).await.unwrap().unwrap();
+    assert!(store.decision("req_r-a").await.unwrap().is_none(), "a failed recording logs no decision");
+    assert!(store.decision("req_r-b").await.unwrap().is_some());
+    assert!(store.manifest(&manifest(3).manifest_id).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -312,7 +341,7 @@ async fn sqlite_paths_with_awkward_characters_and_bad_urls() {
     std::fs::create_dir_all(&odd).unwrap();
     let path = odd.join("likeness.db");
     let store = Store::open(path.to_str().unwrap()).await.unwrap();
-    store.put_manifest(&record(1)).await.unwrap();
+    store.put_manifest(&manifest(1)).await.unwrap();
     assert!(path.is_file(), "the file is created at exactly that path");
     let err = Store::open("mysql://user:secret@host/db").await.err().unwrap().to_string();
     assert!(err.contains("mysql") && !err.contains("secret"), "{err}");
