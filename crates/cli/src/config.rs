@@ -28,6 +28,8 @@ pub struct Config {
     #[serde(default)]
     pub policy: PolicySettings,
     #[serde(default)]
+    pub audit: AuditSettings,
+    #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -91,6 +93,22 @@ pub struct PolicySettings {
 impl Default for PolicySettings {
     fn default() -> Self {
         PolicySettings { dir: None, reload_interval_ms: 500, tenants_may_lower: Vec::new() }
+    }
+}
+
+/// The decision log's signed checkpoints.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Sign the chain's head every this many records...
+    pub checkpoint_every: i64,
+    /// ...or when the last checkpoint is older than this many seconds.
+    pub checkpoint_interval_secs: i64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings { checkpoint_every: 100, checkpoint_interval_secs: 300 }
     }
 }
 

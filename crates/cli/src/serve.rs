@@ -103,9 +103,15 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let policy_options =
         likeness_policy::LoadOptions { tenants_may_lower: config.policy.tenants_may_lower.iter().cloned().collect() };
     let policies = Arc::new(load_policies(&policy_dir, &policy_options)?);
+    let signer = Arc::new(signer);
+    let audit = likeness_store::AuditSettings {
+        signer: Arc::new(likeness_http::LogSigner(signer.clone())),
+        every_records: config.audit.checkpoint_every.max(1),
+        every_ms: config.audit.checkpoint_interval_secs.max(1) * 1000,
+    };
     let pipeline = Arc::new(Pipeline::new(
         Arc::new(likeness_generators::Builtin),
-        Arc::new(signer),
+        signer,
         watermark_key,
         moderation,
         request_limits,
@@ -138,7 +144,7 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let store = likeness_store::Store::open(&database).await.context("opening the database")?;
+        let store = likeness_store::Store::open(&database).await.context("opening the database")?.with_audit(audit);
         tracing::info!(backend = ?store.backend(), "database ready");
         let state = AppState::new(pipeline, store, photos, tenants, http_config);
         if config.policy.reload_interval_ms > 0 {

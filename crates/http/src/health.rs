@@ -34,6 +34,7 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         Ok(Err(e)) => json!({ "ok": false, "error": e.to_string() }),
         Err(_) => json!({ "ok": false, "error": "the database did not answer within 2 s" }),
     };
+    let policy = crate::policy::view(state.pipeline.policies().status());
     let ready = moderation.vision.is_ok() && !state.tenants.is_empty() && storage["ok"] == true;
     let body = json!({
         "ready": ready,
@@ -42,6 +43,9 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "storage": storage,
             "vision": vision,
             "generator": { "ok": true },
+            // A refused edit does not make the gateway unready: the last good
+            // policy keeps serving. It is reported here until a valid one loads.
+            "policy": { "ok": true, "version": policy.version, "rejected": policy.rejected },
             "tenants": { "ok": !state.tenants.is_empty(), "count": state.tenants.len() },
         }
     });

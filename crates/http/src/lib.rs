@@ -1,8 +1,8 @@
 //! The HTTP gateway: the only crate that knows HTTP and JSON wire types.
 //!
 //! One module per resource, each holding its handlers and wire types:
-//! `generations`, `grants`, `subjects`, `receipts`, the public `resolver`
-//! and `health`. They share the [`AppState`] (`state`), tenant
+//! `generations`, `grants`, `subjects`, `receipts`, `reviews`, `policy`,
+//! the public `resolver` and `health`. They share the [`AppState`] (`state`), tenant
 //! authentication (`auth`), admission of CPU-bound work (`admission`),
 //! request ids, and `error`, where every failure becomes a code from the
 //! registry (`likeness-codes`) and so a status. Dependencies between the
@@ -15,11 +15,13 @@ mod error;
 mod generations;
 mod grants;
 mod health;
+mod policy;
 mod rate_limit;
 mod receipts;
 mod records;
 mod request_id;
 mod resolver;
+mod reviews;
 mod state;
 mod subjects;
 mod upload;
@@ -35,7 +37,7 @@ pub use auth::TenantId;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ApiError;
 pub use request_id::RequestId;
-pub use state::{AppState, HttpConfig, ResolverConfig, Tenant};
+pub use state::{AppState, HttpConfig, LogSigner, ResolverConfig, Tenant};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
@@ -45,6 +47,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/subjects", post(subjects::create).get(subjects::list))
         .route("/v1/subjects/{id}", get(subjects::get).delete(subjects::delete))
         .route("/v1/receipts/{id}", get(receipts::get))
+        .route("/v1/reviews", get(reviews::list))
+        .route("/v1/reviews/{id}", get(reviews::get).post(reviews::resolve))
+        .route("/v1/policy", get(policy::get))
+        .route("/v1/policy/evaluate", post(policy::evaluate))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/healthz", get(health::healthz))

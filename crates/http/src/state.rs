@@ -124,3 +124,16 @@ impl Default for ResolverConfig {
         ResolverConfig { requests_per_minute: 60, burst: 20, max_concurrent_detections: 1 }
     }
 }
+
+/// Signs the decision log's checkpoints with the gateway's signing key.
+pub struct LogSigner(pub Arc<likeness_provenance::Signer>);
+
+impl likeness_store::CheckpointSigner for LogSigner {
+    fn public_key(&self) -> String {
+        hex::encode(self.0.public_key())
+    }
+
+    fn sign(&self, message: &[u8]) -> String {
+        hex::encode(self.0.sign_message(message))
+    }
+}

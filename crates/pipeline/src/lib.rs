@@ -42,7 +42,7 @@ pub use facts::RequestContext;
 pub use likeness_consent::{Receipt, ReferenceConsent, Subject};
 pub use likeness_policy::Action;
 pub use moderation::{FaceRecord, ImageRecord, Moderation, Thresholds, VisionModels};
-pub use request::{GenerationRequest, ReferenceInput, RequestLimits};
+pub use request::{fingerprint, GenerationRequest, ReferenceInput, RequestLimits};
 
 /// What the consent checks ahead of the pipeline established.
 pub struct RequestConsent {

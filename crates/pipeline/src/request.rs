@@ -125,3 +125,30 @@ impl RequestLimits {
         Ok(Style::resolve(req.style.as_deref(), &req.prompt)?)
     }
 }
+
+/// What makes two requests "the identical request" for a review's
+/// approval: the same reference photos (by hash), prompt (by hash), declared
+/// subjects, style and size. A hex SHA-256; nothing in it can be read back.
+pub fn fingerprint(req: &GenerationRequest, style: Style, subjects: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut subjects: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    subjects.sort_unstable();
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    field(b"likeness.request.v1");
+    for r in &req.references {
+        field(&Sha256::digest(&r.bytes));
+    }
+    field(b"prompt");
+    field(&Sha256::digest(req.prompt.as_bytes()));
+    for s in subjects {
+        field(s.as_bytes());
+    }
+    field(style.to_string().as_bytes());
+    field(&req.width.to_be_bytes());
+    field(&req.height.to_be_bytes());
+    hex::encode(h.finalize())
+}

@@ -20,6 +20,17 @@ use serde_json::json;
 
 pub use verify::{ActionSummary, Failure, IngredientSummary, TrustState, Verification, Verifier};
 
+/// Whether `signature` is `public_key`'s Ed25519 signature of `message`.
+pub fn verify_message(public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+    ed25519_dalek::VerifyingKey::from_bytes(public_key)
+        .is_ok_and(|k| k.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature)).is_ok())
+}
+
+/// The public key of the signing certificate of a PEM chain.
+pub fn chain_public_key(chain_pem: &[u8]) -> Option<[u8; 32]> {
+    verify::leaf_public_key(chain_pem)
+}
+
 /// The version written into every manifest as the software agent.
 pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -168,6 +179,8 @@ pub struct Signer {
     context: Arc<Context>,
     signer: CallbackSigner,
     subject: String,
+    /// The same key, for the decision log's checkpoints.
+    key: ed25519_dalek::SigningKey,
 }
 
 impl Signer {
@@ -181,9 +194,10 @@ impl Signer {
         if leaf_key != key.verifying_key().to_bytes() {
             return Err(ProvenanceError::Key("the private key does not belong to the signing certificate".into()));
         }
+        let callback_key = key.clone();
         let callback = move |_ctx: *const (), data: &[u8]| -> Result<Vec<u8>, c2pa::Error> {
             use ed25519_dalek::Signer as _;
-            Ok(key.sign(data).to_bytes().to_vec())
+            Ok(callback_key.sign(data).to_bytes().to_vec())
         };
         let signer = CallbackSigner::new(callback, SigningAlg::Ed25519, chain_pem.to_vec());
         let settings = offline_settings()
@@ -191,7 +205,7 @@ impl Signer {
             .map_err(|e| ProvenanceError::Manifest(e.to_string()))?;
         let context =
             Context::new().with_settings(settings).map_err(|e| ProvenanceError::Manifest(e.to_string()))?.into_shared();
-        let signer = Signer { context, signer, subject };
+        let signer = Signer { context, signer, subject, key };
         // Sign a tiny image once now: a certificate that fails the C2PA profile
         // should stop the gateway at start, not fail every request later.
         signer.self_test()?;
@@ -201,6 +215,18 @@ impl Signer {
     pub fn from_paths(paths: &keys::KeyPaths) -> Result<Signer, ProvenanceError> {
         let (chain, key) = keys::load(paths)?;
         Signer::new(&chain, key)
+    }
+
+    /// Signs `message` with the signing key (Ed25519): the decision log's
+    /// checkpoints. Domain-separated from manifests by what is signed.
+    pub fn sign_message(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer as _;
+        self.key.sign(message).to_bytes()
+    }
+
+    /// The signing key's public half, as the certificate carries it.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
     }
 
     /// The signing certificate's subject (common name).

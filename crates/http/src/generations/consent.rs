@@ -11,7 +11,26 @@ use crate::error::ApiError;
 use crate::records::new_id;
 use crate::state::AppState;
 
-pub(super) async fn check(state: &AppState, tenant: &str, order: &Order) -> Result<RequestConsent, ApiError> {
+/// Why consent could not be established: a refusal (logged as a decision)
+/// or a failure to check (the database, the provider).
+pub(super) enum Refused {
+    Consent(ConsentError),
+    Other(ApiError),
+}
+
+impl From<ConsentError> for Refused {
+    fn from(e: ConsentError) -> Refused {
+        Refused::Consent(e)
+    }
+}
+
+impl From<likeness_store::StoreError> for Refused {
+    fn from(e: likeness_store::StoreError) -> Refused {
+        Refused::Other(e.into())
+    }
+}
+
+pub(super) async fn check(state: &AppState, tenant: &str, order: &Order) -> Result<RequestConsent, Refused> {
     let now = state.clock.now_ms();
     let user = &order.request.user;
     let grant = match &order.grant_id {
@@ -32,7 +51,7 @@ async fn check_albums(
     state: &AppState,
     order: &Order,
     references: &[consent::ReferenceConsent],
-) -> Result<(), ApiError> {
+) -> Result<(), Refused> {
     for (index, (r, allowed)) in order.request.references.iter().zip(references).enumerate() {
         let (Reference::Library(l), Some(Coverage::Album), Some(album)) =
             (r, allowed.covered_by, allowed.album_id.as_deref())
@@ -43,14 +62,13 @@ async fn check_albums(
             .photos
             .album_contains(album, &l.item.media_item_id, &l.item.access_token)
             .await
-            .map_err(|e| ApiError::photo(index + 1, e))?;
+            .map_err(|e| Refused::Other(ApiError::photo(index + 1, e)))?;
         if !member {
-            return Err(ConsentError::PhotoNotGranted {
+            return Err(Refused::Consent(ConsentError::PhotoNotGranted {
                 index: index + 1,
                 media_item_id: l.item.media_item_id.clone(),
                 grant: order.grant_id.clone(),
-            }
-            .into());
+            }));
         }
     }
     Ok(())

@@ -3,6 +3,8 @@
 //! a function of its own below or in a submodule.
 
 mod consent;
+mod context;
+mod log;
 mod order;
 mod record;
 mod wire;
@@ -14,7 +16,7 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use likeness_media::MediaType;
 use likeness_photos::LibraryItem;
-use likeness_pipeline::{GenerationRequest, ReferenceInput, RequestContext};
+use likeness_pipeline::{GenerationRequest, ReferenceInput};
 
 use crate::auth::TenantId;
 use crate::error::ApiError;
@@ -31,15 +33,24 @@ pub(crate) async fn create(
 ) -> Result<Json<GenerationResponse>, ApiError> {
     let Json(body) = body?;
     let order = body.into_order(request_id)?;
-    state.pipeline.validate(&order.request)?;
-    let consent = consent::check(&state, &tenant, &order).await?;
-    let recording = record::Recording::new(&state, &tenant, &order, &consent);
+    let style = state.pipeline.validate(&order.request)?;
+    let who = log::Requester { tenant, user: order.request.user.clone(), request_id: order.request.request_id.clone() };
+    let consent = match consent::check(&state, &who.tenant, &order).await {
+        Ok(c) => c,
+        Err(consent::Refused::Consent(e)) => return Err(who.consent_refused(&state, e).await),
+        Err(consent::Refused::Other(e)) => return Err(e),
+    };
+    let recording = record::Recording::new(&state, &who, &order, &consent);
     let admitted = state.admission.admit()?;
     let request = fetch_library_photos(&state, order.request).await?;
+    let fingerprint = likeness_pipeline::fingerprint(&request, style, &order.subjects);
+    let context = context::of(&state, &who.tenant, &who.user, order.review_id.as_deref(), &fingerprint).await?;
     let pipeline = state.pipeline.clone();
-    let context = RequestContext { tenant: tenant.clone(), ..RequestContext::default() };
-    let outcome = state.admission.run(admitted, move || pipeline.run(request, consent, context)).await??;
-    recording.store(&state, &outcome).await?;
+    let outcome = match state.admission.run(admitted, move || pipeline.run(request, consent, context)).await? {
+        Ok(outcome) => outcome,
+        Err(e) => return Err(who.refused(&state, e, &fingerprint).await),
+    };
+    recording.store(&state, &who, &outcome).await?;
     Ok(Json(GenerationResponse::from(outcome)))
 }
 

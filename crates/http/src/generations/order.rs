@@ -12,6 +12,8 @@ pub(crate) struct Order {
     pub grant_id: Option<String>,
     /// Subjects the references may show, without duplicates.
     pub subjects: Vec<String>,
+    /// A review that approved this request, when it is resubmitted.
+    pub review_id: Option<String>,
 }
 
 /// A reference as received: uploaded bytes, or a library photo not yet fetched.

@@ -5,10 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use likeness_codes::ErrorCode;
 use likeness_consent::{self as consent, ConsentError, Grant, Purpose, Subject};
 use likeness_pipeline::{GenerationOutcome, RequestConsent};
-use likeness_store::{ManifestRecord, ReceiptRecord, SoftBindingRecord, StoreError};
+use likeness_store::{GenerationRecord, ManifestRecord, NotRecorded, ReceiptRecord, SoftBindingRecord, StoreError};
 
+use super::log::Requester;
 use super::order::Order;
 use crate::clock::Clock;
 use crate::error::ApiError;
@@ -24,22 +26,31 @@ pub(super) struct Recording {
     grant_id: Option<String>,
     subjects: Vec<String>,
     receipt_id: String,
+    review_id: Option<String>,
     clock: Arc<dyn Clock>,
 }
 
 impl Recording {
-    pub(super) fn new(state: &AppState, tenant: &str, order: &Order, consent: &RequestConsent) -> Recording {
+    pub(super) fn new(state: &AppState, who: &Requester, order: &Order, consent: &RequestConsent) -> Recording {
         Recording {
-            tenant: tenant.to_string(),
-            user: order.request.user.clone(),
+            tenant: who.tenant.clone(),
+            user: who.user.clone(),
             grant_id: order.grant_id.clone(),
             subjects: order.subjects.clone(),
             receipt_id: consent.receipt_id.clone(),
+            review_id: order.review_id.clone(),
             clock: state.clock.clone(),
         }
     }
 
-    pub(super) async fn store(self, state: &AppState, outcome: &GenerationOutcome) -> Result<(), ApiError> {
+    /// Stores the receipt, the manifests and the decision record, using up
+    /// the approved review the request relied on.
+    pub(super) async fn store(
+        self,
+        state: &AppState,
+        who: &Requester,
+        outcome: &GenerationOutcome,
+    ) -> Result<(), ApiError> {
         let now = self.clock.now_ms();
         let receipt = ReceiptRecord {
             id: self.receipt_id.clone(),
@@ -67,18 +78,26 @@ impl Recording {
                     .collect(),
             })
             .collect();
+        let assets: Vec<String> = manifests.iter().map(|m| m.asset_id.clone()).collect();
+        let decision = who.allowed(now, &outcome.decision, &assets, self.review_id.as_deref());
+        let record = GenerationRecord {
+            receipt: &receipt,
+            subject_ids: &self.subjects,
+            manifests: &manifests,
+            decision: &decision,
+            review: self.review_id.as_deref(),
+        };
         let still_allowed = |grant: Option<&Grant>, subjects: &[Subject]| self.recheck(grant, subjects);
-        let stored = tokio::time::timeout(
-            STORE_TIMEOUT,
-            state.store.record_generation(&receipt, &self.subjects, &manifests, &still_allowed),
-        )
-        .await;
+        let stored = tokio::time::timeout(STORE_TIMEOUT, state.store.record_generation(&record, &still_allowed)).await;
         match stored {
             Ok(Ok(Ok(()))) => {
                 tracing::info!(receipt = %receipt.id, images = manifests.len(), "generated");
                 Ok(())
             }
-            Ok(Ok(Err(withdrawn))) => Err(withdrawn.into()),
+            Ok(Ok(Err(NotRecorded::Consent(withdrawn)))) => Err(who.consent_refused(state, withdrawn).await),
+            Ok(Ok(Err(NotRecorded::ReviewSpent))) => {
+                Err(ApiError::new(ErrorCode::ReviewSpent, "the approved review was used by another request meanwhile"))
+            }
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(StoreError::TimedOut(STORE_TIMEOUT).into()),
         }

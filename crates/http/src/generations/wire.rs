@@ -37,6 +37,9 @@ pub(crate) struct GenerationBody {
     /// Subjects whose likeness the references may show.
     #[serde(default)]
     subjects: Vec<String>,
+    /// The approved review of this very request, when resubmitted after one.
+    #[serde(default)]
+    review_id: Option<String>,
 }
 
 fn default_n() -> u32 {
@@ -109,7 +112,7 @@ impl GenerationBody {
             output,
             seed: self.seed,
         };
-        Ok(Order { request, grant_id: self.grant_id, subjects })
+        Ok(Order { request, grant_id: self.grant_id, subjects, review_id: self.review_id })
     }
 }
 

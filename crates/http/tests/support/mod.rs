@@ -35,8 +35,16 @@ impl App {
 
     pub async fn with(vision: Result<FakeVision, String>, config: HttpConfig, generator: Arc<dyn Generator>) -> App {
         let dir = tempfile::tempdir().unwrap();
-        let store = likeness_store::Store::open(dir.path().join("likeness.db").to_str().unwrap()).await.unwrap();
         let pipeline = Arc::new(likeness_testkit::pipeline(vision, generator));
+        let audit = likeness_store::AuditSettings {
+            signer: Arc::new(likeness_http::LogSigner(Arc::new(likeness_testkit::signer().0))),
+            every_records: 5,
+            every_ms: 60_000,
+        };
+        let store = likeness_store::Store::open(dir.path().join("likeness.db").to_str().unwrap())
+            .await
+            .unwrap()
+            .with_audit(audit);
         let photos = likeness_photos::PhotoLibrary::new(likeness_photos::LibraryConfig::default()).unwrap();
         let tenants = vec![Tenant { id: "dev".into(), api_key_sha256: Tenant::hash_key(KEY) }];
         let clock = Arc::new(ManualClock::new(START_MS));
