@@ -34,8 +34,18 @@ impl App {
     }
 
     pub async fn with(vision: Result<FakeVision, String>, config: HttpConfig, generator: Arc<dyn Generator>) -> App {
+        App::with_policies(vision, config, generator, likeness_testkit::policies()).await
+    }
+
+    /// With a policy of the test's own.
+    pub async fn with_policies(
+        vision: Result<FakeVision, String>,
+        config: HttpConfig,
+        generator: Arc<dyn Generator>,
+        policies: Arc<likeness_policy::Policies>,
+    ) -> App {
         let dir = tempfile::tempdir().unwrap();
-        let pipeline = Arc::new(likeness_testkit::pipeline(vision, generator));
+        let pipeline = Arc::new(likeness_testkit::pipeline_with(vision, generator, policies));
         let audit = likeness_store::AuditSettings {
             signer: Arc::new(likeness_http::LogSigner(Arc::new(likeness_testkit::signer().0))),
             every_records: 5,
@@ -130,4 +140,14 @@ impl Hold {
     pub async fn wait_started(&self) {
         tokio::task::block_in_place(|| self.started.recv().unwrap());
     }
+}
+
+/// A policy of one file's rules (with a parameter `t`).
+pub fn policy_of(rules: &str) -> Arc<likeness_policy::Policies> {
+    let files = vec![likeness_policy::SourceFile {
+        path: "p.yaml".into(),
+        text: format!("version: 1\nparams: {{ t: 0.5 }}\nrules:\n{rules}"),
+    }];
+    let policy = likeness_policy::Policy::load(&files, &Default::default()).unwrap();
+    Arc::new(likeness_policy::Policies::new(policy, 0))
 }
