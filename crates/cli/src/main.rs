@@ -1,5 +1,6 @@
 //! `likeness`: the one binary. Only this crate knows argv.
 
+mod audit;
 mod config;
 mod keys;
 mod policy;
@@ -48,6 +49,11 @@ enum Command {
         #[command(subcommand)]
         command: GalleryCommand,
     },
+    /// The decision log: verify, show, export.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Check, test, explain and replay policy files.
     Policy {
         #[command(subcommand)]
@@ -78,6 +84,18 @@ enum PolicyCommand {
     Explain(policy::ExplainArgs),
     /// Print the input schema (policies/SCHEMA.md).
     Schema,
+    /// Replay a candidate policy on past decisions and show what would change.
+    Replay(policy::ReplayArgs),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the decision log's hash chain and signed checkpoints (exit 1 at the first broken record).
+    Verify(audit::VerifyArgs),
+    /// Print one decision record.
+    Show(audit::ShowArgs),
+    /// Print decision records as JSON lines, oldest first.
+    Export(audit::ExportArgs),
 }
 
 #[derive(Subcommand)]
@@ -136,7 +154,16 @@ fn main() -> ExitCode {
             PolicyCommand::Test(args) => policy::test(args),
             PolicyCommand::Explain(args) => policy::explain(args),
             PolicyCommand::Schema => policy::print_schema(),
+            PolicyCommand::Replay(args) => policy::replay(args, &keys::DataDir::new(data_dir)),
         }),
+        Command::Audit { command } => {
+            let data_dir = keys::DataDir::new(data_dir);
+            report(match command {
+                AuditCommand::Verify(args) => audit::verify(args, &data_dir),
+                AuditCommand::Show(args) => audit::show(args, &data_dir),
+                AuditCommand::Export(args) => audit::export(args, &data_dir),
+            })
+        }
         Command::Gallery { command: GalleryCommand::Add(args) } => report(vision::gallery_add(args)),
         Command::Watermark { command: WatermarkCommand::Embed(args) } => {
             report(watermark::embed(args, &keys::DataDir::new(data_dir)))

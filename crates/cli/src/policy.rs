@@ -186,3 +186,151 @@ pub fn print_schema() -> anyhow::Result<ExitCode> {
     print!("{}", schema().markdown());
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// The candidate policy folder to replay.
+    #[arg(long, value_name = "DIR")]
+    policies: PathBuf,
+    /// How far back: 30m, 24h, 7d [default: the whole log].
+    #[arg(long, value_parser = crate::audit::parse_age)]
+    since: Option<i64>,
+    #[command(flatten)]
+    db: crate::audit::DatabaseArgs,
+    /// One JSON document with every changed decision.
+    #[arg(long)]
+    json: bool,
+    /// Tenants whose overlay may lower the policy, as in the gateway's
+    /// `[policy] tenants_may_lower`.
+    #[arg(long = "tenant-may-lower", value_name = "TENANT")]
+    tenants_may_lower: Vec<String>,
+}
+
+/// One past decision replayed.
+#[derive(serde::Serialize)]
+struct Replayed {
+    id: String,
+    tenant: String,
+    from: String,
+    to: String,
+    from_reason: Option<String>,
+    to_reason: Option<String>,
+    newly_fired: Vec<String>,
+    no_longer_fired: Vec<String>,
+}
+
+/// What a candidate policy decides on a logged decision's input documents:
+/// (action, reason, rules fired). A request refused before generation has
+/// no outputs to judge: if the candidate lets its references through,
+/// the action is `allow (outputs never made)`.
+fn replay_one(policy: &Policy, inputs: &[Input]) -> (String, Option<String>, Vec<String>) {
+    let mut fired = Vec::new();
+    let mut decided = (likeness_policy::Action::Allow, None);
+    for input in inputs {
+        let e = policy.evaluate(input);
+        fired.extend(e.fired().map(|r| r.id.clone()));
+        let o = e.outcome();
+        if let Some((rule, _)) = o.failed {
+            return ("block".into(), Some(format!("policy.error ({rule})")), fired);
+        }
+        if o.action > decided.0 {
+            decided = (o.action, o.reason);
+        }
+        if decided.0 >= likeness_policy::Action::Review {
+            return (decided.0.as_str().into(), decided.1, fired);
+        }
+    }
+    let action = decided.0.as_str().to_string();
+    let action = if inputs.len() < 2 { format!("{action} (outputs never made)") } else { action };
+    (action, decided.1, fired)
+}
+
+/// Replays a candidate policy on the input documents of past decisions and
+/// reports what would change, by transition and by rule.
+pub fn replay(args: ReplayArgs, data_dir: &crate::keys::DataDir) -> anyhow::Result<ExitCode> {
+    let options = LoadOptions { tenants_may_lower: args.tenants_may_lower.iter().cloned().collect() };
+    let Some((policy, _)) = load(&args.policies, &options)? else { return Ok(ExitCode::from(1)) };
+    let rt = crate::audit::runtime()?;
+    let store = args.db.open(data_dir, &rt)?;
+    let since = args.since.map_or(i64::MIN, |age| likeness_store::now_ms() - age);
+    let (mut replayed, mut skipped) = (0u64, 0u64);
+    let mut changed: Vec<Replayed> = Vec::new();
+    crate::audit::for_each_since(&store, &rt, since, |d| {
+        if d.record.kind != likeness_store::Kind::Generation {
+            return Ok(());
+        }
+        let body: serde_json::Value = serde_json::from_str(&d.record.body).unwrap_or_default();
+        let inputs: Vec<Input> = serde_json::from_value(body["inputs"].clone()).unwrap_or_default();
+        if inputs.is_empty() {
+            // Refused by consent before the policy ran: nothing to replay.
+            skipped += 1;
+            return Ok(());
+        }
+        replayed += 1;
+        let (to, to_reason, fired) = replay_one(&policy, &inputs);
+        let was: Vec<String> = body["policy"]["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_str().map(String::from))
+            .collect();
+        let from_reason = d.record.reason.clone().or_else(|| body["reasons"][0].as_str().map(String::from));
+        // A refusal's reason is part of the decision; a label's is not.
+        let refusal = |a: &str| a == "block" || a == "review";
+        let to_action = to.split(' ').next().unwrap_or_default().to_string();
+        let same = to_action == d.record.action && (!refusal(&to_action) || to_reason == from_reason);
+        if !same {
+            changed.push(Replayed {
+                id: d.record.id.clone(),
+                tenant: d.record.tenant.clone(),
+                from: d.record.action.clone(),
+                to,
+                from_reason,
+                to_reason,
+                newly_fired: fired.iter().filter(|r| !was.contains(r)).cloned().collect(),
+                no_longer_fired: was.iter().filter(|r| !fired.contains(r)).cloned().collect(),
+            });
+        }
+        Ok(())
+    })?;
+    let mut transitions: std::collections::BTreeMap<(String, String), Vec<&str>> = Default::default();
+    let mut by_rule: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for c in &changed {
+        transitions.entry((c.from.clone(), c.to.clone())).or_default().push(&c.id);
+        for r in &c.newly_fired {
+            by_rule.entry(r.clone()).or_default().0 += 1;
+        }
+        for r in &c.no_longer_fired {
+            by_rule.entry(r.clone()).or_default().1 += 1;
+        }
+    }
+    if args.json {
+        let doc = serde_json::json!({
+            "policy": policy.version(),
+            "replayed": replayed,
+            "skipped": skipped,
+            "changed": changed.len(),
+            "transitions": transitions.iter().map(|((from, to), ids)| serde_json::json!({
+                "from": from, "to": to, "count": ids.len(), "examples": &ids[..ids.len().min(5)],
+            })).collect::<Vec<_>>(),
+            "rules": by_rule.iter().map(|(id, (n, g))| serde_json::json!({
+                "id": id, "newly_fired": n, "no_longer_fired": g,
+            })).collect::<Vec<_>>(),
+            "decisions": changed,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "policy {} replayed on {replayed} decisions ({skipped} refused by consent before any policy ran, not replayable)",
+        &policy.version()[..12]
+    );
+    println!("{} would change:", changed.len());
+    for ((from, to), ids) in &transitions {
+        println!("  {from:>6} -> {to}: {}   e.g. {}", ids.len(), ids[..ids.len().min(3)].join(", "));
+    }
+    for (id, (newly, gone)) in &by_rule {
+        println!("  rule {id}: fires on {newly} more, {gone} fewer");
+    }
+    Ok(ExitCode::SUCCESS)
+}
