@@ -18,9 +18,10 @@ pub struct ApiError {
     pub code: Reason,
     pub message: String,
     /// The decision behind a refusal: scores and reasons, never pixels.
-    pub decision: Option<serde_json::Value>,
+    /// Boxed, with the review, so errors stay small on the common path.
+    pub decision: Option<Box<serde_json::Value>>,
     /// The review a `policy.review_required` refusal opened.
-    pub review_id: Option<String>,
+    pub review_id: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -53,10 +54,10 @@ impl IntoResponse for ApiError {
         }
         let mut body = json!({ "error": { "code": self.code, "message": self.message } });
         if let Some(review) = self.review_id {
-            body["error"]["review_id"] = review.into();
+            body["error"]["review_id"] = review.as_ref().into();
         }
         if let Some(decision) = self.decision {
-            body["error"]["decision"] = decision;
+            body["error"]["decision"] = *decision;
         }
         (status, Json(body)).into_response()
     }
@@ -70,7 +71,7 @@ impl From<ConsentError> for ApiError {
 
 impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> ApiError {
-        let decision = e.decision().and_then(|d| serde_json::to_value(d).ok());
+        let decision = e.decision().and_then(|d| serde_json::to_value(d).ok()).map(Box::new);
         ApiError { decision, ..ApiError::new(e.code(), e.to_string()) }
     }
 }

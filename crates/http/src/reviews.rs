@@ -145,7 +145,9 @@ pub(crate) async fn resolve(
                                   "reviewer": reviewer, "note": body.note })
         .to_string(),
     };
-    match state.store.resolve_review(&tenant, &id, approve, reviewer, &body.note, now, &log).await? {
+    let resolution =
+        likeness_store::Resolution { approve, reviewer: reviewer.to_string(), note: body.note.clone(), at_ms: now };
+    match state.store.resolve_review(&tenant, &id, &resolution, &log).await? {
         Resolved::Now(r) => {
             tracing::info!(review = %id, resolution = %body.resolution, "review resolved");
             Ok(Json(r.into()))

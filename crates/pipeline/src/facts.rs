@@ -8,7 +8,7 @@ use likeness_policy::{
     SubjectFacts,
 };
 
-use crate::{FaceRecord, GenerationRequest, ImageRecord, RequestConsent};
+use crate::{Decision, FaceRecord, GenerationRequest, ImageRecord, RequestConsent};
 
 /// What the HTTP layer knows of a request that the pipeline does not.
 #[derive(Debug, Clone, Default)]
@@ -70,17 +70,19 @@ pub(crate) fn image_facts(r: &ImageRecord, subjects: &[Subject]) -> ImageFacts {
     }
 }
 
-/// The `pre` input: everything but the outputs.
+/// The `pre` input: everything but the outputs; `decision` holds the
+/// references' records so far.
 pub(crate) fn pre_input<R>(
     req: &GenerationRequest<R>,
-    style: &str,
+    decision: &Decision,
     backend: &str,
     categories: Vec<String>,
-    references: Vec<ImageFacts>,
     consent: &RequestConsent,
     consenting_minors: usize,
     context: &RequestContext,
 ) -> Input {
+    let references: Vec<ImageFacts> = decision.images.iter().map(|r| image_facts(r, &consent.subjects)).collect();
+    let style = &decision.style;
     Input {
         stage: Stage::Pre,
         tenant: context.tenant.clone(),

@@ -209,13 +209,11 @@ impl Pipeline {
         }
         let gallery_names: Vec<String> = self.moderation.gallery.entries.iter().map(|e| e.name.clone()).collect();
         let categories = policy.categories().matching(&request.prompt, &gallery_names);
-        let references = decision.images.iter().map(|r| facts::image_facts(r, &consent.subjects)).collect();
         let input = facts::pre_input(
             &request,
-            &decision.style,
+            &decision,
             self.generator.name(),
             categories,
-            references,
             &consent,
             consenting_minors.len(),
             &context,

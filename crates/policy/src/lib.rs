@@ -147,13 +147,19 @@ impl std::fmt::Debug for Policy {
     }
 }
 
+/// A tenant's rules and parameters: the base with its overlay applied.
+struct TenantRules {
+    rules: Vec<Arc<Rule>>,
+    params: BTreeMap<String, f64>,
+}
+
 /// A loaded, checked policy. Immutable: a reload builds a new one.
 pub struct Policy {
     version: String,
     params: BTreeMap<String, f64>,
     rules: Vec<Arc<Rule>>,
-    /// Per tenant: its rules (the base with its overlay applied) and params.
-    tenants: BTreeMap<String, (Vec<Arc<Rule>>, BTreeMap<String, f64>)>,
+    /// Per tenant: the base with its overlay applied.
+    tenants: BTreeMap<String, TenantRules>,
     categories: Categories,
     env: Arc<Env>,
 }
@@ -399,7 +405,7 @@ impl Policy {
                     None => tenant_rules.push(r),
                 }
             }
-            tenants.insert(tenant.to_string(), (tenant_rules, tenant_params));
+            tenants.insert(tenant.to_string(), TenantRules { rules: tenant_rules, params: tenant_params });
         }
         if !problems.is_empty() {
             return Err(problems);
@@ -428,7 +434,7 @@ impl Policy {
     /// Evaluates every rule of `input.stage` (the tenant's overlay applied).
     pub fn evaluate(&self, input: &Input) -> Evaluation {
         let (rules, params) = match self.tenants.get(&input.tenant) {
-            Some((rules, params)) => (rules, params),
+            Some(t) => (&t.rules, &t.params),
             None => (&self.rules, &self.params),
         };
         let mut ctx = Context::with_env(self.env.clone());
@@ -500,7 +506,7 @@ impl Policy {
 
     /// Each rule's description, expression and settings, for `policy explain`.
     pub fn describe(&self, tenant: &str, id: &str) -> Option<RuleDescription> {
-        let rules = self.tenants.get(tenant).map_or(&self.rules, |(r, _)| r);
+        let rules = self.tenants.get(tenant).map_or(&self.rules, |t| &t.rules);
         rules.iter().find(|r| r.id == id).map(|r| RuleDescription {
             id: r.id.clone(),
             description: r.description.clone(),

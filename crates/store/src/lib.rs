@@ -20,7 +20,7 @@ pub use audit::{
     Kind, StoredDecision, GENESIS,
 };
 pub use consent::{ConsentCheck, GenerationRecord, NotRecorded, ReceiptRecord, Revoked};
-pub use reviews::{Resolved, Review, ReviewStatus};
+pub use reviews::{Resolution, Resolved, Review, ReviewStatus};
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

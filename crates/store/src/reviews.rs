@@ -77,6 +77,15 @@ fn from_row(r: &AnyRow) -> Result<Review, StoreError> {
     })
 }
 
+/// A person's word on a review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    pub approve: bool,
+    pub reviewer: String,
+    pub note: String,
+    pub at_ms: i64,
+}
+
 /// What resolving found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved {
@@ -137,22 +146,19 @@ impl Store {
         &self,
         tenant: &str,
         id: &str,
-        approve: bool,
-        reviewer: &str,
-        note: &str,
-        now_ms: i64,
+        resolution: &Resolution,
         log: &crate::DecisionRecord,
     ) -> Result<Resolved, StoreError> {
         let mut tx = self.begin_writing().await?;
-        let status = if approve { ReviewStatus::Approved } else { ReviewStatus::Denied };
+        let status = if resolution.approve { ReviewStatus::Approved } else { ReviewStatus::Denied };
         let done = sqlx::query(
             "UPDATE reviews SET status = $1, reviewer = $2, note = $3, resolved_at_ms = $4
              WHERE tenant = $5 AND id = $6 AND status = 'pending'",
         )
         .bind(status.as_str())
-        .bind(reviewer)
-        .bind(note)
-        .bind(now_ms)
+        .bind(&resolution.reviewer)
+        .bind(&resolution.note)
+        .bind(resolution.at_ms)
         .bind(tenant)
         .bind(id)
         .execute(&mut *tx)

@@ -123,7 +123,7 @@ async fn review_cases(store: &Store) {
         used_by: None,
     };
     store.put_review(&review).await.unwrap();
-    assert_eq!(store.reviews("dev", ReviewStatus::Pending, 10).await.unwrap(), [review.clone()]);
+    assert_eq!(store.reviews("dev", ReviewStatus::Pending, 10).await.unwrap(), std::slice::from_ref(&review));
     assert_eq!(store.reviews("other", ReviewStatus::Pending, 10).await.unwrap(), []);
     let log = DecisionRecord {
         id: "rev_1:approve".into(),
@@ -132,16 +132,22 @@ async fn review_cases(store: &Store) {
         reason: None,
         ..refusal("x", "alice", "x.y", 21_000)
     };
-    let Resolved::Now(done) = store.resolve_review("dev", "rev_1", true, "ana", "fine", 21_000, &log).await.unwrap()
+    let word = |approve: bool, reviewer: &str, at_ms: i64| Resolution {
+        approve,
+        reviewer: reviewer.into(),
+        note: String::new(),
+        at_ms,
+    };
+    let Resolved::Now(done) = store.resolve_review("dev", "rev_1", &word(true, "ana", 21_000), &log).await.unwrap()
     else {
         panic!("not resolved")
     };
     assert_eq!((done.status, done.reviewer.as_deref()), (ReviewStatus::Approved, Some("ana")));
     assert!(matches!(
-        store.resolve_review("dev", "rev_1", false, "bo", "", 22_000, &log).await.unwrap(),
+        store.resolve_review("dev", "rev_1", &word(false, "bo", 22_000), &log).await.unwrap(),
         Resolved::Already(r) if r.status == ReviewStatus::Approved
     ));
-    assert_eq!(store.resolve_review("other", "rev_1", true, "x", "", 1, &log).await.unwrap(), Resolved::NotFound);
+    assert_eq!(store.resolve_review("other", "rev_1", &word(true, "x", 1), &log).await.unwrap(), Resolved::NotFound);
     assert_eq!(store.decision("rev_1:approve").await.unwrap().unwrap().record.kind, Kind::ReviewResolution);
     // Spent once, by the recording of the request that uses it.
     let allowed = |_: Option<&likeness_consent::Grant>, _: &[likeness_consent::Subject]| Ok(());

@@ -111,7 +111,7 @@ impl Requester {
             return store.into();
         }
         let mut answer = ApiError::from(e);
-        answer.review_id = review_id;
+        answer.review_id = review_id.map(String::into_boxed_str);
         answer
     }
 }
