@@ -593,34 +593,19 @@ fn draft(file: &str, spanned: serde_saphyr::Spanned<RuleFile>, problems: &mut Ve
     if !valid_id(&id) {
         problems.push(p("an id is 1 to 100 characters of a-z, 0-9, -, _ and .".into()));
     }
-    let stage = match raw.stage.as_str() {
-        "pre" => Stage::Pre,
-        "post" => Stage::Post,
-        other => {
-            problems.push(p(format!("unknown stage {other:?}: pre (references, prompt, consent) or post (outputs)")));
-            Stage::Pre
-        }
+    // One of a few words; the first is the default when the field is left out.
+    let mut one_of = |field: &str, given: Option<&str>, choices: &[&str]| -> usize {
+        let given = given.unwrap_or(choices[0]);
+        choices.iter().position(|c| *c == given).unwrap_or_else(|| {
+            problems.push(p(format!("unknown {field} {given:?}: {}", choices.join(", "))));
+            0
+        })
     };
-    let scope = match raw.scope.as_deref() {
-        None | Some("request") => Scope::Request,
-        Some("image") => Scope::Image,
-        Some(other) => {
-            problems.push(p(format!("unknown scope {other:?}: request or image")));
-            Scope::Request
-        }
-    };
-    let action = Action::parse(&raw.action).unwrap_or_else(|| {
-        problems.push(p(format!("unknown action {:?}: allow, label, review or block", raw.action)));
-        Action::Block
-    });
-    let mode = match raw.mode.as_deref() {
-        None | Some("enforce") => Mode::Enforce,
-        Some("shadow") => Mode::Shadow,
-        Some(other) => {
-            problems.push(p(format!("unknown mode {other:?}: enforce or shadow")));
-            Mode::Enforce
-        }
-    };
+    let stage = [Stage::Pre, Stage::Post][one_of("stage", Some(&raw.stage), &["pre", "post"])];
+    let scope = [Scope::Request, Scope::Image][one_of("scope", raw.scope.as_deref(), &["request", "image"])];
+    let mode = [Mode::Enforce, Mode::Shadow][one_of("mode", raw.mode.as_deref(), &["enforce", "shadow"])];
+    let actions = [Action::Allow, Action::Label, Action::Review, Action::Block];
+    let action = actions[one_of("action", Some(&raw.action), &actions.map(Action::as_str))];
     if !valid_reason(&raw.reason) {
         problems.push(p(format!("reason {:?} is not a dotted code like vision.public_figure", raw.reason)));
     } else if let Some(code) = likeness_codes::ErrorCode::parse(&raw.reason).filter(|c| c.status() != 403) {
