@@ -201,6 +201,9 @@ pub struct TenantConfig {
     pub id: String,
     /// Hex SHA-256 of the tenant's API key (`printf %s KEY | sha256sum`).
     pub api_key_sha256: String,
+    /// The backend its requests go to when they name none [default: builtin].
+    #[serde(default)]
+    pub default_backend: Option<String>,
 }
 
 impl Config {

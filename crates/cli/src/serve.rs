@@ -258,7 +258,7 @@ fn tenants(config: &Config, data_dir: &DataDir) -> anyhow::Result<Vec<Tenant>> {
             .map(|t| {
                 let mut hash = [0u8; 32];
                 hex::decode_to_slice(&t.api_key_sha256, &mut hash)?;
-                Ok(Tenant { id: t.id.clone(), api_key_sha256: hash })
+                Ok(Tenant { id: t.id.clone(), api_key_sha256: hash, default_backend: t.default_backend.clone() })
             })
             .collect();
     }
@@ -278,7 +278,7 @@ fn tenants(config: &Config, data_dir: &DataDir) -> anyhow::Result<Vec<Tenant>> {
             key
         }
     };
-    Ok(vec![Tenant { id: "dev".into(), api_key_sha256: Tenant::hash_key(&key) }])
+    Ok(vec![Tenant { id: "dev".into(), api_key_sha256: Tenant::hash_key(&key), default_backend: None }])
 }
 
 fn init_logging(format: Option<&str>) {

@@ -123,6 +123,11 @@ registry! {
     ReceiptNotFound = "receipt.not_found", 404, "no such receipt for this app";
     // likeness failed: nothing unsigned is returned.
     GeneratorFailed = "generator.failed", 500, "the generator failed";
+    GeneratorBadResponse = "generator.bad_response", 502, "a backend's answer was refused: not images, too many or few, the wrong size, over the limits";
+    GeneratorUnavailable = "generator.unavailable", 503, "a backend failed, refused the connection, or its circuit breaker is open";
+    GeneratorTimeout = "generator.timeout", 504, "a backend did not answer in time";
+    GeneratorUnknown = "generator.unknown", 422, "the request names a backend that is not configured";
+    ConsentProcessorNotAllowed = "consent.processor_not_allowed", 403, "the grant does not let its photos go to the request's backend";
     OutputEncodeFailed = "output.encode_failed", 500, "an output could not be encoded";
     WatermarkFailed = "watermark.failed", 500, "the watermark could not be read back from an output";
     ProvenanceSigningFailed = "provenance.signing_failed", 500, "an output could not be signed";

@@ -56,6 +56,10 @@ pub struct Grant {
     pub user: String,
     pub photos: Vec<String>,
     pub albums: Vec<String>,
+    /// The backends the photos may be sent to; empty: any configured
+    /// backend. The built-in generator (which sends nothing anywhere) is
+    /// always allowed.
+    pub processors: Vec<String>,
     pub purpose: Purpose,
     /// Milliseconds since the Unix epoch, as every time here.
     pub created_at_ms: i64,
@@ -147,6 +151,9 @@ pub fn validate_grant(g: &Grant, now_ms: i64) -> Result<(), InvalidRecord> {
     for a in &g.albums {
         check_id("albums", a)?;
     }
+    for p in &g.processors {
+        check_id("processors", p)?;
+    }
     if g.expires_at_ms.is_some_and(|e| e <= now_ms) {
         return invalid("expires_at", "must be in the future");
     }
@@ -187,6 +194,8 @@ pub enum ConsentError {
     GrantExpired(String),
     #[error("grant {0} was revoked")]
     GrantRevoked(String),
+    #[error("grant {grant} does not let its photos go to backend {backend} (it allows: {allowed})")]
+    ProcessorNotAllowed { grant: String, backend: String, allowed: String },
     #[error("no subject {0} for this app")]
     SubjectUnknown(String),
     #[error("subject {0} consents to another user")]
@@ -207,6 +216,7 @@ impl ConsentError {
             ConsentError::GrantWrongPurpose { .. } => ErrorCode::ConsentGrantWrongPurpose,
             ConsentError::GrantExpired(_) => ErrorCode::ConsentGrantExpired,
             ConsentError::GrantRevoked(_) => ErrorCode::ConsentGrantRevoked,
+            ConsentError::ProcessorNotAllowed { .. } => ErrorCode::ConsentProcessorNotAllowed,
             ConsentError::SubjectUnknown(_) => ErrorCode::ConsentSubjectUnknown,
             ConsentError::SubjectOtherUser(_) => ErrorCode::ConsentSubjectOtherUser,
             ConsentError::SubjectExpired(_) => ErrorCode::ConsentSubjectExpired,
@@ -277,17 +287,30 @@ impl Grant {
     }
 }
 
+/// The built-in generator: photos never leave the gateway.
+pub const BUILTIN: &str = "builtin";
+
 /// Checks that every library reference is covered by `grant` (already
-/// loaded for this tenant, or `None` when the request names none), and says
-/// how each reference was allowed.
+/// loaded for this tenant, or `None` when the request names none), that the
+/// grant lets its photos go to `processor` (the backend the request goes
+/// to), and says how each reference was allowed.
 pub fn check_references(
     grant: Option<&Grant>,
     user: &str,
     now_ms: i64,
     references: &[ReferenceSource],
+    processor: &str,
 ) -> Result<Vec<ReferenceConsent>, ConsentError> {
     if let Some(g) = grant {
         g.check_usable(user, Purpose::Generation, now_ms)?;
+        let library = references.iter().any(|r| matches!(r, ReferenceSource::Library { .. }));
+        if library && processor != BUILTIN && !g.processors.is_empty() && !g.processors.iter().any(|p| p == processor) {
+            return Err(ConsentError::ProcessorNotAllowed {
+                grant: g.id.clone(),
+                backend: processor.to_string(),
+                allowed: g.processors.join(", "),
+            });
+        }
     }
     references
         .iter()
@@ -423,4 +446,6 @@ pub struct Receipt {
     pub subjects: Vec<String>,
     pub references: Vec<ReferenceConsent>,
     pub purpose: Purpose,
+    /// Where the photos went: `builtin`, or the backend's name.
+    pub processor: String,
 }

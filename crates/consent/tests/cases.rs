@@ -25,6 +25,7 @@ fn grant_cases() {
             user: g["user"].as_str().unwrap().into(),
             photos: strings(&g["photos"]),
             albums: strings(&g["albums"]),
+            processors: g["processors"].as_array().map(|_| strings(&g["processors"])).unwrap_or_default(),
             purpose: Purpose::parse(g["purpose"].as_str().unwrap()).unwrap(),
             created_at_ms: g["created_at_ms"].as_i64().unwrap(),
             expires_at_ms: g["expires_at_ms"].as_i64(),
@@ -43,7 +44,9 @@ fn grant_cases() {
             })
             .collect();
         let grant = if case["no_grant"] == true { None } else { Some(&grant) };
-        let got = check_references(grant, case["user"].as_str().unwrap(), case["now"].as_i64().unwrap(), &refs);
+        let processor = case["processor"].as_str().unwrap_or(BUILTIN);
+        let got =
+            check_references(grant, case["user"].as_str().unwrap(), case["now"].as_i64().unwrap(), &refs, processor);
         match (&case["expect"], &case["error"]) {
             (Value::Array(expect), _) => {
                 let got = got.unwrap_or_else(|e| panic!("{name}: refused: {e}"));
@@ -125,6 +128,7 @@ fn new_records_are_validated() {
         user: "alice".into(),
         photos: vec!["p".into()],
         albums: vec![],
+        processors: vec![],
         purpose: Purpose::Generation,
         created_at_ms: 0,
         expires_at_ms: None,

@@ -19,9 +19,12 @@ pub(crate) struct Admission {
     queue_timeout: Duration,
 }
 
-/// A place among the work running or waiting.
+/// A place among the work running or waiting, held for the whole request;
+/// every blocking job holds it too, so a client that hangs up does not
+/// free it while its work still runs.
+#[derive(Clone)]
 pub(crate) struct Admitted {
-    _place: OwnedSemaphorePermit,
+    _place: Arc<OwnedSemaphorePermit>,
 }
 
 fn overloaded() -> ApiError {
@@ -41,7 +44,7 @@ impl Admission {
     /// at once when too many are already running or waiting. Taken before
     /// library photos are fetched, so fetches are bounded too.
     pub(crate) fn admit(&self) -> Result<Admitted, ApiError> {
-        self.places.clone().try_acquire_owned().map(|_place| Admitted { _place }).map_err(|_| overloaded())
+        self.places.clone().try_acquire_owned().map(|p| Admitted { _place: Arc::new(p) }).map_err(|_| overloaded())
     }
 
     /// Admits `work` and runs it; see [`Admission::run`].
@@ -50,20 +53,22 @@ impl Admission {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
         let admitted = self.admit()?;
-        self.run(admitted, work).await
+        self.run(&admitted, work).await
     }
 
     /// Runs admitted work on a blocking thread once a CPU slot is free; 503
-    /// when the wait is too long.
+    /// when the wait is too long. The CPU slot is held only while the work
+    /// runs: a request waiting on a backend holds its place, not a core.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
-        admitted: Admitted,
+        admitted: &Admitted,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, ApiError> {
         let slot = tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned())
             .await
             .map_err(|_| overloaded())?
             .map_err(|_| overloaded())?;
+        let admitted = admitted.clone();
         tokio::task::spawn_blocking(move || {
             // Both permits live as long as the work, even if the client has gone.
             let _held = (admitted, slot);

@@ -85,6 +85,14 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A backend's failure: its code, and a message naming the backend (never
+/// its credentials).
+impl From<likeness_backends::BackendError> for ApiError {
+    fn from(e: likeness_backends::BackendError) -> ApiError {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
         match r.status() {

@@ -25,6 +25,9 @@ pub(crate) struct GrantBody {
     photos: Vec<String>,
     #[serde(default)]
     albums: Vec<String>,
+    /// Backends the photos may go to; none: any configured backend.
+    #[serde(default)]
+    processors: Vec<String>,
     #[serde(default = "default_purpose")]
     purpose: String,
     #[serde(default)]
@@ -41,6 +44,7 @@ pub(crate) struct GrantView {
     user: String,
     photos: Vec<String>,
     albums: Vec<String>,
+    processors: Vec<String>,
     purpose: Purpose,
     created_at: String,
     expires_at: Option<String>,
@@ -57,6 +61,7 @@ impl GrantView {
             user: g.user,
             photos: g.photos,
             albums: g.albums,
+            processors: g.processors,
             purpose: g.purpose,
             created_at: records::format_time(g.created_at_ms),
             expires_at: g.expires_at_ms.map(records::format_time),
@@ -85,6 +90,7 @@ pub(crate) async fn create(
         user: body.user,
         photos: body.photos,
         albums: body.albums,
+        processors: body.processors,
         purpose,
         created_at_ms: now,
         expires_at_ms: records::parse_time("expires_at", body.expires_at.as_deref())?,

@@ -15,6 +15,7 @@ mod error;
 mod generations;
 mod grants;
 mod health;
+mod openai;
 mod policy;
 mod rate_limit;
 mod receipts;
@@ -37,7 +38,7 @@ pub use auth::TenantId;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ApiError;
 pub use request_id::RequestId;
-pub use state::{AppState, HttpConfig, LogSigner, ResolverConfig, Tenant};
+pub use state::{AppState, HttpConfig, LogSigner, Parts, ResolverConfig, Tenant};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
@@ -52,10 +53,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/policy", get(policy::get))
         .route("/v1/policy/evaluate", post(policy::evaluate))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    // The OpenAI door: the same tenants, errors in OpenAI's shape.
+    let openai = Router::new()
+        .route("/v1/images/generations", post(openai::generations))
+        .route("/v1/images/edits", post(openai::edits))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn(openai::openai_errors));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(api)
+        .merge(openai)
         .merge(resolver::routes(state.clone()))
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)

@@ -19,6 +19,9 @@ use crate::rate_limit::RateLimiter;
 pub struct Tenant {
     pub id: String,
     pub api_key_sha256: [u8; 32],
+    /// The backend its requests go to when they name none; none: the
+    /// built-in generator.
+    pub default_backend: Option<String>,
 }
 
 impl Tenant {
@@ -65,12 +68,25 @@ pub struct AppState {
     pub config: HttpConfig,
     /// The time consent is judged at.
     pub clock: Arc<dyn Clock>,
+    /// The configured generator backends; `builtin` is always there.
+    pub backends: likeness_backends::Backends,
     pub(crate) admission: Admission,
     /// The public resolver's rate limit, per client address.
     pub(crate) resolver_limiter: RateLimiter,
     /// The public resolver's reads of uploaded images at once, apart from
     /// the generations' slots.
     pub(crate) detections: Arc<Semaphore>,
+}
+
+/// What an [`AppState`] is made of.
+pub struct Parts {
+    pub pipeline: Arc<Pipeline>,
+    pub store: likeness_store::Store,
+    pub photos: likeness_photos::PhotoLibrary,
+    pub tenants: Vec<Tenant>,
+    pub config: HttpConfig,
+    pub clock: Arc<dyn Clock>,
+    pub backends: likeness_backends::Backends,
 }
 
 impl AppState {
@@ -93,18 +109,45 @@ impl AppState {
         config: HttpConfig,
         clock: Arc<dyn Clock>,
     ) -> Arc<AppState> {
+        let backends = likeness_backends::Backends::default();
+        AppState::from_parts(Parts { pipeline, store, photos, tenants, config, clock, backends })
+    }
+
+    pub fn from_parts(p: Parts) -> Arc<AppState> {
+        let config = p.config;
         let running = config.max_concurrent_generations.max(1);
         Arc::new(AppState {
             admission: Admission::new(running, config.max_pending_generations.max(running), config.queue_timeout),
             resolver_limiter: RateLimiter::new(config.resolver.requests_per_minute, config.resolver.burst),
             detections: Arc::new(Semaphore::new(config.resolver.max_concurrent_detections.max(1))),
-            pipeline,
-            store,
-            photos: Arc::new(photos),
-            tenants,
+            pipeline: p.pipeline,
+            store: p.store,
+            photos: Arc::new(p.photos),
+            tenants: p.tenants,
             config,
-            clock,
+            clock: p.clock,
+            backends: p.backends,
         })
+    }
+
+    /// The backend a request goes to: the one it names, else its tenant's
+    /// default, else none (the built-in generator).
+    pub(crate) fn backend_for(
+        &self,
+        tenant: &str,
+        named: Option<&str>,
+    ) -> Result<Option<Arc<likeness_backends::Backend>>, crate::ApiError> {
+        let default = self.tenants.iter().find(|t| t.id == tenant).and_then(|t| t.default_backend.as_deref());
+        match named.or(default) {
+            None | Some(likeness_consent::BUILTIN) => Ok(None),
+            Some(name) => self.backends.get(name).map(Some).ok_or_else(|| {
+                let known: Vec<&str> = std::iter::once(likeness_consent::BUILTIN).chain(self.backends.names()).collect();
+                crate::ApiError::new(
+                    likeness_codes::ErrorCode::GeneratorUnknown,
+                    format!("no backend {name:?}; the configured ones are: {}", known.join(", ")),
+                )
+            }),
+        }
     }
 }
 

@@ -18,6 +18,10 @@ pub enum PipelineError {
     Reference { index: usize, source: MediaError },
     #[error("the generator failed: {0}")]
     Generator(String),
+    /// A backend's answer is not what was asked: too many or too few
+    /// images, the wrong size, or not an image within the limits.
+    #[error("the generator's answer was refused: {0}")]
+    BadOutput(String),
     #[error("could not encode the output: {0}")]
     Encode(MediaError),
     /// The invisible watermark could not be read back from an output: it
@@ -79,6 +83,7 @@ impl PipelineError {
             PipelineError::UnknownStyle(_) => ErrorCode::RequestUnknownStyle,
             PipelineError::Reference { source, .. } => source.code(),
             PipelineError::Generator(_) => ErrorCode::GeneratorFailed,
+            PipelineError::BadOutput(_) => ErrorCode::GeneratorBadResponse,
             PipelineError::Encode(_) => ErrorCode::OutputEncodeFailed,
             PipelineError::Watermark { .. } => ErrorCode::WatermarkFailed,
             PipelineError::Signing(_) => ErrorCode::ProvenanceSigningFailed,

@@ -20,6 +20,11 @@ pub struct RequestContext {
     /// A person approved this very request after a `review`: review
     /// actions let it through once (blocks still block).
     pub review_approved: bool,
+    /// The configured backend the request goes to; none: the built-in generator.
+    pub backend: Option<String>,
+    /// What the manifest names as the generator (`comfyui/portrait`,
+    /// `openai/gpt-image-1`); none: `builtin/<style>`.
+    pub generator: Option<String>,
 }
 
 /// A model's f32 score as the f64 a policy compares: the decimal the f32

@@ -44,6 +44,53 @@ pub use likeness_policy::Action;
 pub use moderation::{FaceRecord, ImageRecord, Moderation, Thresholds, VisionModels};
 pub use request::{fingerprint, GenerationRequest, ReferenceInput, RequestLimits};
 
+/// What a generator made: pixels (the built-in one) or encoded images (a
+/// backend, whose answer is untrusted until [`Pipeline::finish`] decoded it).
+pub enum Generated {
+    Pixels(Vec<RgbImage>),
+    Encoded(Vec<Vec<u8>>),
+}
+
+/// What a backend is asked to make: the request's generation fields, and
+/// the references re-encoded as PNG from their pixels (no metadata of the
+/// user's files, such as a location, leaves the gateway).
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub prompt: String,
+    pub style: String,
+    pub references: Vec<Vec<u8>>,
+    pub width: u32,
+    pub height: u32,
+    pub count: u32,
+    pub seed: u64,
+}
+
+impl Prepared {
+    /// The job for a backend.
+    pub fn job(&self) -> Result<Job, PipelineError> {
+        let references = self
+            .pixels
+            .iter()
+            .map(|p| likeness_media::encode(p, OutputFormat::Png).map_err(PipelineError::Encode))
+            .collect::<Result<_, _>>()?;
+        let r = &self.request;
+        Ok(Job {
+            prompt: r.prompt.clone(),
+            style: self.style.to_string(),
+            references,
+            width: r.width,
+            height: r.height,
+            count: r.count,
+            seed: r.seed.unwrap_or(0),
+        })
+    }
+
+    /// The decision so far (what the `pre` stage found).
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+}
+
 /// What the consent checks ahead of the pipeline established.
 pub struct RequestConsent {
     /// The id of this request's consent receipt, named in every manifest.
@@ -81,8 +128,10 @@ pub struct Pipeline {
 /// encoded output; the first suits nearly every image.
 const WATERMARK_STRENGTHS: [f32; 2] = [likeness_watermark::INFORMED_STRENGTH, 1.4];
 
-/// A request whose references passed the checks, ready to generate from.
-struct CheckedReferences {
+/// A request whose references passed the `pre` stage of the policy: what
+/// generation starts from. Only [`Pipeline::prepare`] makes one, and only
+/// [`Pipeline::finish`] turns one into signed assets.
+pub struct Prepared {
     request: GenerationRequest<()>,
     style: Style,
     consent: RequestConsent,
@@ -132,27 +181,67 @@ impl Pipeline {
         self.limits.check(req)
     }
 
-    /// Runs one request to the end. CPU-bound: call it off the async workers.
+    /// Runs one request to the end with the built-in generator. CPU-bound:
+    /// call it off the async workers.
     pub fn run(
         &self,
         req: GenerationRequest,
         consent: RequestConsent,
         context: RequestContext,
     ) -> Result<GenerationOutcome, PipelineError> {
-        let mut checked = self.check_references(req, consent, context)?;
-        let outputs = self.generate(&mut checked)?;
-        self.check_outputs(&mut checked, &outputs)?;
-        self.mark_and_sign(checked, outputs)
+        let mut prepared = self.prepare(req, consent, context)?;
+        let outputs = self.generate_builtin(&mut prepared)?;
+        self.finish(prepared, Generated::Pixels(outputs))
+    }
+
+    /// The outputs, checked, marked and signed: vision on the outputs, the
+    /// `post` stage of the policy, the watermark, the manifest. Encoded
+    /// outputs (from a backend: untrusted) are decoded with the limits of
+    /// references and must be as many and as large as asked. CPU-bound.
+    pub fn finish(&self, mut prepared: Prepared, generated: Generated) -> Result<GenerationOutcome, PipelineError> {
+        let outputs = match generated {
+            Generated::Pixels(p) => p,
+            Generated::Encoded(encoded) => self.decode_outputs(&prepared, encoded)?,
+        };
+        prepared.pixels = Vec::new();
+        self.check_outputs(&mut prepared, &outputs)?;
+        self.mark_and_sign(prepared, outputs)
+    }
+
+    /// A backend's answer as pixels, refused unless it is exactly what was asked.
+    fn decode_outputs(&self, prepared: &Prepared, encoded: Vec<Vec<u8>>) -> Result<Vec<RgbImage>, PipelineError> {
+        let req = &prepared.request;
+        if encoded.len() != req.count as usize {
+            return Err(PipelineError::BadOutput(format!("{} images for the {} asked", encoded.len(), req.count)));
+        }
+        encoded
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| {
+                let d = likeness_media::decode(bytes, None, &self.limits.decode)
+                    .map_err(|e| PipelineError::BadOutput(format!("image {}: {e}", i + 1)))?;
+                if d.pixels.dimensions() != (req.width, req.height) {
+                    let (w, h) = d.pixels.dimensions();
+                    return Err(PipelineError::BadOutput(format!(
+                        "image {} is {w}x{h}, {}x{} was asked",
+                        i + 1,
+                        req.width,
+                        req.height
+                    )));
+                }
+                Ok(d.pixels)
+            })
+            .collect()
     }
 
     /// Decodes the references (the encoded bytes are dropped at once), runs
-    /// vision on them and the `pre` stage of the policy.
-    fn check_references(
+    /// vision on them and the `pre` stage of the policy. CPU-bound.
+    pub fn prepare(
         &self,
         req: GenerationRequest,
         consent: RequestConsent,
         context: RequestContext,
-    ) -> Result<CheckedReferences, PipelineError> {
+    ) -> Result<Prepared, PipelineError> {
         let style = self.validate(&req)?;
         let vision = self.moderation.models()?;
         let policy = self.policies.current();
@@ -171,7 +260,7 @@ impl Pipeline {
             labels: Vec::new(),
             references: hashes,
             style: style.to_string(),
-            generator: format!("{}/{}", self.generator.name(), style),
+            generator: context.generator.clone().unwrap_or_else(|| format!("{}/{}", self.generator.name(), style)),
             checks: vec![Check::ConsentPhotos, Check::ConsentSubjects, Check::VisionReferences],
             models: vision
                 .models()
@@ -185,6 +274,7 @@ impl Pipeline {
                 subjects: Vec::new(),
                 references: consent.references.clone(),
                 purpose: Purpose::Generation,
+                processor: context.backend.clone().unwrap_or_else(|| likeness_consent::BUILTIN.to_string()),
             },
             policy: PolicyRecord { version: policy.version().to_string(), rules: Vec::new() },
             inputs: Vec::new(),
@@ -209,10 +299,11 @@ impl Pipeline {
         }
         let gallery_names: Vec<String> = self.moderation.gallery.entries.iter().map(|e| e.name.clone()).collect();
         let categories = policy.categories().matching(&request.prompt, &gallery_names);
+        let backend = context.backend.clone().unwrap_or_else(|| self.generator.name().to_string());
         let input = facts::pre_input(
             &request,
             &decision,
-            self.generator.name(),
+            &backend,
             categories,
             &consent,
             consenting_minors.len(),
@@ -220,11 +311,11 @@ impl Pipeline {
         );
         decision.checks.push(Check::PolicyPre);
         apply(&policy, &input, &mut decision, context.review_approved)?;
-        Ok(CheckedReferences { request, style, consent, context, policy, pixels, decision, input })
+        Ok(Prepared { request, style, consent, context, policy, pixels, decision, input })
     }
 
-    /// Has the generator make the outputs, then drops the decoded references.
-    fn generate(&self, checked: &mut CheckedReferences) -> Result<Vec<RgbImage>, PipelineError> {
+    /// Has the built-in generator make the outputs. CPU-bound.
+    pub fn generate_builtin(&self, checked: &mut Prepared) -> Result<Vec<RgbImage>, PipelineError> {
         let req = &checked.request;
         let job = GenerationJob {
             prompt: &req.prompt,
@@ -235,14 +326,12 @@ impl Pipeline {
             count: req.count,
             seed: req.seed.unwrap_or(0),
         };
-        let outputs = self.generator.generate(&job).map_err(|e| PipelineError::Generator(e.to_string()))?;
-        checked.pixels = Vec::new();
-        Ok(outputs)
+        self.generator.generate(&job).map_err(|e| PipelineError::Generator(e.to_string()))
     }
 
     /// Outputs are checked like references: the generator may have carried
     /// a face through, or made something the policy forbids.
-    fn check_outputs(&self, checked: &mut CheckedReferences, outputs: &[RgbImage]) -> Result<(), PipelineError> {
+    fn check_outputs(&self, checked: &mut Prepared, outputs: &[RgbImage]) -> Result<(), PipelineError> {
         let vision = self.moderation.models()?;
         checked.decision.checks.push(Check::VisionOutputs);
         let mut records = Vec::with_capacity(outputs.len());
@@ -262,7 +351,7 @@ impl Pipeline {
     /// and signs it.
     fn mark_and_sign(
         &self,
-        mut checked: CheckedReferences,
+        mut checked: Prepared,
         outputs: Vec<RgbImage>,
     ) -> Result<GenerationOutcome, PipelineError> {
         checked.decision.checks.push(Check::Watermark);

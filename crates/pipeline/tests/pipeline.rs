@@ -410,7 +410,7 @@ fn the_input_names_the_tenant_history_and_prompt_categories_never_the_prompt() {
     let context = RequestContext {
         tenant: "acme".into(),
         history: likeness_policy::HistoryFacts { refusals_24h_total: 2, ..Default::default() },
-        review_approved: false,
+        ..Default::default()
     };
     let outcome = p.run(req, consent(vec![]), context).unwrap();
     assert_eq!(outcome.decision.labels, ["l"]);

@@ -74,7 +74,7 @@ impl Store {
         .bind(g.revoked_at_ms)
         .execute(&mut *tx)
         .await?;
-        for (kind, items) in [("photo", &g.photos), ("album", &g.albums)] {
+        for (kind, items) in [("photo", &g.photos), ("album", &g.albums), ("processor", &g.processors)] {
             let mut seen = std::collections::HashSet::new();
             for (position, item) in items.iter().enumerate() {
                 if !seen.insert(item) {
@@ -319,10 +319,10 @@ async fn grant_items(conn: &mut sqlx::AnyConnection, mut g: Grant) -> Result<Gra
     for r in rows {
         let kind: String = r.try_get(0)?;
         let item: String = r.try_get(1)?;
-        if kind == "album" {
-            g.albums.push(item);
-        } else {
-            g.photos.push(item);
+        match kind.as_str() {
+            "album" => g.albums.push(item),
+            "processor" => g.processors.push(item),
+            _ => g.photos.push(item),
         }
     }
     Ok(g)
@@ -336,6 +336,7 @@ fn grant_from_row(r: &AnyRow) -> Result<Grant, StoreError> {
         user: r.try_get(2)?,
         photos: Vec::new(),
         albums: Vec::new(),
+        processors: Vec::new(),
         purpose: Purpose::parse(&purpose)
             .ok_or_else(|| StoreError::Corrupt(format!("grant has unknown purpose {purpose:?}")))?,
         created_at_ms: r.try_get(4)?,

@@ -68,6 +68,7 @@ fn grant(id: &str, tenant: &str, user: &str) -> Grant {
         user: user.into(),
         photos: vec!["p1".into(), "p2".into()],
         albums: vec!["trip".into()],
+        processors: vec!["studio".into()],
         purpose: Purpose::Generation,
         created_at_ms: 1_000,
         expires_at_ms: Some(9_000_000_000_000),

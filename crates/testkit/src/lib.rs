@@ -9,6 +9,8 @@
 //! The end-to-end tests in `crates/cli/tests` run the real models; this is
 //! for the edges around them.
 
+pub mod backends;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -38,7 +38,8 @@ pub(super) async fn check(state: &AppState, tenant: &str, order: &Order) -> Resu
         None => None,
     };
     let sources: Vec<ReferenceSource> = order.request.references.iter().map(Reference::source).collect();
-    let references = consent::check_references(grant.as_ref(), user, now, &sources)?;
+    let processor = order.backend.as_deref().unwrap_or(consent::BUILTIN);
+    let references = consent::check_references(grant.as_ref(), user, now, &sources, processor)?;
     let subjects = state.store.subjects(tenant, &order.subjects).await?;
     consent::check_subjects(&order.subjects, &subjects, user, now)?;
     check_albums(state, order, &references).await?;

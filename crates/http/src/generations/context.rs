@@ -26,7 +26,12 @@ pub(super) async fn of(
     if let Some(id) = review_id {
         approved(state, tenant, id, fingerprint, now).await?;
     }
-    Ok(RequestContext { tenant: tenant.to_string(), history, review_approved: review_id.is_some() })
+    Ok(RequestContext {
+        tenant: tenant.to_string(),
+        history,
+        review_approved: review_id.is_some(),
+        ..RequestContext::default()
+    })
 }
 
 /// The review `id` approved this request, within a day, and was not used.

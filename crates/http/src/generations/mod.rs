@@ -16,13 +16,14 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use likeness_media::MediaType;
 use likeness_photos::LibraryItem;
-use likeness_pipeline::{GenerationRequest, ReferenceInput};
+use likeness_pipeline::{GenerationOutcome, GenerationRequest, Generated, PipelineError, ReferenceInput};
 
+use crate::admission;
 use crate::auth::TenantId;
 use crate::error::ApiError;
 use crate::request_id::RequestId;
 use crate::state::AppState;
-use order::Reference;
+pub(crate) use order::{Order, Reference};
 use wire::{GenerationBody, GenerationResponse};
 
 pub(crate) async fn create(
@@ -33,25 +34,85 @@ pub(crate) async fn create(
 ) -> Result<Json<GenerationResponse>, ApiError> {
     let Json(body) = body?;
     let order = body.into_order(request_id)?;
+    let outcome = generate(&state, tenant, order).await?;
+    Ok(Json(GenerationResponse::from(outcome)))
+}
+
+/// The request path, shared by the native API and the OpenAI door.
+pub(crate) async fn generate(state: &AppState, tenant: String, mut order: Order) -> Result<GenerationOutcome, ApiError> {
     let style = state.pipeline.validate(&order.request)?;
+    let backend = state.backend_for(&tenant, order.backend.as_deref())?;
+    order.backend = backend.as_ref().map(|b| b.name().to_string());
     let who = log::Requester { tenant, user: order.request.user.clone(), request_id: order.request.request_id.clone() };
-    let consent = match consent::check(&state, &who.tenant, &order).await {
+    let consent = match consent::check(state, &who.tenant, &order).await {
         Ok(c) => c,
-        Err(consent::Refused::Consent(e)) => return Err(who.consent_refused(&state, e).await),
+        Err(consent::Refused::Consent(e)) => return Err(who.consent_refused(state, e).await),
         Err(consent::Refused::Other(e)) => return Err(e),
     };
-    let recording = record::Recording::new(&state, &who, &order, &consent);
+    let recording = record::Recording::new(state, &who, &order, &consent);
     let admitted = state.admission.admit()?;
-    let request = fetch_library_photos(&state, order.request).await?;
+    let request = fetch_library_photos(state, order.request).await?;
     let fingerprint = likeness_pipeline::fingerprint(&request, style, &order.subjects);
-    let context = context::of(&state, &who.tenant, &who.user, order.review_id.as_deref(), &fingerprint).await?;
-    let pipeline = state.pipeline.clone();
-    let outcome = match state.admission.run(admitted, move || pipeline.run(request, consent, context)).await? {
+    let mut context = context::of(state, &who.tenant, &who.user, order.review_id.as_deref(), &fingerprint).await?;
+    if let Some(b) = &backend {
+        context.backend = Some(b.name().to_string());
+        context.generator = Some(b.generator());
+    }
+    let outcome = match produce(state, &admitted, backend, request, consent, context, &order.options).await {
         Ok(outcome) => outcome,
-        Err(e) => return Err(who.refused(&state, e, &fingerprint).await),
+        Err(Failure::Pipeline(e)) => return Err(who.refused(state, e, &fingerprint).await),
+        Err(Failure::Api(e)) => return Err(e),
     };
-    recording.store(&state, &who, &outcome).await?;
-    Ok(Json(GenerationResponse::from(outcome)))
+    recording.store(state, &who, &outcome).await?;
+    Ok(outcome)
+}
+
+/// Why no images were made: the pipeline refused or failed (a decision to
+/// log when it is one), or the gateway around it did.
+enum Failure {
+    Pipeline(PipelineError),
+    Api(ApiError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Failure {
+        Failure::Api(e)
+    }
+}
+
+/// Runs the pipeline. With the built-in generator, all of it on a CPU
+/// slot; with a backend, the checks before and after on a CPU slot and the
+/// wait for the backend on neither a CPU slot nor a blocked worker.
+async fn produce(
+    state: &AppState,
+    admitted: &admission::Admitted,
+    backend: Option<Arc<likeness_backends::Backend>>,
+    request: GenerationRequest,
+    consent: likeness_pipeline::RequestConsent,
+    context: likeness_pipeline::RequestContext,
+    options: &likeness_backends::Options,
+) -> Result<GenerationOutcome, Failure> {
+    let pipeline = state.pipeline.clone();
+    let Some(backend) = backend else {
+        return state.admission.run(admitted, move || pipeline.run(request, consent, context)).await?.map_err(Failure::Pipeline);
+    };
+    let p = pipeline.clone();
+    let (prepared, job) = state
+        .admission
+        .run(admitted, move || {
+            let prepared = p.prepare(request, consent, context)?;
+            let job = prepared.job()?;
+            Ok((prepared, job))
+        })
+        .await?
+        .map_err(Failure::Pipeline)?;
+    let images = backend.generate(&job, options).await.map_err(|e| Failure::Api(e.into()))?;
+    drop(job);
+    state
+        .admission
+        .run(admitted, move || pipeline.finish(prepared, Generated::Encoded(images)))
+        .await?
+        .map_err(Failure::Pipeline)
 }
 
 /// Brings the library photos into memory, all at once; uploads are already

@@ -14,6 +14,10 @@ pub(crate) struct Order {
     pub subjects: Vec<String>,
     /// A review that approved this request, when it is resubmitted.
     pub review_id: Option<String>,
+    /// The backend it names; none: its tenant's default, else the built-in generator.
+    pub backend: Option<String>,
+    /// What backends that take it may be given (the OpenAI door's quality, background).
+    pub options: likeness_backends::Options,
 }
 
 /// A reference as received: uploaded bytes, or a library photo not yet fetched.

@@ -40,6 +40,9 @@ pub(crate) struct GenerationBody {
     /// The approved review of this very request, when resubmitted after one.
     #[serde(default)]
     review_id: Option<String>,
+    /// A configured backend by name, or `builtin`.
+    #[serde(default)]
+    backend: Option<String>,
 }
 
 fn default_n() -> u32 {
@@ -112,7 +115,14 @@ impl GenerationBody {
             output,
             seed: self.seed,
         };
-        Ok(Order { request, grant_id: self.grant_id, subjects, review_id: self.review_id })
+        Ok(Order {
+            request,
+            grant_id: self.grant_id,
+            subjects,
+            review_id: self.review_id,
+            backend: self.backend,
+            options: Default::default(),
+        })
     }
 }
 

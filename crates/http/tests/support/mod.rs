@@ -56,7 +56,7 @@ impl App {
             .unwrap()
             .with_audit(audit);
         let photos = likeness_photos::PhotoLibrary::new(likeness_photos::LibraryConfig::default()).unwrap();
-        let tenants = vec![Tenant { id: "dev".into(), api_key_sha256: Tenant::hash_key(KEY) }];
+        let tenants = vec![Tenant { id: "dev".into(), api_key_sha256: Tenant::hash_key(KEY), default_backend: None }];
         let clock = Arc::new(ManualClock::new(START_MS));
         let state = AppState::with_clock(pipeline, store, photos, tenants, config, clock.clone());
         App { router: likeness_http::router(state.clone()), state, clock, _dir: dir }
