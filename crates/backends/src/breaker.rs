@@ -7,8 +7,12 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One probe is under way; others fail fast until it reports.
     Probing,
 }

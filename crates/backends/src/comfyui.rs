@@ -56,9 +56,12 @@ fn placeholders(v: &Value, out: &mut Vec<String>) {
 impl ComfyUi {
     pub(crate) fn new(config: &BackendConfig) -> Result<ComfyUi, String> {
         let name = &config.name;
-        let workflow = config.workflow.clone().ok_or_else(|| format!("backend {name}: a comfyui backend needs a workflow"))?;
+        let workflow =
+            config.workflow.clone().ok_or_else(|| format!("backend {name}: a comfyui backend needs a workflow"))?;
         if !workflow.template.as_object().is_some_and(|nodes| {
-            nodes.values().all(|n| n.get("class_type").is_some_and(Value::is_string) && n.get("inputs").is_some_and(Value::is_object))
+            nodes.values().all(|n| {
+                n.get("class_type").is_some_and(Value::is_string) && n.get("inputs").is_some_and(Value::is_object)
+            })
         }) {
             return Err(format!(
                 "backend {name}: workflow {}: not API format (an object of nodes, each with class_type and inputs)",
@@ -105,7 +108,11 @@ impl ComfyUi {
             match v {
                 Value::String(s) => {
                     let trimmed = s.trim();
-                    if let Some(n) = trimmed.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")).and_then(|k| numbers.get(k.trim())) {
+                    if let Some(n) = trimmed
+                        .strip_prefix("{{")
+                        .and_then(|t| t.strip_suffix("}}"))
+                        .and_then(|k| numbers.get(k.trim()))
+                    {
                         *v = json!(n);
                         return;
                     }
@@ -126,7 +133,12 @@ impl ComfyUi {
         graph
     }
 
-    pub(crate) async fn generate(&self, http: &Http, config: &BackendConfig, job: &Job) -> Result<Vec<Vec<u8>>, BackendError> {
+    pub(crate) async fn generate(
+        &self,
+        http: &Http,
+        config: &BackendConfig,
+        job: &Job,
+    ) -> Result<Vec<Vec<u8>>, BackendError> {
         let refuse = |detail: String| BackendError::Rejected { backend: http.backend.clone(), detail };
         if job.references.len() > self.references {
             return Err(refuse(format!(
@@ -137,7 +149,10 @@ impl ComfyUi {
             )));
         }
         if job.count > 1 && !self.batches {
-            return Err(refuse(format!("workflow {} makes one image (no {{{{batch_size}}}}); ask for n = 1", self.workflow.name)));
+            return Err(refuse(format!(
+                "workflow {} makes one image (no {{{{batch_size}}}}); ask for n = 1",
+                self.workflow.name
+            )));
         }
         let mut uploaded = Vec::with_capacity(job.references.len());
         for (i, bytes) in job.references.iter().enumerate() {
@@ -203,7 +218,8 @@ async fn upload(http: &Http, index: usize, bytes: &[u8]) -> Result<String, Backe
     let name = format!("likeness-{}-{}.png", uuid::Uuid::new_v4().simple(), index + 1);
     let url = http.url("/upload/image");
     let form = || {
-        let part = Part::bytes(bytes.to_vec()).file_name(name.clone()).mime_str("image/png").expect("a valid mime type");
+        let part =
+            Part::bytes(bytes.to_vec()).file_name(name.clone()).mime_str("image/png").expect("a valid mime type");
         Form::new().part("image", part).text("type", "input").text("overwrite", "true")
     };
     let resp = http.send("POST /upload/image", |c| c.post(&url).multipart(form())).await?;

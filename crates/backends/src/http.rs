@@ -142,7 +142,8 @@ impl Http {
     /// The body, at most `max` bytes.
     async fn body(&self, resp: Response, max: usize) -> Result<Vec<u8>, BackendError> {
         if resp.content_length().is_some_and(|n| n as usize > max) {
-            return Err(self.bad(format!("an answer of {} bytes, over the {max}-byte limit", resp.content_length().unwrap_or(0))));
+            return Err(self
+                .bad(format!("an answer of {} bytes, over the {max}-byte limit", resp.content_length().unwrap_or(0))));
         }
         let mut out = Vec::new();
         let mut stream = resp.bytes_stream();

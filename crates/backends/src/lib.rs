@@ -171,7 +171,10 @@ impl BackendError {
 
     /// Whether the backend looked broken (the breaker counts these).
     fn unhealthy(&self) -> bool {
-        matches!(self, BackendError::Timeout { .. } | BackendError::Unavailable { .. } | BackendError::BadResponse { .. })
+        matches!(
+            self,
+            BackendError::Timeout { .. } | BackendError::Unavailable { .. } | BackendError::BadResponse { .. }
+        )
     }
 }
 

@@ -130,7 +130,10 @@ async fn comfyui_errors_name_the_node() {
 async fn comfyui_workflows_are_checked_when_configured() {
     for (template, want) in [
         (serde_json::json!({"1": {"inputs": {}}}), "not API format"),
-        (serde_json::json!({"1": {"class_type": "X", "inputs": {"text": "{{promt}}"}}}), "unknown placeholder {{promt}}"),
+        (
+            serde_json::json!({"1": {"class_type": "X", "inputs": {"text": "{{promt}}"}}}),
+            "unknown placeholder {{promt}}",
+        ),
         (serde_json::json!({"1": {"class_type": "X", "inputs": {"text": "no placeholder"}}}), "no {{prompt}}"),
     ] {
         let mut config = BackendConfig::new("w", Kind::ComfyUi, "http://127.0.0.1:1");
@@ -215,7 +218,10 @@ async fn slow_garbage_and_down_backends_fail_clearly() {
     let b = generic(&fake, |c| c.timeout = Duration::from_millis(300));
     fake.behave(Behaviour::Slow(Duration::from_secs(5)));
     let err = b.generate(&job(0, 1), &Options::default()).await.unwrap_err();
-    assert_eq!((err.code().as_str(), err.to_string()), ("generator.timeout", "backend custom did not answer in time".into()));
+    assert_eq!(
+        (err.code().as_str(), err.to_string()),
+        ("generator.timeout", "backend custom did not answer in time".into())
+    );
     fake.behave(Behaviour::Garbage);
     let err = b.generate(&job(0, 1), &Options::default()).await.unwrap_err();
     assert!(matches!(err, BackendError::BadResponse { .. }), "{err}");

@@ -31,6 +31,98 @@ pub struct Config {
     pub audit: AuditSettings,
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+    #[serde(default)]
+    pub backends: Vec<BackendSettings>,
+}
+
+/// A generator backend (`[[backends]]`). Credentials come from the
+/// environment, never from the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSettings {
+    /// What requests (`backend`, or `model` at the OpenAI door) and tenants
+    /// (`default_backend`) call it.
+    pub name: String,
+    /// `openai`, `comfyui`, `sdwebui` or `generic`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub base_url: String,
+    /// An environment variable holding a bearer token (OpenAI's API key).
+    pub api_key_env: Option<String>,
+    /// An environment variable holding `user:password` for HTTP basic auth
+    /// (Stable Diffusion WebUI's `--api-auth`).
+    pub basic_auth_env: Option<String>,
+    pub model: Option<String>,
+    /// ComfyUI: the workflow template file (API format, with placeholders).
+    pub workflow: Option<PathBuf>,
+    #[serde(default)]
+    pub negative_prompt: String,
+    pub denoising_strength: Option<f64>,
+    pub timeout_secs: Option<u64>,
+    pub connect_timeout_secs: Option<u64>,
+    pub max_concurrent: Option<usize>,
+    pub queue_timeout_secs: Option<u64>,
+    pub retries: Option<u32>,
+    pub breaker_threshold: Option<u32>,
+    pub breaker_cooldown_secs: Option<u64>,
+}
+
+impl BackendSettings {
+    /// The adapter's config, credentials read from the environment now: a
+    /// variable that is named but not set stops the start.
+    pub fn to_config(&self, base_dir: &Path) -> anyhow::Result<likeness_backends::BackendConfig> {
+        use likeness_backends::{Auth, BackendConfig, Kind, Workflow};
+        let kind = Kind::parse(&self.kind).ok_or_else(|| {
+            anyhow::anyhow!("backend {}: type {:?} is not openai, comfyui, sdwebui or generic", self.name, self.kind)
+        })?;
+        let env = |var: &str| {
+            std::env::var(var).with_context(|| format!("backend {}: environment variable {var} is not set", self.name))
+        };
+        let mut c = BackendConfig::new(&self.name, kind, &self.base_url);
+        c.auth = match (&self.api_key_env, &self.basic_auth_env) {
+            (Some(_), Some(_)) => bail!("backend {}: api_key_env or basic_auth_env, not both", self.name),
+            (Some(var), None) => Auth::Bearer(env(var)?),
+            (None, Some(var)) => Auth::Basic(env(var)?),
+            (None, None) => Auth::None,
+        };
+        c.model = self.model.clone();
+        if let Some(path) = &self.workflow {
+            let path = if path.is_relative() { base_dir.join(path) } else { path.clone() };
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("backend {}: reading workflow {}", self.name, path.display()))?;
+            let template = serde_json::from_str(&text)
+                .with_context(|| format!("backend {}: workflow {} is not JSON", self.name, path.display()))?;
+            let name = path.file_stem().map_or_else(|| "workflow".into(), |s| s.to_string_lossy().into_owned());
+            c.workflow = Some(Workflow { name, template });
+        }
+        c.negative_prompt = self.negative_prompt.clone();
+        if let Some(d) = self.denoising_strength {
+            c.denoising_strength = d;
+        }
+        let secs = std::time::Duration::from_secs;
+        if let Some(t) = self.timeout_secs {
+            c.timeout = secs(t.max(1));
+        }
+        if let Some(t) = self.connect_timeout_secs {
+            c.connect_timeout = secs(t.max(1));
+        }
+        if let Some(n) = self.max_concurrent {
+            c.max_concurrent = n.max(1);
+        }
+        if let Some(t) = self.queue_timeout_secs {
+            c.queue_timeout = secs(t);
+        }
+        if let Some(r) = self.retries {
+            c.retries = r;
+        }
+        if let Some(t) = self.breaker_threshold {
+            c.breaker_threshold = t.max(1);
+        }
+        if let Some(t) = self.breaker_cooldown_secs {
+            c.breaker_cooldown = secs(t);
+        }
+        Ok(c)
+    }
 }
 
 /// The photo-library source. With no allowed host, library references are
@@ -232,6 +324,17 @@ impl Config {
                 "config {}: [resolver] requests_per_minute, burst and max_concurrent_detections must be at least 1",
                 path.display()
             );
+        }
+        for t in &config.tenants {
+            if let Some(b) = &t.default_backend {
+                if b != "builtin" && !config.backends.iter().any(|c| &c.name == b) {
+                    bail!(
+                        "config {}: tenant {:?}: default_backend {b:?} is not a configured backend",
+                        path.display(),
+                        t.id
+                    );
+                }
+            }
         }
         if config.signing.chain.is_some() != config.signing.key.is_some() {
             bail!("config {}: [signing] needs both chain and key, or neither", path.display());

@@ -141,12 +141,28 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let database =
         args.database.or(config.database.clone()).unwrap_or_else(|| data_dir.database().display().to_string());
+    // Workflow files are found beside the config file.
+    let config_dir = args.config.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+    let backend_configs =
+        config.backends.iter().map(|b| b.to_config(&config_dir)).collect::<anyhow::Result<Vec<_>>>()?;
+    let backends = likeness_backends::Backends::new(backend_configs).map_err(|e| anyhow::anyhow!(e))?;
+    for name in backends.names() {
+        tracing::info!(backend = name, "backend configured");
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let store = likeness_store::Store::open(&database).await.context("opening the database")?.with_audit(audit);
         tracing::info!(backend = ?store.backend(), "database ready");
-        let state = AppState::new(pipeline, store, photos, tenants, http_config);
+        let state = AppState::from_parts(likeness_http::Parts {
+            pipeline,
+            store,
+            photos,
+            tenants,
+            config: http_config,
+            clock: Arc::new(likeness_http::SystemClock),
+            backends,
+        });
         if config.policy.reload_interval_ms > 0 {
             let every = std::time::Duration::from_millis(config.policy.reload_interval_ms);
             tokio::spawn(watch_policies(policy_dir.clone(), policy_options, policies, every));

@@ -141,7 +141,8 @@ impl AppState {
         match named.or(default) {
             None | Some(likeness_consent::BUILTIN) => Ok(None),
             Some(name) => self.backends.get(name).map(Some).ok_or_else(|| {
-                let known: Vec<&str> = std::iter::once(likeness_consent::BUILTIN).chain(self.backends.names()).collect();
+                let known: Vec<&str> =
+                    std::iter::once(likeness_consent::BUILTIN).chain(self.backends.names()).collect();
                 crate::ApiError::new(
                     likeness_codes::ErrorCode::GeneratorUnknown,
                     format!("no backend {name:?}; the configured ones are: {}", known.join(", ")),

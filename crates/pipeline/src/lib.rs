@@ -300,15 +300,8 @@ impl Pipeline {
         let gallery_names: Vec<String> = self.moderation.gallery.entries.iter().map(|e| e.name.clone()).collect();
         let categories = policy.categories().matching(&request.prompt, &gallery_names);
         let backend = context.backend.clone().unwrap_or_else(|| self.generator.name().to_string());
-        let input = facts::pre_input(
-            &request,
-            &decision,
-            &backend,
-            categories,
-            &consent,
-            consenting_minors.len(),
-            &context,
-        );
+        let input =
+            facts::pre_input(&request, &decision, &backend, categories, &consent, consenting_minors.len(), &context);
         decision.checks.push(Check::PolicyPre);
         apply(&policy, &input, &mut decision, context.review_approved)?;
         Ok(Prepared { request, style, consent, context, policy, pixels, decision, input })
@@ -349,11 +342,7 @@ impl Pipeline {
 
     /// Marks every output with its asset id, encodes it, reads the mark back
     /// and signs it.
-    fn mark_and_sign(
-        &self,
-        mut checked: Prepared,
-        outputs: Vec<RgbImage>,
-    ) -> Result<GenerationOutcome, PipelineError> {
+    fn mark_and_sign(&self, mut checked: Prepared, outputs: Vec<RgbImage>) -> Result<GenerationOutcome, PipelineError> {
         checked.decision.checks.push(Check::Watermark);
         let output = checked.request.output;
         let mut assets = Vec::with_capacity(outputs.len());

@@ -237,16 +237,28 @@ fn size_of(v: &Value) -> (u32, u32) {
 async fn openai_answer(s: &Shared, path: &str, fields: &Value) -> Response {
     let model = fields["model"].as_str().unwrap_or("dall-e-2");
     if model.starts_with("gpt-image") && !fields["response_format"].is_null() {
-        return openai_error(StatusCode::BAD_REQUEST, "Unknown parameter: 'response_format'.", Some("response_format"), "unknown_parameter");
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "Unknown parameter: 'response_format'.",
+            Some("response_format"),
+            "unknown_parameter",
+        );
     }
     if fields["prompt"].as_str().is_none_or(str::is_empty) {
-        return openai_error(StatusCode::BAD_REQUEST, "Missing required parameter: 'prompt'.", Some("prompt"), "missing_required_parameter");
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "Missing required parameter: 'prompt'.",
+            Some("prompt"),
+            "missing_required_parameter",
+        );
     }
     let (w, h) = size_of(&fields["size"]);
     let n = fields["n"].as_u64().or_else(|| fields["n"].as_str().and_then(|n| n.parse().ok())).unwrap_or(1) as u32;
     match decide(s, path, w, h, n).await {
         Outcome::Answer(r) => r,
-        Outcome::Garbage => (StatusCode::OK, Json(json!({"created": 1, "data": [{"b64_json": "%%% not base64"}]}))).into_response(),
+        Outcome::Garbage => {
+            (StatusCode::OK, Json(json!({"created": 1, "data": [{"b64_json": "%%% not base64"}]}))).into_response()
+        }
         Outcome::Images(images) => Json(json!({
             "created": 1_795_000_000,
             "data": images.iter().map(|i| json!({"b64_json": B64.encode(i)})).collect::<Vec<_>>(),
@@ -263,7 +275,12 @@ async fn openai_generations(State(s): State<Arc<Shared>>, headers: HeaderMap, bo
         return r;
     }
     let Ok(fields) = serde_json::from_slice::<Value>(&body) else {
-        return openai_error(StatusCode::BAD_REQUEST, "We could not parse the JSON body of your request.", None, "invalid_json");
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "We could not parse the JSON body of your request.",
+            None,
+            "invalid_json",
+        );
     };
     s.seen.lock().unwrap().last_json = fields.clone();
     openai_answer(&s, "/v1/images/generations", &fields).await
@@ -281,14 +298,24 @@ async fn openai_edits(State(s): State<Arc<Shared>>, headers: HeaderMap, mut form
         if name == "image" || name == "image[]" {
             let bytes = field.bytes().await.unwrap_or_default();
             if likeness_media::MediaType::sniff(&bytes).is_none() {
-                return openai_error(StatusCode::BAD_REQUEST, "Invalid image file", Some("image"), "invalid_image_file");
+                return openai_error(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid image file",
+                    Some("image"),
+                    "invalid_image_file",
+                );
             }
         } else {
             fields[name] = json!(field.text().await.unwrap_or_default());
         }
     }
     if !parts.iter().any(|p| p.starts_with("image")) {
-        return openai_error(StatusCode::BAD_REQUEST, "Missing required parameter: 'image'.", Some("image"), "missing_required_parameter");
+        return openai_error(
+            StatusCode::BAD_REQUEST,
+            "Missing required parameter: 'image'.",
+            Some("image"),
+            "missing_required_parameter",
+        );
     }
     {
         let mut seen = s.seen.lock().unwrap();
@@ -311,9 +338,12 @@ async fn comfy_upload(State(s): State<Arc<Shared>>, mut form: Multipart) -> Resp
             _ => {}
         }
     }
-    let Some((name, bytes)) = file.filter(|(n, _)| !n.is_empty()) else { return StatusCode::BAD_REQUEST.into_response() };
+    let Some((name, bytes)) = file.filter(|(n, _)| !n.is_empty()) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
     let mut uploads = s.uploads.lock().unwrap();
-    let (stem, ext) = name.rsplit_once('.').map_or((name.clone(), String::new()), |(a, b)| (a.to_string(), format!(".{b}")));
+    let (stem, ext) =
+        name.rsplit_once('.').map_or((name.clone(), String::new()), |(a, b)| (a.to_string(), format!(".{b}")));
     let mut final_name = name.clone();
     let mut i = 1;
     while !overwrite && uploads.get(&final_name).is_some_and(|b| b != &bytes) {
@@ -351,7 +381,13 @@ async fn comfy_prompt(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> 
             "LoadImage" => {
                 let image = inputs["image"].as_str().unwrap_or("");
                 if !s.uploads.lock().unwrap().contains_key(image) {
-                    return node_error(id, class, "custom_validation_failed", "Custom validation failed for node", &format!("image - Invalid image file: {image}"));
+                    return node_error(
+                        id,
+                        class,
+                        "custom_validation_failed",
+                        "Custom validation failed for node",
+                        &format!("image - Invalid image file: {image}"),
+                    );
                 }
             }
             "CLIPTextEncode" if !inputs["text"].is_string() => {
@@ -375,7 +411,9 @@ async fn comfy_prompt(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> 
     // An identical graph: nothing runs, the history names the earlier files.
     let cached = s.graphs.lock().unwrap().iter().find(|(g, _)| *g == graph).map(|(_, o)| o.clone());
     let entry = match cached {
-        Some(outputs) => history_entry(&id, outputs, "success", vec![json!(["execution_cached", {"nodes": [], "prompt_id": id}])]),
+        Some(outputs) => {
+            history_entry(&id, outputs, "success", vec![json!(["execution_cached", {"nodes": [], "prompt_id": id}])])
+        }
         None => match decide(&s, "/prompt", w, h, n).await {
             Outcome::Answer(r) => return r,
             Outcome::Garbage => history_entry(&id, json!({save.clone(): {"images": "not a list"}}), "success", vec![]),
@@ -477,18 +515,30 @@ fn webui_error(status: StatusCode, error: &str, detail: &str) -> Response {
     (status, Json(json!({"error": error, "detail": detail, "body": "", "errors": ""}))).into_response()
 }
 
-async fn webui(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes, auth: Option<String>, img2img: bool) -> Response {
+async fn webui(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+    auth: Option<String>,
+    img2img: bool,
+) -> Response {
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     s.seen.lock().unwrap().authorization = given.map(String::from);
     if let Some(want) = &auth {
         match given {
             None => return webui_error(StatusCode::UNAUTHORIZED, "HTTPException", "Not authenticated"),
-            Some(g) if g != want => return webui_error(StatusCode::UNAUTHORIZED, "HTTPException", "Incorrect username or password"),
+            Some(g) if g != want => {
+                return webui_error(StatusCode::UNAUTHORIZED, "HTTPException", "Incorrect username or password")
+            }
             _ => {}
         }
     }
     let Ok(fields) = serde_json::from_slice::<Value>(&body) else {
-        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"detail": [{"loc": ["body"], "msg": "invalid JSON", "type": "value_error"}]}))).into_response();
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"detail": [{"loc": ["body"], "msg": "invalid JSON", "type": "value_error"}]})),
+        )
+            .into_response();
     };
     s.seen.lock().unwrap().last_json = fields.clone();
     if img2img {
@@ -512,7 +562,8 @@ async fn webui(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes, au
         Outcome::Garbage => (StatusCode::OK, "<html>Internal Server Error</html>").into_response(),
         Outcome::Images(images) => {
             let info = json!({"prompt": fields["prompt"], "seed": fields["seed"], "all_seeds": [fields["seed"]],
-                              "width": w, "height": h, "index_of_first_image": 0}).to_string();
+                              "width": w, "height": h, "index_of_first_image": 0})
+            .to_string();
             Json(json!({"images": images.iter().map(|i| B64.encode(i)).collect::<Vec<_>>(), "parameters": fields, "info": info}))
                 .into_response()
         }
@@ -521,7 +572,11 @@ async fn webui(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes, au
 
 async fn generic(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> Response {
     s.seen.lock().unwrap().last_json = body.clone();
-    let (w, h, n) = (body["width"].as_u64().unwrap_or(1024) as u32, body["height"].as_u64().unwrap_or(1024) as u32, body["n"].as_u64().unwrap_or(1) as u32);
+    let (w, h, n) = (
+        body["width"].as_u64().unwrap_or(1024) as u32,
+        body["height"].as_u64().unwrap_or(1024) as u32,
+        body["n"].as_u64().unwrap_or(1) as u32,
+    );
     match decide(&s, "/generate", w, h, n).await {
         Outcome::Answer(r) => r,
         Outcome::Garbage => (StatusCode::OK, "not json").into_response(),

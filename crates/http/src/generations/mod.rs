@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use likeness_media::MediaType;
 use likeness_photos::LibraryItem;
-use likeness_pipeline::{GenerationOutcome, GenerationRequest, Generated, PipelineError, ReferenceInput};
+use likeness_pipeline::{Generated, GenerationOutcome, GenerationRequest, PipelineError, ReferenceInput};
 
 use crate::admission;
 use crate::auth::TenantId;
@@ -39,7 +39,11 @@ pub(crate) async fn create(
 }
 
 /// The request path, shared by the native API and the OpenAI door.
-pub(crate) async fn generate(state: &AppState, tenant: String, mut order: Order) -> Result<GenerationOutcome, ApiError> {
+pub(crate) async fn generate(
+    state: &AppState,
+    tenant: String,
+    mut order: Order,
+) -> Result<GenerationOutcome, ApiError> {
     let style = state.pipeline.validate(&order.request)?;
     let backend = state.backend_for(&tenant, order.backend.as_deref())?;
     order.backend = backend.as_ref().map(|b| b.name().to_string());
@@ -94,7 +98,11 @@ async fn produce(
 ) -> Result<GenerationOutcome, Failure> {
     let pipeline = state.pipeline.clone();
     let Some(backend) = backend else {
-        return state.admission.run(admitted, move || pipeline.run(request, consent, context)).await?.map_err(Failure::Pipeline);
+        return state
+            .admission
+            .run(admitted, move || pipeline.run(request, consent, context))
+            .await?
+            .map_err(Failure::Pipeline);
     };
     let p = pipeline.clone();
     let (prepared, job) = state

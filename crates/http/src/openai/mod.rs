@@ -108,5 +108,9 @@ pub(crate) async fn openai_errors(req: Request, next: Next) -> Response {
     let body = serde_json::json!({ "error": error }).to_string();
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
+    // OpenAI's SDKs retry 408, 409, 429 and 5xx unless told: only a busy
+    // gateway or backend is worth another try; a refusal will not change.
+    let retry = matches!(status.as_u16(), 429 | 503 | 504);
+    parts.headers.insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
     Response::from_parts(parts, Body::from(body))
 }

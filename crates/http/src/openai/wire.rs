@@ -25,9 +25,10 @@ impl Personal {
         let header = |name: &str| -> Result<Option<String>, ApiError> {
             match headers.get(name) {
                 None => Ok(None),
-                Some(v) => v.to_str().map(|s| Some(s.trim().to_string())).map_err(|_| {
-                    ApiError::new(ErrorCode::RequestInvalid, format!("{name}: not a valid header value"))
-                }),
+                Some(v) => v
+                    .to_str()
+                    .map(|s| Some(s.trim().to_string()))
+                    .map_err(|_| ApiError::new(ErrorCode::RequestInvalid, format!("{name}: not a valid header value"))),
             }
         };
         let user = header("x-likeness-user")?.or_else(|| user_field.map(String::from)).ok_or_else(|| {
@@ -101,7 +102,8 @@ pub(super) struct EditForm {
 impl EditForm {
     pub(super) async fn read(mut form: Multipart, max_images: usize) -> Result<EditForm, ApiError> {
         let malformed = |e: axum::extract::multipart::MultipartError| {
-            let code = if e.status().as_u16() == 413 { ErrorCode::RequestTooLarge } else { ErrorCode::RequestMalformed };
+            let code =
+                if e.status().as_u16() == 413 { ErrorCode::RequestTooLarge } else { ErrorCode::RequestMalformed };
             ApiError::new(code, e.body_text())
         };
         let mut common = Common {
@@ -149,9 +151,7 @@ impl EditForm {
                 "output_format" => &mut common.output_format,
                 "response_format" => &mut common.response_format,
                 "user" => &mut user,
-                "mask" => {
-                    return Err(ApiError::new(ErrorCode::RequestInvalid, "mask: masked edits are not supported"))
-                }
+                "mask" => return Err(ApiError::new(ErrorCode::RequestInvalid, "mask: masked edits are not supported")),
                 other => {
                     return Err(ApiError::new(ErrorCode::RequestInvalid, format!("unknown field {other:?}")));
                 }
@@ -194,7 +194,8 @@ impl Common {
             }
         };
         let size = self.size.filter(|s| s != "auto").unwrap_or_else(|| "1024x1024".into());
-        let bad_size = || ApiError::new(ErrorCode::RequestSizeInvalid, format!("size must look like 1024x1024, got {size:?}"));
+        let bad_size =
+            || ApiError::new(ErrorCode::RequestSizeInvalid, format!("size must look like 1024x1024, got {size:?}"));
         let (w, h) = size.split_once('x').ok_or_else(bad_size)?;
         let (width, height) = (w.trim().parse().map_err(|_| bad_size())?, h.trim().parse().map_err(|_| bad_size())?);
         // `model` names a configured backend, by its name or its model;
@@ -248,9 +249,11 @@ impl From<GenerationOutcome> for ImagesResponse {
             MediaType::Png => "png",
             MediaType::Webp => "webp",
         });
-        let size = outcome.decision.inputs.first().map_or_else(String::new, |i| {
-            format!("{}x{}", i.request.width, i.request.height)
-        });
+        let size = outcome
+            .decision
+            .inputs
+            .first()
+            .map_or_else(String::new, |i| format!("{}x{}", i.request.width, i.request.height));
         let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let data = outcome.assets.iter().map(|a| Datum { b64_json: B64.encode(a.bytes()) }).collect();
         ImagesResponse { created, data, output_format, size }

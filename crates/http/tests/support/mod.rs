@@ -44,6 +44,29 @@ impl App {
         generator: Arc<dyn Generator>,
         policies: Arc<likeness_policy::Policies>,
     ) -> App {
+        App::build(vision, config, generator, policies, likeness_backends::Backends::default(), None).await
+    }
+
+    /// With generator backends, and the tenant's default backend.
+    pub async fn with_backends(
+        vision: FakeVision,
+        backends: Vec<likeness_backends::BackendConfig>,
+        default_backend: Option<&str>,
+    ) -> App {
+        let backends = likeness_backends::Backends::new(backends).unwrap();
+        let generator = Arc::new(Builtin);
+        let policies = likeness_testkit::policies();
+        App::build(Ok(vision), HttpConfig::default(), generator, policies, backends, default_backend).await
+    }
+
+    async fn build(
+        vision: Result<FakeVision, String>,
+        config: HttpConfig,
+        generator: Arc<dyn Generator>,
+        policies: Arc<likeness_policy::Policies>,
+        backends: likeness_backends::Backends,
+        default_backend: Option<&str>,
+    ) -> App {
         let dir = tempfile::tempdir().unwrap();
         let pipeline = Arc::new(likeness_testkit::pipeline_with(vision, generator, policies));
         let audit = likeness_store::AuditSettings {
@@ -56,9 +79,21 @@ impl App {
             .unwrap()
             .with_audit(audit);
         let photos = likeness_photos::PhotoLibrary::new(likeness_photos::LibraryConfig::default()).unwrap();
-        let tenants = vec![Tenant { id: "dev".into(), api_key_sha256: Tenant::hash_key(KEY), default_backend: None }];
+        let tenants = vec![Tenant {
+            id: "dev".into(),
+            api_key_sha256: Tenant::hash_key(KEY),
+            default_backend: default_backend.map(String::from),
+        }];
         let clock = Arc::new(ManualClock::new(START_MS));
-        let state = AppState::with_clock(pipeline, store, photos, tenants, config, clock.clone());
+        let state = AppState::from_parts(likeness_http::Parts {
+            pipeline,
+            store,
+            photos,
+            tenants,
+            config,
+            clock: clock.clone(),
+            backends,
+        });
         App { router: likeness_http::router(state.clone()), state, clock, _dir: dir }
     }
 
@@ -150,4 +185,27 @@ pub fn policy_of(rules: &str) -> Arc<likeness_policy::Policies> {
     }];
     let policy = likeness_policy::Policy::load(&files, &Default::default()).unwrap();
     Arc::new(likeness_policy::Policies::new(policy, 0))
+}
+
+/// A multipart/form-data body: text fields, then files (name, filename, bytes).
+pub fn multipart(fields: &[(&str, &str)], files: &[(&str, &str, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "likeness-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n").bytes(),
+        );
+    }
+    for (name, filename, bytes) in files {
+        body.extend(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
