@@ -5,6 +5,7 @@ SHELL := /bin/bash
 CACHE := $(CURDIR)/.cache
 PYTHON ?= python3
 C2PA_PYTHON_VERSION := 0.38.1
+OPENAI_PYTHON_VERSION := 3.51.0
 REFERENCE_VENV := $(CACHE)/c2pa-python
 ORT_VERSION := 1.31.1
 ORT_DIR := $(CACHE)/onnxruntime
@@ -32,7 +33,8 @@ $(ORT_LIB):
 	@rm -rf $(ORT_DIR)/wheel
 
 ## What the tests need on top: the C2PA reference reader (c2pa-python) that
-## the end-to-end tests compare against.
+## the end-to-end tests compare against, and the official openai SDK that
+## the OpenAI-compatible front door is tested with.
 setup-test: setup $(REFERENCE_VENV)/.installed postgres
 
 ## The PostgreSQL suite needs a server: 127.0.0.1:5432 (database `test`,
@@ -44,10 +46,10 @@ postgres:
 		set -- $$(pg_lsclusters --no-header | head -1); \
 		pg_ctlcluster --skip-systemctl-redirect "$$1" "$$2" start; fi
 
-$(REFERENCE_VENV)/.installed:
+$(REFERENCE_VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(REFERENCE_VENV)
 	$(REFERENCE_VENV)/bin/pip install --quiet --disable-pip-version-check --only-binary=:all: \
-		c2pa-python==$(C2PA_PYTHON_VERSION)
+		c2pa-python==$(C2PA_PYTHON_VERSION) openai==$(OPENAI_PYTHON_VERSION)
 	@touch $@
 
 build: setup
