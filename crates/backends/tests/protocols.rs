@@ -88,7 +88,10 @@ async fn comfyui_uploads_queues_polls_and_fetches_and_serves_a_cached_graph() {
     assert_eq!(dims(&first), [(256, 192), (256, 192)]);
     let graph = fake.seen().last_json;
     assert_eq!(graph["3"]["inputs"]["seed"], 42, "a number placeholder becomes a number");
-    assert_eq!(graph["5"]["inputs"]["width"], 256);
+    assert_eq!(
+        (&graph["12"]["inputs"]["width"], &graph["13"]["inputs"]["amount"]),
+        (&serde_json::json!(256), &serde_json::json!(2))
+    );
     assert_eq!(graph["7"]["inputs"]["text"], "blurry");
     let uploaded = graph["10"]["inputs"]["image"].as_str().unwrap();
     assert!(uploaded.starts_with("likeness-") && uploaded.ends_with("-1.png"), "{uploaded}");

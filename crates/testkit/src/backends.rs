@@ -378,6 +378,12 @@ async fn comfy_prompt(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> 
                 h = inputs["height"].as_u64().unwrap_or(1024) as u32;
                 n = inputs["batch_size"].as_u64().unwrap_or(1) as u32;
             }
+            // img2img: the reference scaled to the size asked, repeated per image.
+            "ImageScale" => {
+                w = inputs["width"].as_u64().unwrap_or(1024) as u32;
+                h = inputs["height"].as_u64().unwrap_or(1024) as u32;
+            }
+            "RepeatLatentBatch" => n = inputs["amount"].as_u64().unwrap_or(1) as u32,
             "LoadImage" => {
                 let image = inputs["image"].as_str().unwrap_or("");
                 if !s.uploads.lock().unwrap().contains_key(image) {
@@ -587,24 +593,14 @@ async fn generic(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> Respo
     }
 }
 
-/// A ComfyUI workflow in API format: txt2img, or img2img from one reference
-/// when `reference` is true, with likeness's placeholders.
+/// The workflow templates the README ships (`docs/comfyui/`): txt2img, or
+/// img2img from one reference when `reference` is true. Tests use these
+/// very files, so the documented templates are the tested ones.
 pub fn comfy_workflow(reference: bool) -> Value {
-    let mut w = json!({
-        "3": {"class_type": "KSampler", "inputs": {"seed": "{{seed}}", "steps": 20, "cfg": 7.0, "sampler_name": "euler",
-              "scheduler": "normal", "denoise": 1.0, "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0]}},
-        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"}},
-        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": "{{width}}", "height": "{{height}}", "batch_size": "{{batch_size}}"}},
-        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}", "clip": ["4", 1]}},
-        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{negative_prompt}}", "clip": ["4", 1]}},
-        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
-        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "likeness", "images": ["8", 0]}},
-    });
-    if reference {
-        w["10"] = json!({"class_type": "LoadImage", "inputs": {"image": "{{reference_1}}"}});
-        w["11"] = json!({"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}});
-        w["3"]["inputs"]["latent_image"] = json!(["11", 0]);
-        w["3"]["inputs"]["denoise"] = json!(0.6);
-    }
-    w
+    let text = if reference {
+        include_str!("../../../docs/comfyui/img2img.json")
+    } else {
+        include_str!("../../../docs/comfyui/txt2img.json")
+    };
+    serde_json::from_str(text).expect("docs/comfyui templates are JSON")
 }

@@ -41,6 +41,7 @@ pub struct Server {
     config: String,
     extra: Vec<String>,
     log_filter: String,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -61,7 +62,18 @@ impl Server {
     /// With a log filter (`LIKENESS_LOG`), logs captured in `log`.
     pub fn start_logging(config: &str, extra: &[&str], log_filter: &str) -> Server {
         let extra = extra.iter().map(|s| s.to_string()).collect();
-        Server::start_in(tempfile::tempdir().unwrap(), config.to_string(), extra, log_filter.to_string())
+        Server::start_in(tempfile::tempdir().unwrap(), config.to_string(), extra, log_filter.to_string(), vec![])
+    }
+
+    /// With a config and environment variables (a backend's credentials).
+    /// `files` are written next to the config first (a workflow template).
+    pub fn start_env(config: &str, files: &[(&str, &[u8])], env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Server::start_in(dir, config.to_string(), vec![], "warn".into(), env)
     }
 
     /// Stops this server and starts another on the same data dir and flags.
@@ -69,12 +81,22 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let data_dir = std::mem::replace(&mut self.data_dir, tempfile::tempdir().unwrap());
-        let (config, extra, filter) =
-            (std::mem::take(&mut self.config), std::mem::take(&mut self.extra), std::mem::take(&mut self.log_filter));
-        Server::start_in(data_dir, config, extra, filter)
+        let (config, extra, filter, env) = (
+            std::mem::take(&mut self.config),
+            std::mem::take(&mut self.extra),
+            std::mem::take(&mut self.log_filter),
+            std::mem::take(&mut self.env),
+        );
+        Server::start_in(data_dir, config, extra, filter, env)
     }
 
-    fn start_in(data_dir: tempfile::TempDir, config: String, extra: Vec<String>, log_filter: String) -> Server {
+    fn start_in(
+        data_dir: tempfile::TempDir,
+        config: String,
+        extra: Vec<String>,
+        log_filter: String,
+        env: Vec<(String, String)>,
+    ) -> Server {
         let log = tempfile::NamedTempFile::new().unwrap();
         let config_path = data_dir.path().join("test-config.toml");
         std::fs::write(&config_path, &config).unwrap();
@@ -92,6 +114,7 @@ impl Server {
             .args(&policies)
             .args(&extra)
             .env("LIKENESS_LOG", &log_filter)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log.reopen().unwrap())
             .spawn()
@@ -105,7 +128,7 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line from serve: {line:?}"))
             .to_string();
         let api_key = std::fs::read_to_string(data_dir.path().join("dev-api-key")).unwrap().trim().to_string();
-        Server { child, base, data_dir, api_key, log, config, extra, log_filter }
+        Server { child, base, data_dir, api_key, log, config, extra, log_filter, env }
     }
 
     /// Any API call with the tenant's key: (status, JSON body or Null).
