@@ -8,6 +8,9 @@
 //! 4. Consent on the same server (SQLite): creating and listing grants, and a
 //!    256x256 generation with and without a grant to check, so the cost of
 //!    the consent reads, the re-check and the receipt shows as a difference.
+//! 5. The gateway's own cost around a backend that answers instantly (a
+//!    loopback OpenAI Images server returning a fixed 1024x1024 PNG),
+//!    through the OpenAI door, with 1, 2 and 4 clients.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -228,6 +231,120 @@ fn main() {
         time(requests, || call(reqwest::Method::POST, "/v1/generations", Some(small(Some(&grant_id))))),
     );
     println!("{:<44} {:.3}", "ratio (grant / no grant, p50)", granted.as_secs_f64() / plain.as_secs_f64());
+    let _ = child.kill();
+    let _ = child.wait();
+
+    backend_overhead(&root, &pixels, quick);
+}
+
+/// Starts the release binary with `config` (written next to its data) and
+/// the environment given; answers its base URL and API key.
+fn serve(
+    root: &std::path::Path,
+    config: &str,
+    env: &[(&str, &str)],
+) -> (std::process::Child, String, String, tempfile::TempDir) {
+    let data_dir = tempfile::tempdir().unwrap();
+    let config_path = data_dir.path().join("bench.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir.path())
+        .arg("--config")
+        .arg(&config_path)
+        .arg("--policies")
+        .arg(root.join("policies"))
+        .env("LIKENESS_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap().to_string();
+    let key = std::fs::read_to_string(data_dir.path().join("dev-api-key")).unwrap().trim().to_string();
+    (child, base, key, data_dir)
+}
+
+/// What the gateway adds around generation: every output is decoded within
+/// limits, run through vision and the post policy, watermarked and read
+/// back, encoded and signed. The backend costs nothing here, so the
+/// latency is the gateway's (minus the transfer, measured directly).
+fn backend_overhead(root: &std::path::Path, pixels: &image::RgbImage, quick: bool) {
+    use likeness_testkit::backends::{Behaviour, FakeBackend};
+    println!("\n== gateway overhead around an instant backend (OpenAI door, fixed 1024x1024 PNG)");
+    let png = std::sync::Arc::new(likeness_media::encode(pixels, OutputFormat::Png).unwrap());
+    let fake = FakeBackend::openai("sk-bench");
+    fake.behave(Behaviour::Fixed(png.clone()));
+    let config = format!(
+        "[[backends]]\nname = \"instant\"\ntype = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"BENCH_OPENAI_KEY\"\nmodel = \"gpt-image-1\"\nmax_concurrent = 8\n",
+        fake.base
+    );
+    let (mut child, base, key, _dir) = serve(root, &config, &[("BENCH_OPENAI_KEY", "sk-bench")]);
+    let client = || reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+    let body = |format: &str| {
+        serde_json::json!({"model": "instant", "prompt": "a lake at dawn", "size": "1024x1024", "output_format": format})
+            .to_string()
+    };
+    let direct = client();
+    let direct_body =
+        serde_json::json!({"model": "gpt-image-1", "prompt": "a lake at dawn", "size": "1024x1024"}).to_string();
+    let backend_alone = report(
+        &format!("the backend alone ({} KB PNG as b64_json)", png.len() / 1024),
+        time(if quick { 10 } else { 40 }, || {
+            let r = direct
+                .post(format!("{}/v1/images/generations", fake.base))
+                .bearer_auth("sk-bench")
+                .header("content-type", "application/json")
+                .body(direct_body.clone())
+                .send()
+                .unwrap();
+            assert!(r.status().is_success());
+            r.bytes().unwrap().len()
+        }),
+    );
+    let send = |c: &reqwest::blocking::Client, body: &str| {
+        let r = c
+            .post(format!("{base}/v1/images/generations"))
+            .bearer_auth(&key)
+            .header("x-likeness-user", "bench")
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+        r.bytes().unwrap().len()
+    };
+    let warm = client();
+    send(&warm, &body("jpeg"));
+    let per_client = if quick { 6 } else { 24 };
+    let png_body = body("png");
+    let png_p50 = report("1 client, output png", time(per_client, || send(&warm, &png_body)));
+    println!("{:<44} {}", "  gateway overhead (p50 minus the backend)", ms(png_p50.saturating_sub(backend_alone)));
+    let jpeg_body = body("jpeg");
+    for clients in [1usize, 2, 4] {
+        let started = Instant::now();
+        let samples: Vec<Duration> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..clients)
+                .map(|_| {
+                    s.spawn(|| {
+                        let c = client();
+                        time(per_client, || send(&c, &jpeg_body))
+                    })
+                })
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        let elapsed = started.elapsed();
+        let n = samples.len();
+        let p50 = report(&format!("{clients} client(s), output jpeg q90"), samples);
+        println!(
+            "{:<44} {:.2} requests/s; overhead p50 {}",
+            "",
+            n as f64 / elapsed.as_secs_f64(),
+            ms(p50.saturating_sub(backend_alone))
+        );
+    }
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -34,6 +34,9 @@ pub enum Behaviour {
     Ok,
     /// Waits this long before answering.
     Slow(Duration),
+    /// Answers these encoded bytes for every image asked, whatever the
+    /// size: a backend that costs nothing (the overhead benchmark).
+    Fixed(Arc<Vec<u8>>),
     /// Answers 500 this many times, then works.
     FailThenOk(u32),
     /// Answers 429 with `Retry-After: secs` this many times, then works.
@@ -190,6 +193,7 @@ async fn decide(s: &Shared, path: &str, w: u32, h: u32, n: u32) -> Outcome {
     let images = |w: u32, h: u32, n: u32| (0..n).map(|i| png(w, h, count * 10 + i)).collect();
     match behaviour {
         Behaviour::Ok => Outcome::Images(images(w, h, n)),
+        Behaviour::Fixed(bytes) => Outcome::Images(vec![bytes.to_vec(); n as usize]),
         Behaviour::Slow(d) => {
             tokio::time::sleep(d).await;
             Outcome::Images(images(w, h, n))
