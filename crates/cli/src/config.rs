@@ -355,6 +355,35 @@ mod tests {
         assert_eq!(config.limits.max_image_side, 8192);
     }
 
+    /// The README's `[[backends]]` example is a config that starts: every
+    /// backend type, its template found, its credentials read.
+    #[test]
+    fn the_readme_backend_example_loads() {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+        let section = &readme[readme.find("## Generator backends").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let block = &section[start..start + section[start..].find("```").unwrap()];
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("comfyui")).unwrap();
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/comfyui/img2img.json");
+        std::fs::copy(template, dir.path().join("comfyui/img2img.json")).unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, block.replace('…', &"0".repeat(64))).unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        let kinds: Vec<&str> = config.backends.iter().map(|b| b.kind.as_str()).collect();
+        assert_eq!(kinds, ["openai", "comfyui", "sdwebui", "generic"]);
+        for var in ["OPENAI_API_KEY", "WEBUI_AUTH", "STUDIO_TOKEN"] {
+            std::env::set_var(var, "user:secret");
+        }
+        let configs: Vec<_> = config
+            .backends
+            .iter()
+            .map(|b| b.to_config(dir.path()).unwrap_or_else(|e| panic!("{}: {e:#}", b.name)))
+            .collect();
+        let backends = likeness_backends::Backends::new(configs).unwrap();
+        assert_eq!(backends.names().count(), 4);
+    }
+
     #[test]
     fn bad_configs_are_refused_with_a_reason() {
         let dir = tempfile::tempdir().unwrap();

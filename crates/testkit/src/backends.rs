@@ -222,14 +222,12 @@ fn openai_error(status: StatusCode, message: &str, param: Option<&str>, code: &s
     (status, Json(body)).into_response()
 }
 
-fn openai_authorised(s: &Shared, headers: &HeaderMap, key: &str) -> Result<(), Response> {
+/// The refusal OpenAI answers to a wrong key, or `None` when the key is right.
+fn openai_unauthorised(s: &Shared, headers: &HeaderMap, key: &str) -> Option<Response> {
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(String::from);
     s.seen.lock().unwrap().authorization = auth.clone();
-    if auth.as_deref() == Some(&format!("Bearer {key}")) {
-        Ok(())
-    } else {
-        Err(openai_error(StatusCode::UNAUTHORIZED, "Incorrect API key provided", None, "invalid_api_key"))
-    }
+    (auth.as_deref() != Some(&format!("Bearer {key}")))
+        .then(|| openai_error(StatusCode::UNAUTHORIZED, "Incorrect API key provided", None, "invalid_api_key"))
 }
 
 fn size_of(v: &Value) -> (u32, u32) {
@@ -275,7 +273,7 @@ async fn openai_answer(s: &Shared, path: &str, fields: &Value) -> Response {
 }
 
 async fn openai_generations(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes, key: String) -> Response {
-    if let Err(r) = openai_authorised(&s, &headers, &key) {
+    if let Some(r) = openai_unauthorised(&s, &headers, &key) {
         return r;
     }
     let Ok(fields) = serde_json::from_slice::<Value>(&body) else {
@@ -291,7 +289,7 @@ async fn openai_generations(State(s): State<Arc<Shared>>, headers: HeaderMap, bo
 }
 
 async fn openai_edits(State(s): State<Arc<Shared>>, headers: HeaderMap, mut form: Multipart, key: String) -> Response {
-    if let Err(r) = openai_authorised(&s, &headers, &key) {
+    if let Some(r) = openai_unauthorised(&s, &headers, &key) {
         return r;
     }
     let mut fields = json!({});

@@ -198,13 +198,10 @@ impl Common {
             || ApiError::new(ErrorCode::RequestSizeInvalid, format!("size must look like 1024x1024, got {size:?}"));
         let (w, h) = size.split_once('x').ok_or_else(bad_size)?;
         let (width, height) = (w.trim().parse().map_err(|_| bad_size())?, h.trim().parse().map_err(|_| bad_size())?);
-        // `model` names a configured backend, by its name or its model;
-        // `builtin` (or a model no backend serves, with none configured) is the
-        // built-in generator.
-        let backend = match self.model.as_deref() {
-            None => None,
-            Some(m) => Some(state.backends.by_name_or_model(m).unwrap_or(m).to_string()),
-        };
+        // `model` names a configured backend, by its name or its model, or
+        // `builtin`; anything else is refused later as `generator.unknown`
+        // rather than quietly made by another generator.
+        let backend = self.model.as_deref().map(|m| state.backends.by_name_or_model(m).unwrap_or(m).to_string());
         let request = GenerationRequest {
             request_id,
             user: p.user,
