@@ -35,6 +35,15 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         Err(_) => json!({ "ok": false, "error": "the database did not answer within 2 s" }),
     };
     let policy = crate::policy::view(state.pipeline.policies().status());
+    let backends: Vec<_> = state
+        .backends
+        .names()
+        .filter_map(|n| state.backends.get(n))
+        .map(|b| {
+            json!({ "name": b.name(), "type": b.kind().as_str(), "generator": b.generator(),
+                    "breaker": if b.breaker_open() { "open" } else { "closed" } })
+        })
+        .collect();
     let ready = moderation.vision.is_ok() && !state.tenants.is_empty() && storage["ok"] == true;
     let body = json!({
         "ready": ready,
@@ -42,7 +51,10 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "signing": { "ok": true, "signer": state.pipeline.signer().subject() },
             "storage": storage,
             "vision": vision,
-            "generator": { "ok": true },
+            // A backend that is down does not make the gateway unready (the
+            // built-in generator and the other backends still serve); its
+            // circuit breaker's state says it is failing fast.
+            "generator": { "ok": true, "backends": backends },
             // A refused edit does not make the gateway unready: the last good
             // policy keeps serving. It is reported here until a valid one loads.
             "policy": { "ok": true, "version": policy.version, "rejected": policy.rejected },

@@ -60,6 +60,13 @@ async fn a_generation_through_a_backend_is_checked_marked_signed_and_names_it() 
     let (status, body) = app.generate(lake(json!({"backend": "nope"}))).await;
     assert_eq!((status, code(&body)), (422, "generator.unknown"));
     assert!(body["error"]["message"].as_str().unwrap().contains("builtin, studio"), "{body}");
+    // Readiness lists the backends and their circuit breakers.
+    let (status, ready) = app.call("GET", "/readyz", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ready["checks"]["generator"]["backends"],
+        json!([{"name": "studio", "type": "generic", "generator": "generic/house-style", "breaker": "closed"}])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
