@@ -134,20 +134,7 @@ fn main() {
     policy_figures(quick);
 
     println!("\n== POST /v1/generations end to end (release binary, loopback)");
-    let data_dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir.path())
-        .arg("--policies")
-        .arg(root.join("policies"))
-        .env("LIKENESS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap().to_string();
-    let key = std::fs::read_to_string(data_dir.path().join("dev-api-key")).unwrap();
+    let (mut child, base, key, _data_dir) = serve(&root, "", &[]);
     let body = serde_json::json!({
         "user": "bench", "prompt": "as a watercolour", "size": "1024x1024", "n": 1,
         "references": [{"upload": {"data": base64::engine::general_purpose::STANDARD.encode(&photo), "mime": "image/png"}}]
