@@ -116,12 +116,23 @@ impl ComfyUi {
                         *v = json!(n);
                         return;
                     }
-                    for (k, value) in text {
-                        *s = s.replace(&format!("{{{{{k}}}}}"), value);
+                    // One pass over the template's text: what is put in (a
+                    // prompt that says `{{seed}}`) is never read again.
+                    let mut out = String::with_capacity(s.len());
+                    let mut rest = s.as_str();
+                    while let Some(start) = rest.find("{{") {
+                        let Some(len) = rest[start..].find("}}") else { break };
+                        let key = rest[start + 2..start + len].trim();
+                        out.push_str(&rest[..start]);
+                        match (text.get(key), numbers.get(key)) {
+                            (Some(t), _) => out.push_str(t),
+                            (None, Some(n)) => out.push_str(&n.to_string()),
+                            (None, None) => out.push_str(&rest[start..start + len + 2]),
+                        }
+                        rest = &rest[start + len + 2..];
                     }
-                    for (k, n) in numbers {
-                        *s = s.replace(&format!("{{{{{k}}}}}"), &n.to_string());
-                    }
+                    out.push_str(rest);
+                    *s = out;
                 }
                 Value::Array(items) => items.iter_mut().for_each(|i| fill(i, text, numbers)),
                 Value::Object(map) => map.values_mut().for_each(|i| fill(i, text, numbers)),
@@ -139,8 +150,10 @@ impl ComfyUi {
         config: &BackendConfig,
         job: &Job,
     ) -> Result<Vec<Vec<u8>>, BackendError> {
+        // What this workflow cannot do is the request's problem (422); what
+        // goes wrong in ComfyUI is the backend's (502).
         let refuse = |detail: String| BackendError::Rejected { backend: http.backend.clone(), detail };
-        if job.references.len() > self.references {
+        if job.references.len() != self.references {
             return Err(refuse(format!(
                 "workflow {} takes {} reference(s), the request has {}",
                 self.workflow.name,
@@ -166,7 +179,7 @@ impl ComfyUi {
         let status = resp.status();
         let answer: Value = http.json("POST /prompt", resp).await?;
         if !status.is_success() {
-            return Err(refuse(format!("the workflow was refused: {}", validation_error(&answer))));
+            return Err(http.bad(format!("the workflow was refused: {}", validation_error(&answer))));
         }
         let prompt_id = answer["prompt_id"]
             .as_str()
@@ -184,7 +197,7 @@ impl ComfyUi {
         };
         guard.armed = false;
         if entry["status"]["status_str"] == "error" {
-            return Err(refuse(execution_error(&entry)));
+            return Err(http.bad(execution_error(&entry)));
         }
         let mut files = Vec::new();
         if let Some(outputs) = entry["outputs"].as_object() {
@@ -297,12 +310,22 @@ impl Drop for Cancel {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (http, id) = (self.http.clone(), self.prompt_id.clone());
         runtime.spawn(async move {
-            let delete = json!({ "delete": [id] });
-            let interrupt = json!({ "prompt_id": id });
             let (queue, stop) = (http.url("/queue"), http.url("/interrupt"));
-            let _ = http.authed(http.client.post(&queue).json(&delete)).send().await;
-            let _ = http.authed(http.client.post(&stop).json(&interrupt)).send().await;
-            tracing::info!(backend = %http.backend, prompt = %id, "abandoned prompt cancelled");
+            // Running: interrupted, and only then, since ComfyUI before
+            // targeted interrupts stops whatever runs, whoever queued it.
+            // Otherwise taken out of the queue (a no-op if it is gone).
+            let running = match http.authed(http.client.get(&queue)).send().await {
+                Ok(r) => r.json::<Value>().await.ok().is_some_and(|q| {
+                    q["queue_running"].as_array().into_iter().flatten().any(|item| item[1].as_str() == Some(&id))
+                }),
+                Err(_) => false,
+            };
+            if running {
+                let _ = http.authed(http.client.post(&stop).json(&json!({ "prompt_id": id }))).send().await;
+            } else {
+                let _ = http.authed(http.client.post(&queue).json(&json!({ "delete": [id] }))).send().await;
+            }
+            tracing::info!(backend = %http.backend, prompt = %id, running, "abandoned prompt cancelled");
         });
     }
 }

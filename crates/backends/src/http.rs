@@ -73,7 +73,14 @@ impl Http {
         if resp.status().is_success() {
             return Ok(resp);
         }
-        let detail = format!("{what}: HTTP {}: {}", resp.status(), self.error_text(resp).await);
+        let status = resp.status();
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            // Not the request's fault, and its body may quote part of the key
+            // ("Incorrect API key provided: sk-ab**...wxyz"): say nothing of it.
+            let detail = format!("{what}: HTTP {status}: the backend refused the gateway's credentials");
+            return Err(BackendError::Unavailable { backend: self.backend.clone(), detail });
+        }
+        let detail = format!("{what}: HTTP {status}: {}", self.error_text(resp).await);
         Err(BackendError::Rejected { backend: self.backend.clone(), detail })
     }
 
@@ -103,7 +110,11 @@ impl Http {
                     tracing::warn!(backend = %self.backend, %detail, "retrying");
                     retry_after.unwrap_or_else(|| self.backoff_for(attempt))
                 }
-                Err(e) if e.is_timeout() => return Err(BackendError::Timeout { backend: self.backend.clone() }),
+                // A connect timeout is a connection error (retried); a
+                // response that did not come in time is not.
+                Err(e) if e.is_timeout() && !e.is_connect() => {
+                    return Err(BackendError::Timeout { backend: self.backend.clone() })
+                }
                 Err(e) => {
                     // reqwest errors can carry the URL; the URL carries no
                     // credentials here (they go in headers).
@@ -136,7 +147,7 @@ impl Http {
                 .unwrap_or_else(|| v.to_string()),
             Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
         };
-        text.chars().take(300).collect()
+        redact(&text, &self.auth).chars().take(300).collect()
     }
 
     /// The body, at most `max` bytes.
@@ -177,9 +188,51 @@ impl Http {
     }
 }
 
+/// A backend's words with anything that looks like a credential taken
+/// out: the configured secret (or its user or password), API keys in the
+/// `sk-...` form, and masked keys (`sk-ab****wxyz`), since backends quote
+/// them in their errors and these words reach the client.
+fn redact(text: &str, auth: &Auth) -> String {
+    let mut text = text.to_string();
+    let secrets: Vec<&str> = match auth {
+        Auth::None => vec![],
+        Auth::Bearer(t) => vec![t.as_str()],
+        Auth::Basic(up) => std::iter::once(up.as_str()).chain(up.split(':')).collect(),
+    };
+    for s in secrets.into_iter().filter(|s| s.len() >= 4) {
+        text = text.replace(s, "<redacted>");
+    }
+    text.split_inclusive(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ':' | ';' | '(' | ')'))
+        .map(|word| {
+            let (core, sep) = match word.char_indices().last() {
+                Some((i, c)) if c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ':' | ';' | '(' | ')') => {
+                    word.split_at(i)
+                }
+                _ => (word, ""),
+            };
+            let core_trimmed = core.trim_end_matches('.');
+            if core_trimmed.starts_with("sk-") || core_trimmed.contains("****") {
+                format!("<redacted>{}{sep}", &core[core_trimmed.len()..])
+            } else {
+                word.to_string()
+            }
+        })
+        .collect()
+}
+
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110 allows both).
 fn retry_after(resp: &Response) -> Option<Duration> {
     let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    parse_retry_after(v, std::time::SystemTime::now())
+}
+
+fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 fn without_url(e: &reqwest::Error) -> String {
@@ -193,4 +246,38 @@ fn without_url(e: &reqwest::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        let now = httpdate::parse_http_date("Fri, 27 Nov 2026 12:00:00 GMT").unwrap();
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Fri, 27 Nov 2026 12:00:20 GMT", now), Some(Duration::from_secs(20)));
+        assert_eq!(parse_retry_after("Fri, 27 Nov 2026 11:00:00 GMT", now), Some(Duration::ZERO), "in the past: now");
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn errors_lose_anything_that_looks_like_a_key() {
+        let auth = Auth::Bearer("tok-9f8e7d6c".into());
+        for (text, want) in [
+            (
+                "Incorrect API key provided: sk-ab12********wxyz. You can find",
+                "Incorrect API key provided: <redacted>. You can find",
+            ),
+            ("bad token tok-9f8e7d6c here", "bad token <redacted> here"),
+            ("{\"key\": \"sk-proj-abc\"}", "{\"key\": \"<redacted>\"}"),
+            ("the size 256x256 is not supported", "the size 256x256 is not supported"),
+        ] {
+            assert_eq!(redact(text, &auth), want);
+        }
+        assert_eq!(
+            redact("user alice:pw-secret refused", &Auth::Basic("alice:pw-secret".into())),
+            "user <redacted> refused"
+        );
+    }
 }

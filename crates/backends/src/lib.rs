@@ -94,6 +94,9 @@ pub struct BackendConfig {
     pub max_response_bytes: usize,
     /// ComfyUI: how often `/history` is asked.
     pub poll_interval: Duration,
+    /// OpenAI: whether to send `response_format: b64_json`; `None`: to
+    /// every model but `gpt-image-*`.
+    pub send_response_format: Option<bool>,
 }
 
 impl BackendConfig {
@@ -117,6 +120,7 @@ impl BackendConfig {
             breaker_cooldown: Duration::from_secs(30),
             max_response_bytes: 128 * 1024 * 1024,
             poll_interval: Duration::from_millis(250),
+            send_response_format: None,
         }
     }
 }
@@ -164,7 +168,8 @@ impl BackendError {
             BackendError::Unavailable { .. } | BackendError::CircuitOpen { .. } | BackendError::Busy { .. } => {
                 ErrorCode::GeneratorUnavailable
             }
-            BackendError::BadResponse { .. } | BackendError::Rejected { .. } => ErrorCode::GeneratorBadResponse,
+            BackendError::BadResponse { .. } => ErrorCode::GeneratorBadResponse,
+            BackendError::Rejected { .. } => ErrorCode::GeneratorRejected,
             BackendError::Config { .. } => ErrorCode::GeneratorFailed,
         }
     }
@@ -263,7 +268,7 @@ impl Backend {
     /// deleted and interrupted).
     pub async fn generate(&self, job: &Job, options: &Options) -> Result<Vec<Vec<u8>>, BackendError> {
         let name = || self.config.name.clone();
-        let Some(_permit) = self.breaker.permit(Instant::now()) else {
+        let Some(permit) = self.breaker.permit(Instant::now()) else {
             return Err(BackendError::CircuitOpen { backend: name() });
         };
         let _slot = tokio::time::timeout(self.config.queue_timeout, self.slots.clone().acquire_owned())
@@ -279,15 +284,11 @@ impl Backend {
             }
         };
         let result = match tokio::time::timeout(self.config.timeout, work).await {
+            Ok(Ok(images)) if images.is_empty() => Err(self.http.bad("no images in the answer".into())),
             Ok(r) => r,
             Err(_) => Err(BackendError::Timeout { backend: name() }),
         };
-        self.breaker.record(!result.as_ref().err().is_some_and(BackendError::unhealthy), Instant::now());
-        if let Ok(images) = &result {
-            if images.is_empty() {
-                return Err(self.http.bad("no images in the answer".into()));
-            }
-        }
+        permit.record(!result.as_ref().err().is_some_and(BackendError::unhealthy), Instant::now());
         result
     }
 }

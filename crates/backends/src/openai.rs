@@ -5,8 +5,11 @@
 //!   `image`, several as repeated `image[]` parts.
 //!
 //! GPT image models always answer `b64_json` and refuse `response_format`
-//! (400 `unknown_parameter`), so it is sent only to the DALL-E models,
-//! which default to URLs. Images come back as `data[].b64_json`.
+//! (400 `unknown_parameter`); DALL-E models and most compatible services
+//! answer URLs unless asked for `b64_json`. So it is sent to every model
+//! but `gpt-image-*` (which are asked for `output_format: png` instead),
+//! unless the backend's config says otherwise (`send_response_format`).
+//! Images come back as `data[].b64_json`.
 
 use base64::Engine as _;
 use likeness_pipeline::Job;
@@ -28,10 +31,10 @@ struct Datum {
     b64_json: Option<String>,
 }
 
-/// DALL-E models answer URLs unless asked for base64; GPT image models
-/// refuse the parameter.
-fn takes_response_format(model: &str) -> bool {
-    model.starts_with("dall-e")
+/// Whether to ask for `response_format: b64_json`: the config's say, else
+/// every model but OpenAI's GPT image models, which refuse the parameter.
+fn takes_response_format(config: &BackendConfig, model: &str) -> bool {
+    config.send_response_format.unwrap_or(!model.starts_with("gpt-image"))
 }
 
 pub(crate) async fn generate(
@@ -45,9 +48,9 @@ pub(crate) async fn generate(
     let prompt = styled_prompt(job);
     let resp = if job.references.is_empty() {
         let mut body = json!({ "model": model, "prompt": prompt, "n": job.count, "size": size });
-        if takes_response_format(&model) {
+        if takes_response_format(config, &model) {
             body["response_format"] = json!("b64_json");
-        } else {
+        } else if model.starts_with("gpt-image") {
             body["output_format"] = json!("png");
         }
         for (key, value) in [("quality", &options.quality), ("background", &options.background)] {
@@ -66,9 +69,9 @@ pub(crate) async fn generate(
                 .text("prompt", prompt.clone())
                 .text("n", job.count.to_string())
                 .text("size", size.clone());
-            if takes_response_format(&model) {
+            if takes_response_format(config, &model) {
                 form = form.text("response_format", "b64_json");
-            } else {
+            } else if model.starts_with("gpt-image") {
                 form = form.text("output_format", "png");
             }
             for (key, value) in [("quality", &options.quality), ("background", &options.background)] {

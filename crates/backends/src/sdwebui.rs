@@ -19,6 +19,14 @@ struct Answer {
 }
 
 pub(crate) async fn generate(http: &Http, config: &BackendConfig, job: &Job) -> Result<Vec<Vec<u8>>, BackendError> {
+    // img2img starts every image of the batch from one init image; given
+    // several, WebUI pairs them with images or fails. Say so before sending.
+    if job.references.len() > 1 {
+        return Err(BackendError::Rejected {
+            backend: http.backend.clone(),
+            detail: format!("img2img takes one reference, the request has {}", job.references.len()),
+        });
+    }
     let mut body = json!({
         "prompt": styled_prompt(job),
         "negative_prompt": config.negative_prompt,

@@ -65,6 +65,9 @@ pub struct BackendSettings {
     pub retries: Option<u32>,
     pub breaker_threshold: Option<u32>,
     pub breaker_cooldown_secs: Option<u64>,
+    /// OpenAI: send `response_format: b64_json` (default: to every model
+    /// but `gpt-image-*`, which refuse it).
+    pub send_response_format: Option<bool>,
 }
 
 impl BackendSettings {
@@ -121,6 +124,7 @@ impl BackendSettings {
         if let Some(t) = self.breaker_cooldown_secs {
             c.breaker_cooldown = secs(t);
         }
+        c.send_response_format = self.send_response_format;
         Ok(c)
     }
 }

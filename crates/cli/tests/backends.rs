@@ -120,3 +120,34 @@ fn a_backend_whose_credentials_are_missing_stops_the_start_with_a_clear_error() 
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("backend openai: environment variable LIKENESS_TEST_OPENAI_KEY is not set"), "{stderr}");
 }
+
+/// A client that hangs up while ComfyUI works: the gateway notices, and the
+/// running prompt is interrupted, not left to burn the GPU.
+#[test]
+fn a_client_that_hangs_up_cancels_the_comfyui_run() {
+    let (openai, comfy) = (FakeBackend::openai(KEY), FakeBackend::comfyui());
+    comfy.comfy_run_polls(100_000);
+    let template = std::fs::read(workspace_root().join("docs/comfyui/img2img.json")).unwrap();
+    let server = Server::start_env(
+        &config(&openai, &comfy),
+        &[("img2img.json", &template)],
+        &[("LIKENESS_TEST_OPENAI_KEY", KEY)],
+    );
+    let impatient = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(2)).build().unwrap();
+    let cat = fixture_bytes("scenes/chelsea.png");
+    let body = json!({"user": "u1", "prompt": "my cat", "backend": "comfy", "size": "256x256",
+                      "references": [upload(&cat, "image/png")]});
+    let r = impatient.post(format!("{}/v1/generations", server.base)).bearer_auth(&server.api_key).json(&body).send();
+    assert!(r.is_err_and(|e| e.is_timeout()), "the client gave up");
+    let mut interrupts = vec![];
+    for _ in 0..100 {
+        interrupts = comfy.seen().interrupts;
+        if !interrupts.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(interrupts.len(), 1, "{:?}", comfy.seen());
+    assert!(interrupts[0]["prompt_id"].is_string());
+    assert!(server.healthy());
+}

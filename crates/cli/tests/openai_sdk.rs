@@ -52,8 +52,12 @@ fn the_official_sdk_works_unchanged_but_for_the_base_url() {
     assert_eq!((refused["status"].as_u64(), refused["code"].as_str()), (Some(403), Some("vision.public_figure")));
     let url = by("url");
     assert_eq!(
-        (url["raised"].as_str(), url["code"].as_str()),
-        (Some("UnprocessableEntityError"), Some("request.invalid"))
+        (url["raised"].as_str(), url["code"].as_str(), url["param"].as_str()),
+        (Some("BadRequestError"), Some("request.response_format_unsupported"), Some("response_format"))
     );
-    assert_eq!(by("wrong-key")["raised"], "AuthenticationError");
+    let wrong = by("wrong-key");
+    assert_eq!(
+        (wrong["raised"].as_str(), wrong["code"].as_str()),
+        (Some("AuthenticationError"), Some("auth.invalid_key"))
+    );
 }

@@ -52,6 +52,7 @@ registry! {
     RequestUserInvalid = "request.user_invalid", 422, "the user id is empty or too long";
     RequestOutputFormatUnknown = "request.output_format_unknown", 422, "output_format is not jpeg or png";
     RequestUnknownStyle = "request.unknown_style", 422, "the style is not one the generator knows";
+    RequestResponseFormatUnsupported = "request.response_format_unsupported", 400, "response_format is not b64_json (images are signed, not hosted)";
     // Authentication and routing.
     AuthMissing = "auth.missing", 401, "no Authorization header";
     AuthMalformed = "auth.malformed", 401, "the Authorization header is not Bearer KEY";
@@ -127,6 +128,7 @@ registry! {
     GeneratorUnavailable = "generator.unavailable", 503, "a backend failed, refused the connection, or its circuit breaker is open";
     GeneratorTimeout = "generator.timeout", 504, "a backend did not answer in time";
     GeneratorUnknown = "generator.unknown", 422, "the request names a backend that is not configured";
+    GeneratorRejected = "generator.rejected", 422, "a backend refused this request: its content policy, or a value it does not take";
     ConsentProcessorNotAllowed = "consent.processor_not_allowed", 403, "the grant does not let its photos go to the request's backend";
     OutputEncodeFailed = "output.encode_failed", 500, "an output could not be encoded";
     WatermarkFailed = "watermark.failed", 500, "the watermark could not be read back from an output";

@@ -83,6 +83,17 @@ pub(crate) async fn create(
     let purpose = Purpose::parse(&body.purpose).ok_or_else(|| {
         ApiError::new(ErrorCode::RequestInvalid, format!("purpose: {:?} is not known (generation)", body.purpose))
     })?;
+    // A misspelt backend would quietly keep the photos from every backend
+    // but `builtin`: name only what is configured.
+    if let Some(unknown) =
+        body.processors.iter().find(|p| p.as_str() != likeness_consent::BUILTIN && state.backends.get(p).is_none())
+    {
+        let known: Vec<&str> = std::iter::once(likeness_consent::BUILTIN).chain(state.backends.names()).collect();
+        return Err(ApiError::new(
+            ErrorCode::RequestInvalid,
+            format!("processors: no backend {unknown:?}; the configured ones are: {}", known.join(", ")),
+        ));
+    }
     let now = state.clock.now_ms();
     let grant = Grant {
         id: records::new_id("grt"),

@@ -118,6 +118,11 @@ async fn a_grant_names_the_backends_its_photos_may_go_to() {
     let (status, body) = app.generate(library("cloud")).await;
     assert_eq!((status, code(&body)), (403, "consent.processor_not_allowed"), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("backend cloud"));
+    // A backend that is not configured cannot be named.
+    let (status, body) =
+        app.call("POST", "/v1/grants", Some(json!({"user": "u", "photos": ["m1"], "processors": ["studoi"]}))).await;
+    assert_eq!((status, code(&body)), (422, "request.invalid"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("builtin, cloud, studio"), "{body}");
     // Allowed: consent passes, and the (unconfigured) library is next to answer.
     for backend in ["studio", "builtin"] {
         let (status, body) = app.generate(library(backend)).await;
@@ -166,17 +171,30 @@ async fn the_openai_door_answers_in_openais_shape() {
     let (status, stored) = app.call("GET", &format!("/v1/receipts/{receipt}"), None).await;
     assert_eq!((status, &stored["processor"]), (200, &json!("cloud")));
 
-    // `model: builtin` is the built-in generator.
-    let body = json!({"model": "builtin", "prompt": "a lake", "size": "256x256", "user": "u"});
-    let (status, answer) =
-        json(openai_call(&app, "/v1/images/generations", "application/json", body.to_string().into_bytes(), &[]).await)
-            .await;
-    assert_eq!(status, 200, "{answer}");
+    // `model: builtin` is the built-in generator; OpenAI's other fields are
+    // understood (`output_compression` is the JPEG quality).
+    let mut sizes = Vec::new();
+    for compression in [20, 95] {
+        let body = json!({"model": "builtin", "prompt": "a lake", "size": "256x256", "user": "u",
+                          "output_format": "jpeg", "output_compression": compression, "moderation": "low"});
+        let (status, answer) = json(
+            openai_call(&app, "/v1/images/generations", "application/json", body.to_string().into_bytes(), &[]).await,
+        )
+        .await;
+        assert_eq!((status, answer["output_format"].as_str()), (200, Some("jpeg")), "{answer}");
+        sizes.push(answer["data"][0]["b64_json"].as_str().unwrap().len());
+    }
+    assert!(sizes[0] < sizes[1], "quality 20 makes a smaller file than 95: {sizes:?}");
 
     // Errors in OpenAI's shape, with our code, and no retry advised.
     for (body, status, want, param) in [
         (json!({"prompt": "x"}), 422, "request.user_invalid", json!("user")),
-        (json!({"prompt": "x", "user": "u", "response_format": "url"}), 422, "request.invalid", Value::Null),
+        (
+            json!({"prompt": "x", "user": "u", "response_format": "url"}),
+            400,
+            "request.response_format_unsupported",
+            json!("response_format"),
+        ),
         (
             json!({"prompt": "x", "user": "u", "output_format": "webp"}),
             422,
@@ -185,6 +203,9 @@ async fn the_openai_door_answers_in_openais_shape() {
         ),
         (json!({"prompt": "x", "user": "u", "model": "dall-e-3"}), 422, "generator.unknown", json!("model")),
         (json!({"prompt": "x", "user": "u", "size": "big"}), 422, "request.size_invalid", json!("size")),
+        (json!({"prompt": "x", "user": "u", "stream": true}), 422, "request.invalid", Value::Null),
+        (json!({"prompt": "x", "user": "u", "output_compression": 101}), 422, "request.invalid", Value::Null),
+        (json!({"prompt": "x", "user": "u", "colour": "red"}), 422, "request.invalid", Value::Null),
     ] {
         let resp =
             openai_call(&app, "/v1/images/generations", "application/json", body.to_string().into_bytes(), &[]).await;

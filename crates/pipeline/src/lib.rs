@@ -81,7 +81,10 @@ impl Prepared {
             width: r.width,
             height: r.height,
             count: r.count,
-            seed: r.seed.unwrap_or(0),
+            // No seed asked: a fresh one, or every backend would draw the same
+            // picture for the same prompt (and ComfyUI serve it from its cache).
+            // 32 bits: what every backend's seed field takes.
+            seed: r.seed.unwrap_or_else(|| u64::from(rand::random::<u32>())),
         })
     }
 

@@ -60,6 +60,8 @@ pub struct Seen {
     pub calls: u32,
     /// The paths called, in order.
     pub paths: Vec<String>,
+    /// When each generation call came in, in order.
+    pub at: Vec<std::time::Instant>,
     /// The last JSON body of a generation call.
     pub last_json: Value,
     /// The multipart part names of the last multipart call, in order.
@@ -84,6 +86,8 @@ struct Shared {
     counter: Mutex<u32>,
     /// ComfyUI: the next run fails in execution.
     fail_next: Mutex<bool>,
+    /// ComfyUI: polls of `/history` a run takes (unset: 2).
+    run_polls: Mutex<Option<u32>>,
 }
 
 /// A fake backend on a loopback port, served by its own thread.
@@ -134,7 +138,7 @@ impl FakeBackend {
                 .route("/prompt", post(comfy_prompt))
                 .route("/history/{id}", get(comfy_history))
                 .route("/view", get(comfy_view))
-                .route("/queue", post(comfy_queue))
+                .route("/queue", post(comfy_queue).get(comfy_queue_state))
                 .route("/interrupt", post(comfy_interrupt)),
         )
     }
@@ -153,6 +157,13 @@ impl FakeBackend {
     /// likeness's generic protocol.
     pub fn generic() -> FakeBackend {
         FakeBackend::start(Router::new().route("/generate", post(generic)))
+    }
+
+    /// ComfyUI: another client's prompt, queued and running (never polled, so it never ends).
+    pub fn comfy_someone_elses_prompt(&self) -> String {
+        let id = uuid_like(&self.shared);
+        self.shared.history.lock().unwrap().insert(id.clone(), (u32::MAX, json!({})));
+        id
     }
 
     pub fn behave(&self, b: Behaviour) {
@@ -189,6 +200,7 @@ async fn decide(s: &Shared, path: &str, w: u32, h: u32, n: u32) -> Outcome {
         let mut seen = s.seen.lock().unwrap();
         seen.calls += 1;
         seen.paths.push(path.to_string());
+        seen.at.push(std::time::Instant::now());
     }
     let images = |w: u32, h: u32, n: u32| (0..n).map(|i| png(w, h, count * 10 + i)).collect();
     match behaviour {
@@ -226,8 +238,18 @@ fn openai_error(status: StatusCode, message: &str, param: Option<&str>, code: &s
 fn openai_unauthorised(s: &Shared, headers: &HeaderMap, key: &str) -> Option<Response> {
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(String::from);
     s.seen.lock().unwrap().authorization = auth.clone();
-    (auth.as_deref() != Some(&format!("Bearer {key}")))
-        .then(|| openai_error(StatusCode::UNAUTHORIZED, "Incorrect API key provided", None, "invalid_api_key"))
+    (auth.as_deref() != Some(&format!("Bearer {key}"))).then(|| {
+        // As OpenAI words it: the key's first and last characters, masked between.
+        let sent = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).unwrap_or("");
+        let masked = match sent.char_indices().nth(4) {
+            Some((i, _)) if sent.len() > 8 => format!("{}{}{}", &sent[..i], "*".repeat(8), &sent[sent.len() - 4..]),
+            _ => "*".repeat(sent.len()),
+        };
+        let message = format!(
+            "Incorrect API key provided: {masked}. You can find your API key at https://platform.openai.com/account/api-keys."
+        );
+        openai_error(StatusCode::UNAUTHORIZED, &message, None, "invalid_api_key")
+    })
 }
 
 fn size_of(v: &Value) -> (u32, u32) {
@@ -254,12 +276,26 @@ async fn openai_answer(s: &Shared, path: &str, fields: &Value) -> Response {
             "missing_required_parameter",
         );
     }
+    // OpenAI's own moderation refuses some prompts (gpt-image-1's wording).
+    if fields["prompt"].as_str().is_some_and(|p| p.contains("will not draw")) {
+        let body = json!({"error": {
+            "message": "Your request was rejected as a result of our safety system. Your request may contain content that is not allowed by our safety system.",
+            "type": "image_generation_user_error", "param": null, "code": "moderation_blocked"}});
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
     let (w, h) = size_of(&fields["size"]);
     let n = fields["n"].as_u64().or_else(|| fields["n"].as_str().and_then(|n| n.parse().ok())).unwrap_or(1) as u32;
     match decide(s, path, w, h, n).await {
         Outcome::Answer(r) => r,
         Outcome::Garbage => {
             (StatusCode::OK, Json(json!({"created": 1, "data": [{"b64_json": "%%% not base64"}]}))).into_response()
+        }
+        // DALL-E answers URLs unless asked for base64.
+        Outcome::Images(images) if !model.starts_with("gpt-image") && fields["response_format"] != "b64_json" => {
+            let data: Vec<Value> = (0..images.len())
+                .map(|i| json!({"url": format!("https://oaidalleapiprodscus.blob.core.windows.net/private/img-{i}.png"), "revised_prompt": null}))
+                .collect();
+            Json(json!({"created": 1_795_000_000, "data": data})).into_response()
         }
         Outcome::Images(images) => Json(json!({
             "created": 1_795_000_000,
@@ -441,7 +477,8 @@ async fn comfy_prompt(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> 
         },
     };
     // Answered `{}` for two polls, as while queued and running.
-    s.history.lock().unwrap().insert(id.clone(), (2, entry));
+    let polls = s.run_polls.lock().unwrap().unwrap_or(2);
+    s.history.lock().unwrap().insert(id.clone(), (polls, entry));
     Json(json!({"prompt_id": id, "number": 1, "node_errors": {}})).into_response()
 }
 
@@ -479,6 +516,11 @@ impl FakeBackend {
     pub fn fail_next_run(&self) {
         *self.shared.fail_next.lock().unwrap() = true;
     }
+
+    /// ComfyUI: runs from now on take this many polls of `/history` to end.
+    pub fn comfy_run_polls(&self, polls: u32) {
+        *self.shared.run_polls.lock().unwrap() = Some(polls);
+    }
 }
 
 async fn comfy_history(State(s): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
@@ -505,17 +547,43 @@ async fn comfy_view(State(s): State<Arc<Shared>>, Query(q): Query<BTreeMap<Strin
     }
 }
 
+/// `POST /queue {"delete": [...]}` takes waiting prompts out; a running
+/// one is not in the queue, so it goes on.
 async fn comfy_queue(State(s): State<Arc<Shared>>, Json(body): Json<Value>) -> StatusCode {
+    let running = comfy_unfinished(&s).into_iter().next();
     for id in body["delete"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-        s.history.lock().unwrap().remove(id);
         s.seen.lock().unwrap().deleted.push(id.to_string());
+        if running.as_deref() != Some(id) {
+            s.history.lock().unwrap().remove(id);
+        }
     }
     StatusCode::OK
 }
 
+/// Prompts not finished, in queue order: the first runs, the rest wait.
+fn comfy_unfinished(s: &Shared) -> Vec<String> {
+    s.history.lock().unwrap().iter().filter(|(_, (polls, _))| *polls > 0).map(|(id, _)| id.clone()).collect()
+}
+
+/// `GET /queue`: items are `[number, prompt_id, prompt, extra_data, outputs_to_execute]`.
+async fn comfy_queue_state(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let item = |(i, id): (usize, &String)| json!([i, id, {}, {}, ["9"]]);
+    let ids = comfy_unfinished(&s);
+    let (running, pending) = ids.split_at(ids.len().min(1));
+    Json(json!({
+        "queue_running": running.iter().enumerate().map(item).collect::<Vec<_>>(),
+        "queue_pending": pending.iter().enumerate().map(item).collect::<Vec<_>>(),
+    }))
+}
+
+/// Records every interrupt; as older ComfyUI does, one without a
+/// `prompt_id` (or with the running one's) stops whatever runs.
 async fn comfy_interrupt(State(s): State<Arc<Shared>>, body: Bytes) -> StatusCode {
-    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     s.seen.lock().unwrap().interrupts.push(v);
+    if let Some(running) = comfy_unfinished(&s).into_iter().next() {
+        s.history.lock().unwrap().remove(&running);
+    }
     StatusCode::OK
 }
 
@@ -563,7 +631,18 @@ async fn webui(
     }
     let w = fields["width"].as_u64().unwrap_or(512) as u32;
     let h = fields["height"].as_u64().unwrap_or(512) as u32;
-    let n = (fields["batch_size"].as_u64().unwrap_or(1) * fields["n_iter"].as_u64().unwrap_or(1)) as u32;
+    let mut batch = fields["batch_size"].as_u64().unwrap_or(1);
+    // As A1111's img2img: one init image serves the whole batch; several
+    // make the batch as many as they are; more than the batch is an error.
+    let inits = fields["init_images"].as_array().map_or(0, Vec::len) as u64;
+    if img2img && inits > 1 {
+        if inits > batch {
+            let detail = format!("bad number of images passed: {inits}; expecting {batch} or less");
+            return webui_error(StatusCode::INTERNAL_SERVER_ERROR, "RuntimeError", &detail);
+        }
+        batch = inits;
+    }
+    let n = (batch * fields["n_iter"].as_u64().unwrap_or(1)) as u32;
     let path = if img2img { "/sdapi/v1/img2img" } else { "/sdapi/v1/txt2img" };
     match decide(&s, path, w, h, n).await {
         Outcome::Answer(r) => r,

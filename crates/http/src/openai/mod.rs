@@ -35,7 +35,7 @@ pub(crate) async fn generations(
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let personal = Personal::from_headers(&headers, body.user.as_deref())?;
-    let order = body.into_order(request_id, personal, &state)?;
+    let order = body.generation(request_id, personal, &state)?;
     answer(&state, tenant, order).await
 }
 
@@ -48,7 +48,7 @@ pub(crate) async fn edits(
 ) -> Result<Response, ApiError> {
     let form = form.map_err(|e| ApiError::new(ErrorCode::RequestMalformed, e.body_text()))?;
     let form = EditForm::read(form, state.pipeline.limits().max_references).await?;
-    let personal = Personal::from_headers(&headers, form.user.as_deref())?;
+    let personal = Personal::from_headers(&headers, form.common.user.as_deref())?;
     let order = form.into_order(request_id, personal, &state)?;
     answer(&state, tenant, order).await
 }

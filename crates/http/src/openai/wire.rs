@@ -41,32 +41,17 @@ impl Personal {
     }
 }
 
-/// `POST /v1/images/generations`.
-#[derive(Deserialize)]
+/// `POST /v1/images/generations`: the fields both calls share.
+pub(crate) type GenerationsBody = Common;
+
+/// The fields both calls share, checked the same way: OpenAI's, every one
+/// of them known, so a typo is an error rather than a silent default.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct GenerationsBody {
+pub(crate) struct Common {
+    #[serde(default)]
     prompt: String,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    n: Option<u32>,
-    #[serde(default)]
-    size: Option<String>,
-    #[serde(default)]
-    quality: Option<String>,
-    #[serde(default)]
-    background: Option<String>,
-    #[serde(default)]
-    output_format: Option<String>,
-    #[serde(default)]
-    response_format: Option<String>,
-    #[serde(default)]
     pub(super) user: Option<String>,
-}
-
-/// The fields both calls share, checked the same way.
-struct Common {
-    prompt: String,
     model: Option<String>,
     n: Option<u32>,
     size: Option<String>,
@@ -74,29 +59,28 @@ struct Common {
     background: Option<String>,
     output_format: Option<String>,
     response_format: Option<String>,
+    /// JPEG quality, 0 to 100.
+    output_compression: Option<u32>,
+    /// OpenAI's own moderation level; the gateway's checks apply whatever it says.
+    moderation: Option<String>,
+    /// DALL-E 3's `vivid` or `natural`; no backend here takes it.
+    style: Option<String>,
+    stream: Option<bool>,
+    partial_images: Option<u32>,
+    /// Edits: how closely to keep the input's features; passed on by no backend yet.
+    input_fidelity: Option<String>,
 }
 
-impl GenerationsBody {
-    pub(super) fn into_order(self, request_id: String, p: Personal, state: &AppState) -> Result<Order, ApiError> {
-        let common = Common {
-            prompt: self.prompt,
-            model: self.model,
-            n: self.n,
-            size: self.size,
-            quality: self.quality,
-            background: self.background,
-            output_format: self.output_format,
-            response_format: self.response_format,
-        };
-        common.into_order(request_id, p, Vec::new(), state)
+impl Common {
+    pub(super) fn generation(self, request_id: String, p: Personal, state: &AppState) -> Result<Order, ApiError> {
+        self.into_order(request_id, p, Vec::new(), state)
     }
 }
 
 /// `POST /v1/images/edits`, read from its multipart form.
 pub(super) struct EditForm {
-    common: Common,
+    pub(super) common: Common,
     images: Vec<ReferenceInput>,
-    pub(super) user: Option<String>,
 }
 
 impl EditForm {
@@ -106,17 +90,8 @@ impl EditForm {
                 if e.status().as_u16() == 413 { ErrorCode::RequestTooLarge } else { ErrorCode::RequestMalformed };
             ApiError::new(code, e.body_text())
         };
-        let mut common = Common {
-            prompt: String::new(),
-            model: None,
-            n: None,
-            size: None,
-            quality: None,
-            background: None,
-            output_format: None,
-            response_format: None,
-        };
-        let (mut images, mut user) = (Vec::new(), None);
+        let mut common = Common::default();
+        let mut images = Vec::new();
         while let Some(field) = form.next_field().await.map_err(malformed)? {
             let name = field.name().unwrap_or_default().to_string();
             if name == "image" || name == "image[]" {
@@ -137,11 +112,20 @@ impl EditForm {
                     common.prompt = text;
                     continue;
                 }
-                "n" => {
-                    let n = text.trim().parse().map_err(|_| {
-                        ApiError::new(ErrorCode::RequestNOutOfRange, format!("n: {text:?} is not a number"))
+                "n" | "output_compression" | "partial_images" => {
+                    let number = text.trim().parse().map_err(|_| {
+                        let code = if name == "n" { ErrorCode::RequestNOutOfRange } else { ErrorCode::RequestInvalid };
+                        ApiError::new(code, format!("{name}: {text:?} is not a number"))
                     })?;
-                    common.n = Some(n);
+                    *match name.as_str() {
+                        "n" => &mut common.n,
+                        "output_compression" => &mut common.output_compression,
+                        _ => &mut common.partial_images,
+                    } = Some(number);
+                    continue;
+                }
+                "stream" => {
+                    common.stream = Some(text.trim() == "true");
                     continue;
                 }
                 "model" => &mut common.model,
@@ -150,7 +134,10 @@ impl EditForm {
                 "background" => &mut common.background,
                 "output_format" => &mut common.output_format,
                 "response_format" => &mut common.response_format,
-                "user" => &mut user,
+                "moderation" => &mut common.moderation,
+                "style" => &mut common.style,
+                "input_fidelity" => &mut common.input_fidelity,
+                "user" => &mut common.user,
                 "mask" => return Err(ApiError::new(ErrorCode::RequestInvalid, "mask: masked edits are not supported")),
                 other => {
                     return Err(ApiError::new(ErrorCode::RequestInvalid, format!("unknown field {other:?}")));
@@ -161,7 +148,7 @@ impl EditForm {
         if images.is_empty() {
             return Err(ApiError::new(ErrorCode::RequestInvalid, "image: send at least one image to edit"));
         }
-        Ok(EditForm { common, images, user })
+        Ok(EditForm { common, images })
     }
 
     pub(super) fn into_order(self, request_id: String, p: Personal, state: &AppState) -> Result<Order, ApiError> {
@@ -179,13 +166,31 @@ impl Common {
     ) -> Result<Order, ApiError> {
         if let Some(f) = self.response_format.as_deref().filter(|f| *f != "b64_json") {
             return Err(ApiError::new(
-                ErrorCode::RequestInvalid,
+                ErrorCode::RequestResponseFormatUnsupported,
                 format!("response_format: {f:?} is not offered; images come back as b64_json only (they are signed, not hosted)"),
             ));
         }
+        let invalid = |message: String| Err(ApiError::new(ErrorCode::RequestInvalid, message));
+        if self.stream == Some(true) || self.partial_images.is_some_and(|n| n > 0) {
+            return invalid("stream: images are checked, marked and signed whole before any byte goes out; streaming and partial images are not offered".into());
+        }
+        if let Some(m) = self.moderation.as_deref().filter(|m| !["auto", "low"].contains(m)) {
+            return invalid(format!("moderation: {m:?} is not auto or low"));
+        }
+        if let Some(s) = self.style.as_deref().filter(|s| !["vivid", "natural"].contains(s)) {
+            return invalid(format!("style: {s:?} is not vivid or natural"));
+        }
+        if let Some(f) = self.input_fidelity.as_deref().filter(|f| !["high", "low"].contains(f)) {
+            return invalid(format!("input_fidelity: {f:?} is not high or low"));
+        }
+        let quality = match self.output_compression {
+            None => 90,
+            Some(c) if c <= 100 => c.max(1) as u8,
+            Some(c) => return invalid(format!("output_compression: {c} is not between 0 and 100")),
+        };
         let output = match self.output_format.as_deref().unwrap_or("png") {
             "png" => OutputFormat::Png,
-            "jpeg" | "jpg" => OutputFormat::Jpeg { quality: 90 },
+            "jpeg" | "jpg" => OutputFormat::Jpeg { quality },
             other => {
                 return Err(ApiError::new(
                     ErrorCode::RequestOutputFormatUnknown,
@@ -264,6 +269,7 @@ pub(crate) fn param_of(code: &str) -> Option<&'static str> {
         "request.size_out_of_range" | "request.size_invalid" => "size",
         "request.prompt_invalid" => "prompt",
         "request.output_format_unknown" => "output_format",
+        "request.response_format_unsupported" => "response_format",
         "request.user_invalid" => "user",
         "generator.unknown" => "model",
         c if c.starts_with("reference.") || c == "request.too_many_references" => "image",
