@@ -79,6 +79,8 @@ fn generated_images_are_signed_and_both_readers_agree() {
         "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
     );
     assert!(first["actions"][0]["software_agent"].as_str().unwrap().starts_with("likeness "));
+    // The watermark is declared, beside the soft binding it carries (C2PA 2.2).
+    assert_eq!(first["actions"][1]["action"], "c2pa.watermarked");
     let photo_hash = likeness_media::sha256_hex(&photo);
     assert_eq!(first["ingredients"][0]["hash"], format!("sha256:{photo_hash}"));
     assert_eq!(first["ingredients"][0]["relationship"], "inputTo");

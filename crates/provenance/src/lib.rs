@@ -310,8 +310,18 @@ fn manifest_definition(desc: &AssetDescription, media_type: MediaType, label: &s
     if !ingredient_ids.is_empty() {
         created["parameters"] = json!({ "ingredientIds": ingredient_ids });
     }
+    let mut actions = vec![created];
+    if let Some(binding) = &desc.soft_binding {
+        // C2PA 2.2: the invisible watermark that carries the soft binding
+        // below (which this action requires).
+        actions.push(json!({
+            "action": "c2pa.watermarked",
+            "softwareAgent": { "name": "likeness", "version": SOFTWARE_VERSION },
+            "description": format!("invisible watermark {} carrying this manifest's soft binding", binding.alg),
+        }));
+    }
     let mut assertions = vec![
-        json!({ "label": "c2pa.actions.v2", "data": { "actions": [created] } }),
+        json!({ "label": "c2pa.actions.v2", "data": { "actions": actions } }),
         json!({ "label": "cawg.training-mining", "data": { "entries": {
             "cawg.ai_inference": { "use": "notAllowed" },
             "cawg.ai_generative_training": { "use": "notAllowed" },
@@ -410,6 +420,7 @@ mod tests {
         assert_eq!(trusted.state, TrustState::Trusted, "{:?}", trusted.failures);
         assert_eq!(trusted.manifest_id.as_deref(), Some(asset.manifest_id()));
         assert_eq!(trusted.actions[0].action, "c2pa.created");
+        assert_eq!(trusted.actions[1].action, "c2pa.watermarked", "the watermark is declared with its soft binding");
         assert_eq!(trusted.actions[0].digital_source_type.as_deref(), Some(COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA));
         assert_eq!(trusted.ingredients[0].hash.as_deref(), Some(format!("sha256:{hash}").as_str()));
         assert_eq!(

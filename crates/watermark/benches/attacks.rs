@@ -101,7 +101,7 @@ fn main() {
         ("resize 0.5x", Box::new(|i: &RgbImage| scale(i, 0.5))),
         ("crop keeping 80%", Box::new(|i: &RgbImage| crop_area(i, 0.8, 0, 0))),
         ("crop keeping 50%", Box::new(|i: &RgbImage| crop_area(i, 0.5, 0, 0))),
-        ("brightness +20%", Box::new(|i: &RgbImage| map(i, |v| v * 1.2))),
+        ("brightness +20%", Box::new(|i: &RgbImage| brighten(i, 1.2))),
         ("contrast 0.8", Box::new(|i: &RgbImage| map(i, |v| (v - 128.0) * 0.8 + 128.0))),
         ("Gaussian noise sigma 5", Box::new(|i: &RgbImage| noise(i, 5.0))),
         ("blur radius 1", Box::new(|i: &RgbImage| image::imageops::blur(i, 1.0))),
@@ -110,7 +110,32 @@ fn main() {
         ("resize 0.75x then JPEG 80", Box::new(|i: &RgbImage| jpeg(&scale(i, 0.75), 80))),
         // What a platform does to an upload; the end-to-end test's "strip".
         ("resize 0.5x then JPEG 75", Box::new(|i: &RgbImage| jpeg(&scale(i, 0.5), 75))),
+        // The edits people make when they share (watermark v2).
+        ("mirror horizontal", Box::new(|i: &RgbImage| image::imageops::flip_horizontal(i))),
+        ("mirror vertical", Box::new(|i: &RgbImage| image::imageops::flip_vertical(i))),
+        ("rotation 90", Box::new(|i: &RgbImage| image::imageops::rotate90(i))),
+        ("rotation 180", Box::new(|i: &RgbImage| image::imageops::rotate180(i))),
+        ("rotation 270", Box::new(|i: &RgbImage| image::imageops::rotate270(i))),
+        ("rotation 5 degrees", Box::new(|i: &RgbImage| rotate(i, 5.0))),
+        ("rotation -10 degrees", Box::new(|i: &RgbImage| rotate(i, -10.0))),
+        ("resize 0.25x", Box::new(|i: &RgbImage| scale(i, 0.25))),
+        ("resize 0.35x", Box::new(|i: &RgbImage| scale(i, 0.35))),
+        ("resize 1.5x", Box::new(|i: &RgbImage| scale(i, 1.5))),
+        ("resize 2x", Box::new(|i: &RgbImage| scale(i, 2.0))),
+        ("aspect 0.8 across", Box::new(|i: &RgbImage| stretch(i, 0.8, 1.0))),
+        ("aspect 1.25 down", Box::new(|i: &RgbImage| stretch(i, 1.0, 1.25))),
+        ("crop keeping 25%, centred", Box::new(|i: &RgbImage| crop_area(i, 0.25, 0, 0))),
+        ("crop keeping 25%, corner", Box::new(|i: &RgbImage| crop_corner(i, 0.25))),
+        ("JPEG 30", Box::new(|i: &RgbImage| jpeg(i, 30))),
+        ("crop, shrink, brighten, JPEG 60", Box::new(reshare)),
     ];
+    // LIKENESS_WM_ATTACKS=a,b keeps only attacks whose names contain one of them.
+    let only: Option<Vec<String>> =
+        std::env::var("LIKENESS_WM_ATTACKS").ok().map(|v| v.split(',').map(str::to_string).collect());
+    let attacks: Vec<Attack> = attacks
+        .into_iter()
+        .filter(|(n, _)| n == &"none" || only.as_ref().is_none_or(|o| o.iter().any(|x| n.contains(x.as_str()))))
+        .collect();
     let imgs = images();
     let mut marked = Vec::new();
     let mut psnrs = Vec::new();
@@ -131,7 +156,8 @@ fn main() {
     let mut detect_ms_per_mp = Vec::new();
     for (name, attack) in &attacks {
         let (mut bits_ok, mut exact) = (0usize, 0usize);
-        for (payload, m) in &marked {
+        let mut missed = Vec::new();
+        for (index, (payload, m)) in marked.iter().enumerate() {
             let a = attack(m);
             let t = Instant::now();
             let found = detect(&a, &key);
@@ -140,9 +166,8 @@ fn main() {
             }
             if found.as_ref().is_some_and(|d| &d.payload == payload) {
                 exact += 1;
-            } else if *name == "none" {
-                let index = marked.iter().position(|(p, _)| p == payload).unwrap_or(0);
-                println!("  (not recovered unattacked: {})", imgs[index].0);
+            } else {
+                missed.push(imgs[index].0.as_str());
             }
             if found.as_ref().is_some_and(|d| &d.payload == payload) {
                 bits_ok += 64;
@@ -162,6 +187,9 @@ fn main() {
             exact,
             100.0 * exact as f64 / n as f64
         );
+        if !missed.is_empty() && std::env::var_os("LIKENESS_WM_MISSES").is_some() {
+            println!("    missed: {}", missed.join(", "));
+        }
     }
     let mean_psnr = psnrs.iter().map(|p| p.1).sum::<f64>() / psnrs.len() as f64;
     let worst = psnrs.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
@@ -170,6 +198,8 @@ fn main() {
     println!("under 38 dB: {}", if under.is_empty() { "none".to_string() } else { under.join(", ") });
     let worst_ssim = ssims.iter().copied().fold(1.0f64, f64::min);
     println!("SSIM (luma): mean {:.4}, worst {worst_ssim:.4}", ssims.iter().sum::<f64>() / ssims.len() as f64);
+
+    copy_and_removal(&imgs, &key);
 
     let mut unmarked_ms_per_mp = Vec::new();
     let (tried, false_hits) = false_positive_run(&imgs, &key, &mut unmarked_ms_per_mp);
@@ -257,4 +287,132 @@ fn false_positive_run(imgs: &[(String, RgbImage)], key: &Key, ms_per_mp: &mut Ve
         ms_per_mp.extend(times);
     }
     (tried, hits)
+}
+
+/// The attacks on the pattern itself, by someone holding many outputs but
+/// not the key: estimate the pattern by averaging the fine detail of 100
+/// marked outputs (all marked from their top-left corner, so aligned), then
+/// (1) subtract that estimate from a new output to remove its mark, and
+/// (2) add it to unmarked photos to forge one; and the classic copy attack:
+/// (3) lift the fine detail of one output and add it to another photo so
+/// that it resolves to the first one's manifest.
+fn copy_and_removal(imgs: &[(String, RgbImage)], key: &Key) {
+    const SIDE: u32 = 512;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(77);
+    // Outputs: 512x512 views of the suite's images, each with its own payload.
+    let output = |rng: &mut rand_chacha::ChaCha8Rng| -> ([u8; 8], RgbImage) {
+        let base = &imgs[rng.gen_range(0..imgs.len())].1;
+        let base = if base.width() < SIDE || base.height() < SIDE {
+            image::imageops::resize(
+                base,
+                SIDE.max(base.width()),
+                SIDE.max(base.height()),
+                image::imageops::FilterType::Triangle,
+            )
+        } else {
+            base.clone()
+        };
+        let (x, y) = (rng.gen_range(0..=base.width() - SIDE), rng.gen_range(0..=base.height() - SIDE));
+        let mut img = image::imageops::crop_imm(&base, x, y, SIDE, SIDE).to_image();
+        let payload: [u8; 8] = rng.gen();
+        embed_informed(&mut img, &payload, key, likeness_watermark::INFORMED_STRENGTH);
+        (payload, img)
+    };
+    let luma = |img: &RgbImage| -> Vec<f32> {
+        img.pixels().map(|p| 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])).collect()
+    };
+    // The attacker's high-pass: the luma minus its 3x3 mean.
+    let detail = |img: &RgbImage| -> Vec<f32> {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let l = luma(img);
+        (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let mut sum = 0.0;
+                for j in y.saturating_sub(1)..=(y + 1).min(h - 1) {
+                    for k in x.saturating_sub(1)..=(x + 1).min(w - 1) {
+                        sum += l[j * w + k];
+                    }
+                }
+                let n = ((y + 1).min(h - 1) - y.saturating_sub(1) + 1) * ((x + 1).min(w - 1) - x.saturating_sub(1) + 1);
+                l[i] - sum / n as f32
+            })
+            .collect()
+    };
+    let add = |img: &RgbImage, pattern: &dyn Fn(usize, usize) -> f32| -> RgbImage {
+        let mut o = img.clone();
+        for (x, y, p) in o.enumerate_pixels_mut() {
+            let d = pattern(x as usize, y as usize);
+            p.0 = p.0.map(|v| (f32::from(v) + d).round().clamp(0.0, 255.0) as u8);
+        }
+        o
+    };
+    // The estimate: the average detail, folded onto the 128-px period
+    // (which the autocorrelation of any output gives away).
+    const PERIOD: usize = 128;
+    let mut estimate = vec![0.0f32; PERIOD * PERIOD];
+    for _ in 0..100 {
+        let (_, img) = output(&mut rng);
+        for (i, d) in detail(&img).iter().enumerate() {
+            let (x, y) = (i % SIDE as usize, i / SIDE as usize);
+            estimate[(y % PERIOD) * PERIOD + x % PERIOD] += d;
+        }
+    }
+    let folds = (100 * (SIDE as usize / PERIOD).pow(2)) as f32;
+    estimate.iter_mut().for_each(|e| *e /= folds);
+    let at = |x: usize, y: usize| estimate[(y % PERIOD) * PERIOD + x % PERIOD];
+    println!("\ncopy and removal, by someone with 100 outputs and no key:");
+    // (1) Removal: subtract the estimate (as it is, and doubled) from new
+    // outputs; then also crop, so that the mark no longer starts at a
+    // corner.
+    for gain in [1.0f32, 2.0] {
+        let (mut kept, mut kept_cropped, mut tried, mut psnr_sum) = (0, 0, 0, 0.0);
+        for _ in 0..20 {
+            let (payload, img) = output(&mut rng);
+            let removed = add(&img, &|x, y| -gain * at(x, y));
+            psnr_sum += psnr(&img, &removed);
+            tried += 1;
+            if detect(&removed, key).is_some_and(|f| f.payload == payload) {
+                kept += 1;
+            }
+            let cropped = image::imageops::crop_imm(&removed, 37, 21, SIDE - 60, SIDE - 40).to_image();
+            if detect(&cropped, key).is_some_and(|f| f.payload == payload) {
+                kept_cropped += 1;
+            }
+        }
+        println!(
+            "  removal (estimate x{gain} subtracted from a new output): mark still read in {kept}/{tried}; \
+             after also cropping: {kept_cropped}/{tried} (PSNR of the attacked image {:.1} dB)",
+            psnr_sum / tried as f64
+        );
+    }
+    // (2) Forgery from the estimate: added to unmarked photos.
+    let mut forged = 0;
+    for (i, (_, img)) in imgs.iter().enumerate() {
+        let fake = add(img, &|x, y| 3.0 * at(x, y) / estimate.iter().map(|e| e.abs()).fold(1e-6, f32::max));
+        if detect(&fake, key).is_some() {
+            forged += 1;
+            println!("    the averaged estimate made image {i} read as marked");
+        }
+    }
+    println!("  forgery (the averaged estimate added to {} unmarked images): read as marked in {forged}", imgs.len());
+    // (3) Copy: one output's detail added to another, unmarked photo.
+    let (mut copied, mut copy_psnr, mut n) = (0, 0.0, 0);
+    for (_, target) in imgs {
+        let (payload, source) = output(&mut rng);
+        let d = detail(&source);
+        let (w, h) = (target.width().min(SIDE), target.height().min(SIDE));
+        let target = image::imageops::crop_imm(target, 0, 0, w, h).to_image();
+        let fake = add(&target, &|x, y| d[y * SIDE as usize + x]);
+        copy_psnr += psnr(&target, &fake);
+        n += 1;
+        if detect(&fake, key).is_some_and(|f| f.payload == payload) {
+            copied += 1;
+        }
+    }
+    println!(
+        "  copy (one output's fine detail added to another photo): resolves to the source in {copied}/{n} \
+         (PSNR of the forgery against the photo {:.1} dB)",
+        copy_psnr / n as f64
+    );
 }

@@ -1,9 +1,15 @@
-//! The payload's error correction: CRC-32 for detection, then a rate-1/2
-//! convolutional code (constraint length 7, the NASA polynomials 171/133
-//! octal) decoded with soft-decision Viterbi.
+//! The payload's error correction: a keyed 40-bit tag for detection, then
+//! a rate-1/2 convolutional code (constraint length 7, the NASA polynomials
+//! 171/133 octal) decoded with soft-decision Viterbi.
 
-/// Data bits: the 64-bit payload plus its CRC-32.
-pub const DATA_BITS: usize = 64 + 32;
+use sha2::{Digest, Sha256};
+
+/// Bits of the keyed tag. Random bits match it with probability 2^-40, so
+/// the detector may decode up to about a thousand times per image and keep
+/// its false-positive bound under 1e-9 (see the crate docs).
+pub const TAG_BITS: usize = 40;
+/// Data bits: the 64-bit payload plus its tag.
+pub const DATA_BITS: usize = 64 + TAG_BITS;
 const K: usize = 7;
 const TAIL: usize = K - 1;
 /// Coded bits carried by the pattern.
@@ -19,10 +25,20 @@ fn parity(x: u32) -> f32 {
     }
 }
 
-/// The payload and its CRC as bits, most significant first.
-pub fn data_bits(payload: &[u8; 8]) -> Vec<u8> {
-    let crc = crc32fast::hash(payload).to_be_bytes();
-    payload.iter().chain(crc.iter()).flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1)).collect()
+/// The tag: the first 40 bits of SHA-256 over a label, the key and the
+/// payload. Keyed, so that without the key nobody can write a payload the
+/// detector accepts (copying a whole mark is another matter; see the crate
+/// docs).
+fn tag(payload: &[u8; 8], key: &[u8; 32]) -> [u8; TAG_BITS / 8] {
+    let digest =
+        Sha256::new().chain_update(b"likeness watermark v2 tag").chain_update(key).chain_update(payload).finalize();
+    digest[..TAG_BITS / 8].try_into().expect("a SHA-256 digest is longer than the tag")
+}
+
+/// The payload and its tag as bits, most significant first.
+pub fn data_bits(payload: &[u8; 8], key: &[u8; 32]) -> Vec<u8> {
+    let tag = tag(payload, key);
+    payload.iter().chain(tag.iter()).flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1)).collect()
 }
 
 /// Encodes data bits to ±1 symbols (bit 0 → +1).
@@ -79,17 +95,17 @@ pub fn decode(soft: &[f32]) -> Vec<u8> {
     bits
 }
 
-/// The payload, if the CRC over the decoded bits holds.
-pub fn payload_if_valid(bits: &[u8]) -> Option<[u8; 8]> {
+/// The payload, if the tag over the decoded bits holds.
+pub fn payload_if_valid(bits: &[u8], key: &[u8; 32]) -> Option<[u8; 8]> {
     if bits.len() != DATA_BITS {
         return None;
     }
-    let mut bytes = [0u8; 12];
+    let mut bytes = [0u8; DATA_BITS / 8];
     for (i, b) in bits.iter().enumerate() {
         bytes[i / 8] |= b << (7 - i % 8);
     }
     let payload: [u8; 8] = bytes[..8].try_into().ok()?;
-    (crc32fast::hash(&payload).to_be_bytes() == bytes[8..12]).then_some(payload)
+    (tag(&payload, key)[..] == bytes[8..]).then_some(payload)
 }
 
 #[cfg(test)]
@@ -99,16 +115,19 @@ mod tests {
     #[test]
     fn round_trip_with_and_without_noise() {
         let payload = [0xde, 0xad, 0xbe, 0xef, 0x01, 0x23, 0x45, 0x67];
-        let bits = data_bits(&payload);
+        let key = [3u8; 32];
+        let bits = data_bits(&payload, &key);
         let coded = encode(&bits);
         assert_eq!(coded.len(), CODED_BITS);
-        assert_eq!(payload_if_valid(&decode(&coded)), Some(payload));
+        assert_eq!(payload_if_valid(&decode(&coded), &key), Some(payload));
+        // Another key's tag does not hold.
+        assert_eq!(payload_if_valid(&decode(&coded), &[4u8; 32]), None);
         // Flip a tenth of the symbols, spread out: still decoded.
         let noisy: Vec<f32> = coded.iter().enumerate().map(|(i, s)| if i % 10 == 3 { -s } else { *s }).collect();
-        assert_eq!(payload_if_valid(&decode(&noisy)), Some(payload));
-        // A corrupted CRC is caught.
+        assert_eq!(payload_if_valid(&decode(&noisy), &key), Some(payload));
+        // A corrupted bit is caught.
         let mut wrong = decode(&coded);
         wrong[3] ^= 1;
-        assert_eq!(payload_if_valid(&wrong), None);
+        assert_eq!(payload_if_valid(&wrong, &key), None);
     }
 }

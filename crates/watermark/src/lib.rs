@@ -2,62 +2,77 @@
 //! asset id to look the asset up) that survives re-encoding, resizing and
 //! cropping. Pure Rust, no I/O.
 //!
-//! # Design (version 1)
+//! # Design (version 2)
 //!
 //! - **Pattern.** A key-derived tile of 32×32 cells, each cell 4×4 pixels,
 //!   repeated over the whole image (period 128 px). Cells of 4 px keep
 //!   the mark below the frequencies JPEG quantises away even after the
-//!   image is halved (2-px cells did not survive halving plus JPEG 75). Every cell carries the
-//!   sum of a *sync* chip (±1, fixed by the key) and a *data* chip: one coded
-//!   bit, multiplied by a key-derived ±1 whitening sign, at a key-derived
-//!   position. The tiling makes a crop lose nothing but some repetitions.
+//!   image is halved (2-px cells did not survive halving plus JPEG 75).
+//!   Every cell carries the sum of a *sync* chip (±1, fixed by the key)
+//!   and a *data* chip: one coded bit, multiplied by a key-derived ±1
+//!   whitening sign, at a key-derived position. The tiling makes a crop
+//!   lose nothing but some repetitions.
 //! - **Strength.** The pattern is added to R, G and B alike (a luma change;
 //!   where a channel clips, the others make up for it), scaled by local
 //!   activity: weaker in flat areas, stronger in texture.
 //! - **Informed embedding** ([`embed_informed`], what the gateway uses).
-//!   The embedder knows the picture, so after marking it reads the result
-//!   as the detector would and gives more amplitude to the coded bits the
-//!   picture itself works against, for a few rounds. This is what makes
-//!   halftones and fine patterns markable at all, and it lifts recovery
-//!   after every attack, at the cost of a few detector reads per image.
-//! - **Payload coding.** 64 bits + CRC-32, then a rate-1/2 convolutional
-//!   code (K = 7), 204 coded bits, each spread over about 5 cells per tile
-//!   and over every tile; soft-decision Viterbi decoding.
+//!   The embedder knows the picture, so it predicts how the detector will
+//!   read each coded bit (one streaming pass folds the picture's own
+//!   residual and how strongly each place of the period will be read) and
+//!   gives more amplitude to the bits the picture works against. This is
+//!   what makes halftones and fine patterns markable at all. Version 1
+//!   marked and re-read the image up to four times; the prediction costs
+//!   one pass.
+//! - **Payload coding.** 64 bits + a keyed 40-bit tag (SHA-256 over the key
+//!   and the payload), then a rate-1/2 convolutional code (K = 7), 220
+//!   coded bits, each spread over about 4.7 cells per tile and over every
+//!   tile; soft-decision Viterbi decoding.
 //! - **Detection.** High-pass the luma, weight each pixel by the inverse
 //!   of the picture's local energy there (edges and texture drown the
 //!   mark; flat areas carry it); fold the image onto one 128×128
 //!   period (summing all repetitions) under a geometry hypothesis; find the
-//!   crop offset as the peak of the circular cross-correlation with the
-//!   sync pattern (FFT); read the soft bits at that offset, decode, check
-//!   the CRC. The hypotheses, in order: the image as received; the scale
-//!   and rotation estimated from the image itself (the pattern repeats
-//!   every 128 px, so the autocorrelation of the high-passed image peaks on
-//!   that lattice, scaled and rotated as the image was; the strongest peaks
-//!   give candidate lattices, refined by a least-squares fit to every peak
-//!   they predict); then fixed rescalings ([`FALLBACK_SCALES`]) in case the
-//!   estimate failed. A hypothesis folds each received pixel into the cell
-//!   of the marked image it maps to, so none needs a resampled copy. Before
-//!   reading, textures that repeat every few pixels are taken out of the
-//!   fold and its strongest frequencies clipped (halftones, stripes), since
-//!   they do not average out when folded.
+//!   crop offset, and which of the eight quarter turns and mirrors the
+//!   image went through, as the peak of the circular cross-correlation of
+//!   the turned fold with the sync pattern (FFT; a turned fold's spectrum
+//!   is the spectrum turned, so each turn costs one inverse FFT); read the
+//!   soft bits there, decode, check the tag. The hypotheses, in order: the
+//!   image as received; the scale, rotation and aspect ratio estimated from
+//!   the image itself (the pattern repeats every 128 px, so the
+//!   autocorrelation of the high-passed image peaks on that lattice,
+//!   deformed as the image was; the strongest peak near the x axis and the
+//!   strongest near its perpendicular span a candidate lattice, refined by
+//!   a least-squares fit to every peak it predicts); then fixed rescalings
+//!   ([`FALLBACK_SCALES`]) in case the estimate failed. A hypothesis folds
+//!   each received pixel into the cell of the marked image it maps to, so
+//!   none needs a resampled copy. Before reading, textures that repeat
+//!   every few pixels are taken out of the fold and its strongest
+//!   frequencies clipped (halftones, stripes), since they do not average
+//!   out when folded.
+//! - **Anchored reads.** Someone holding many outputs can estimate the
+//!   sync pattern (it is the same in all of them) and subtract it, which
+//!   hides the offset. An uncropped image needs no sync: its mark starts at
+//!   one of its corners. So, for the image as received, the detector also
+//!   reads at the eight corner offsets (one per turn) when the sync-found
+//!   offset does not decode.
 //!
 //! # False positives
 //!
 //! The whitening signs make the decoded bits of an unmarked image (or one
-//! marked with another key) behave as independent fair coins, so the CRC-32
-//! over the 64 payload bits matches by chance with probability 2^-32 per
-//! decoding. The detector decodes exactly once per geometry hypothesis (at
-//! the single best sync offset; the offset search and the lattice
-//! estimate choose *where* to decode, they never decode), and tries at most
-//! [`MAX_HYPOTHESES`] = 5 hypotheses. By the union bound the false-positive
-//! rate per image is at most `5 × 2^-32 ≈ 1.2e-9`, under the 1e-6
-//! required. Any hypothesis added later must keep
-//! `MAX_HYPOTHESES × 2^-32 ≤ 1e-6`, i.e. at most 4294 of them.
+//! marked with another key) behave as independent fair coins, so the keyed
+//! 40-bit tag matches by chance with probability 2^-40 per decoding. The
+//! detector decodes once per geometry hypothesis (at the single best turn
+//! and offset; the offset search and the lattice estimate choose *where* to
+//! decode, they never decode), at most [`MAX_HYPOTHESES`] = 6 of them, plus
+//! at most 8 anchored reads: at most [`MAX_DECODES`] = 14 decodings. By
+//! the union bound the false-positive rate per image is at most
+//! `14 × 2^-40 ≈ 1.3e-11`, under the 1e-9 required. Any read added later
+//! must keep `MAX_DECODES × 2^-40 ≤ 1e-9`, i.e. at most 1099 decodings.
 //!
 //! The bound assumes the key is secret and the bits of an unmarked image
 //! are unbiased; the benchmark checks the second empirically (no detection
 //! on thousands of unmarked images and their crops and re-encodings).
 
+mod analysis;
 mod code;
 
 use image::RgbImage;
@@ -68,12 +83,15 @@ use rustfft::num_complex::Complex32;
 /// Binding Resolution API. Not (yet) on the C2PA soft-binding algorithm
 /// list, hence a reverse-DNS name of our own; the version changes with any
 /// change that makes old marks unreadable.
-pub const ALG: &str = "org.likeness.wm.1";
+pub const ALG: &str = "org.likeness.wm.2";
+
+/// Earlier versions. Their marks are no longer read from pixels (version 2
+/// changed the tag and the coded length), but the assets they marked can
+/// still be found by their binding value.
+pub const RETIRED_ALGS: [&str; 1] = ["org.likeness.wm.1"];
 
 /// Cells per tile side.
 const TILE: usize = 32;
-/// Box radius of the detector's high-pass.
-const HIGHPASS: usize = 1;
 
 /// Pixels per cell side.
 const CHIP: usize = 4;
@@ -82,9 +100,10 @@ const PERIOD: usize = TILE * CHIP;
 const _: () = assert!(PERIOD.is_power_of_two());
 
 /// Rescalings the detector falls back on when the estimated geometry
-/// fails: as if the image had been halved, or shrunk to 0.75, since it
-/// was marked.
-pub const FALLBACK_SCALES: [f32; 2] = [2.0, 4.0 / 3.0];
+/// fails: as if the image had been halved, shrunk to 0.75 or doubled since
+/// it was marked (a doubled image's period is too long for the estimate's
+/// window).
+pub const FALLBACK_SCALES: [f32; 3] = [2.0, 4.0 / 3.0, 0.5];
 
 /// The secret the pattern derives from. Marking and detecting need the same key.
 #[derive(Clone)]
@@ -112,8 +131,10 @@ pub struct Detection {
     /// The rescaling under which it was found (received → marked; 2 for
     /// an image halved since marking).
     pub scale: f32,
-    /// The rotation undone to find it, in degrees.
+    /// The rotation undone to find it, in degrees (quarter turns included).
     pub angle: f32,
+    /// Whether the image was mirrored since marking.
+    pub mirrored: bool,
 }
 
 /// The key's pattern: per cell, the sync chip, the whitening sign and which
@@ -150,96 +171,77 @@ impl Pattern {
     }
 }
 
-fn luma(img: &RgbImage) -> Vec<f32> {
-    img.pixels().map(|p| 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])).collect()
-}
-
-/// Mean over a (2r+1)² box, edges clamped; separable, O(1) per pixel. The
-/// vertical pass keeps a running sum of whole rows, so memory is read in
-/// order.
-fn box_blur(src: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
-    let n = (2 * r + 1) as f32;
-    let ri = r as isize;
-    let mut horizontal = vec![0.0f32; src.len()];
-    for (row, out) in src.chunks_exact(w).zip(horizontal.chunks_exact_mut(w)) {
-        let at = |i: isize| row[i.clamp(0, w as isize - 1) as usize];
-        let mut sum: f32 = (-ri..=ri).map(at).sum();
-        for (x, o) in out.iter_mut().enumerate() {
-            *o = sum / n;
-            sum += at(x as isize + ri + 1) - at(x as isize - ri);
-        }
-    }
-    let row = |y: isize| {
-        let y = y.clamp(0, h as isize - 1) as usize;
-        &horizontal[y * w..(y + 1) * w]
-    };
-    let mut sum = vec![0.0f32; w];
-    for dy in -ri..=ri {
-        for (s, v) in sum.iter_mut().zip(row(dy)) {
-            *s += v;
-        }
-    }
-    let mut out = vec![0.0f32; src.len()];
-    for (y, line) in out.chunks_exact_mut(w).enumerate() {
-        for (o, s) in line.iter_mut().zip(&sum) {
-            *o = s / n;
-        }
-        let (add, sub) = (row(y as isize + ri + 1), row(y as isize - ri));
-        for ((s, a), b) in sum.iter_mut().zip(add).zip(sub) {
-            *s += a - b;
-        }
-    }
-    out
-}
-
 /// Embeds `payload` with `key`. `strength` 1.0 is the default trade-off:
 /// on the test images 38.7 to 41.7 dB PSNR (see the README's table); on
 /// flat and gradient areas the mark shows as a faint grain.
 pub fn embed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength: f32) {
     let pattern = Pattern::new(key);
-    let coded = code::encode(&code::data_bits(payload));
+    let coded = code::encode(&code::data_bits(payload, &key.0));
     let mask = activity_mask(img);
     embed_with_gains(img, &pattern, &coded, &mask, strength, &vec![1.0; code::CODED_BITS]);
 }
 
-/// Embeds like [`embed`], then reads the result as the detector would and
-/// strengthens the coded bits the picture itself works against, up to
-/// [`INFORMED_ROUNDS`] times. For pictures whose own texture interferes
+/// Embeds like [`embed`], giving more amplitude to the coded bits the
+/// picture itself works against. For pictures whose own texture interferes
 /// with the mark (halftone screens, fine regular patterns): the embedder
-/// knows the picture, so it can outweigh exactly that interference. Costs
-/// one detector read per round.
+/// knows the picture, so it can outweigh exactly that interference.
+///
+/// It predicts the detector's reading instead of marking and reading again:
+/// one pass over the picture folds its residual (the interference, bit by
+/// bit) and how strongly each place of the period will be read (the mask
+/// times the detector's weight); the mark's own reading follows from that
+/// and the pattern, linearly in each bit's gain. Each bit then gets the
+/// gain that lifts its predicted margin to [`INFORMED_TARGET`] times the
+/// typical margin of an undisturbed bit, up to [`MAX_GAIN`]. The
+/// prediction ignores what the mark changes in the weights and the
+/// detector's clipping; the gateway reads every output back anyway.
 pub fn embed_informed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength: f32) {
     let pattern = Pattern::new(key);
-    let coded = code::encode(&code::data_bits(payload));
-    let original = img.clone();
-    let mask = activity_mask(img);
+    let coded = code::encode(&code::data_bits(payload, &key.0));
+    let wants = analysis::Wants { residual: false, mask: true, folds: true };
+    let a = analysis::analyse(img, wants);
     let mut gains = vec![1.0f32; code::CODED_BITS];
-    for round in 0..=INFORMED_ROUNDS {
-        img.clone_from(&original);
-        embed_with_gains(img, &pattern, &coded, &mask, strength, &gains);
-        if round == INFORMED_ROUNDS {
-            break;
-        }
-        let received = Received::new(img);
-        let Some(soft) = received.soft_bits(&Geometry::IDENTITY, &pattern) else { return };
-        // Margin of each coded bit: how far its soft value stands on the
-        // right side. Weak or wrong ones get more amplitude next round.
-        let margins: Vec<f32> = soft.iter().zip(&coded).map(|(s, c)| s * c).collect();
-        let mut sorted: Vec<f32> = margins.iter().map(|m| m.abs()).collect();
+    if img.width() as usize >= PERIOD && img.height() as usize >= PERIOD {
+        let read = |fold: Vec<f32>, clip: bool| Fold::new(fold, true, clip).soft_bits(&pattern, &TURNS[0], (0, 0));
+        let interference = read(a.residual_fold, true);
+        // The two parts of the mark as the detector's high-pass sees them
+        // (a 3x3 box taken away; the pattern is periodic, so on the torus),
+        // times how strongly each place is read.
+        let chips = |part: &dyn Fn(usize) -> f32| -> Vec<f32> {
+            let at = |x: usize, y: usize| part(Pattern::cell(x % PERIOD, y % PERIOD));
+            let mut out = vec![0.0f32; PERIOD * PERIOD];
+            for y in 0..PERIOD {
+                for x in 0..PERIOD {
+                    let mut around = 0.0;
+                    for j in [PERIOD - 1, 0, 1] {
+                        for i in [PERIOD - 1, 0, 1] {
+                            around += at(x + i, y + j);
+                        }
+                    }
+                    out[y * PERIOD + x] = 0.5 * strength * a.response_fold[y * PERIOD + x] * (at(x, y) - around / 9.0);
+                }
+            }
+            out
+        };
+        let sync = read(chips(&|c| pattern.sync[c]), false);
+        let data = read(chips(&|c| pattern.sign[c] * coded[pattern.bit[c]]), false);
+        let own: Vec<f32> = data.iter().zip(&coded).map(|(d, c)| d * c).collect();
+        let mut sorted = own.clone();
         sorted.sort_by(f32::total_cmp);
-        let median = sorted[sorted.len() / 2];
-        let mut changed = false;
-        for (g, m) in gains.iter_mut().zip(&margins) {
-            if *m < 0.5 * median && *g < MAX_GAIN {
-                *g = (*g * 1.5).min(MAX_GAIN);
-                changed = true;
+        let target = INFORMED_TARGET * sorted[sorted.len() / 2];
+        for (b, g) in gains.iter_mut().enumerate() {
+            let against = coded[b] * (interference[b] + sync[b]);
+            if own[b] > 0.0 && against + own[b] < target {
+                *g = ((target - against) / own[b]).clamp(1.0, MAX_GAIN);
             }
         }
-        if !changed {
-            break;
-        }
     }
+    embed_with_gains(img, &pattern, &coded, &a.mask, strength, &gains);
 }
+
+/// The margin every coded bit is lifted to by [`embed_informed`], as a
+/// fraction of the median margin the mark alone gives a bit.
+const INFORMED_TARGET: f32 = 0.7;
 
 /// Most a coded bit's amplitude grows in [`embed_informed`].
 const MAX_GAIN: f32 = 2.5;
@@ -248,17 +250,10 @@ const MAX_GAIN: f32 = 2.5;
 /// little under [`embed`]'s default, since the weak bits get more.
 pub const INFORMED_STRENGTH: f32 = 0.92;
 
-/// Rounds of [`embed_informed`].
-pub const INFORMED_ROUNDS: usize = 3;
-
 /// Per pixel, how much mark the picture hides there: flat areas get less,
 /// texture more.
 fn activity_mask(img: &RgbImage) -> Vec<f32> {
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let y = luma(img);
-    let smooth = box_blur(&y, w, h, 1);
-    let detail: Vec<f32> = y.iter().zip(&smooth).map(|(a, b)| (a - b).abs()).collect();
-    box_blur(&detail, w, h, 3).iter().map(|a| 1.9 * (1.5 + a / 6.0).min(2.2)).collect()
+    analysis::analyse(img, analysis::Wants { residual: false, mask: true, folds: false }).mask
 }
 
 /// The embedder: each pixel gets the sum of its cell's sync chip and data
@@ -300,10 +295,76 @@ pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
     let pattern = Pattern::new(key);
     let received = Received::new(img);
     let found = received.hypotheses().find_map(|g| {
-        let soft = received.soft_bits(&g, &pattern)?;
-        decode(&soft).map(|(payload, score)| Detection { payload, score, scale: g.scale(), angle: g.angle() })
+        let fold = received.fold_cleaned(&g)?;
+        let found = |turn: usize, offset: (usize, usize)| {
+            let soft = fold.soft_bits(&pattern, &TURNS[turn], offset);
+            decode(&soft, key).map(|(payload, score)| Detection {
+                payload,
+                score,
+                scale: g.scale(),
+                angle: (g.angle() + TURN_ANGLES[turn]).rem_euclid(360.0),
+                mirrored: turn >= 4,
+            })
+        };
+        let (turn, offset) = fold.best_sync(&pattern);
+        found(turn, offset).or_else(|| {
+            // The image as a whole, perhaps turned or mirrored: the mark's
+            // origin is at one of its corners, whatever the sync says
+            // (which an attacker may have subtracted).
+            if g != Geometry::IDENTITY {
+                return None;
+            }
+            (0..TURNS.len())
+                .map(|t| (t, anchored_offset(&TURNS[t], received.w, received.h)))
+                .filter(|&(t, o)| (t, o) != (turn, offset))
+                .find_map(|(t, o)| found(t, o))
+        })
     });
     found
+}
+
+/// The eight ways a square can be turned and mirrored, as signed
+/// permutation matrices `[a, b, c, d]` acting on `(x, y)`: the identity,
+/// quarter turns, then mirrors. A fold turned or mirrored this way reads a
+/// mark made on an image that was since turned or mirrored the other way.
+const TURNS: [[i32; 4]; 8] = [
+    [1, 0, 0, 1],
+    [0, -1, 1, 0],
+    [-1, 0, 0, -1],
+    [0, 1, -1, 0],
+    [-1, 0, 0, 1],
+    [1, 0, 0, -1],
+    [0, 1, 1, 0],
+    [0, -1, -1, 0],
+];
+/// The rotation each of [`TURNS`] undoes, in degrees.
+const TURN_ANGLES: [f32; 8] = [0.0, 90.0, 180.0, 270.0, 0.0, 0.0, 90.0, 270.0];
+
+/// `m · (x, y)` on the period's torus.
+fn turn(m: &[i32; 4], x: usize, y: usize) -> (usize, usize) {
+    let (x, y) = (x as i32, y as i32);
+    let p = PERIOD as i32;
+    ((m[0] * x + m[1] * y).rem_euclid(p) as usize, (m[2] * x + m[3] * y).rem_euclid(p) as usize)
+}
+
+/// Where the mark starts in a `w`×`h` image that is a whole marked image
+/// turned or mirrored by the inverse of `m`: minus the marked coordinates
+/// of the received image's first pixel.
+fn anchored_offset(m: &[i32; 4], w: usize, h: usize) -> (usize, usize) {
+    // Received → marked is the inverse of m, its transpose.
+    let a = [m[0], m[2], m[1], m[3]];
+    let corner = |first: i32, second: i32| -> i64 {
+        if first < 0 {
+            w as i64 - 1
+        } else if second < 0 {
+            h as i64 - 1
+        } else {
+            0
+        }
+    };
+    let (tx, ty) = (corner(a[0], a[1]), corner(a[2], a[3]));
+    let p = PERIOD as i64;
+    ((-tx).rem_euclid(p) as usize, (-ty).rem_euclid(p) as usize)
 }
 
 /// The payload bits read under each geometry hypothesis whether or not the
@@ -316,7 +377,13 @@ pub fn read_unchecked(img: &RgbImage, key: &Key) -> Vec<[u8; 8]> {
     received
         .hypotheses()
         .map(|g| {
-            let bits = received.soft_bits(&g, &pattern).map(|soft| code::decode(&soft)).unwrap_or_default();
+            let bits = received
+                .fold_cleaned(&g)
+                .map(|fold| {
+                    let (turn, offset) = fold.best_sync(&pattern);
+                    code::decode(&fold.soft_bits(&pattern, &TURNS[turn], offset))
+                })
+                .unwrap_or_default();
             let mut payload = [0u8; 8];
             for (i, b) in bits.iter().take(64).enumerate() {
                 payload[i / 8] |= b << (7 - i % 8);
@@ -326,10 +393,10 @@ pub fn read_unchecked(img: &RgbImage, key: &Key) -> Vec<[u8; 8]> {
         .collect()
 }
 
-/// Decodes soft bits; the payload and score when the CRC holds.
-fn decode(soft: &[f32]) -> Option<([u8; 8], f32)> {
+/// Decodes soft bits; the payload and score when the tag holds.
+fn decode(soft: &[f32], key: &Key) -> Option<([u8; 8], f32)> {
     let bits = code::decode(soft);
-    let payload = code::payload_if_valid(&bits)?;
+    let payload = code::payload_if_valid(&bits, &key.0)?;
     let codeword = code::encode(&bits);
     let dot: f32 = soft.iter().zip(&codeword).map(|(s, c)| s * c).sum();
     let norm = soft.iter().map(|s| s * s).sum::<f32>().sqrt() * (codeword.len() as f32).sqrt();
@@ -380,14 +447,10 @@ struct Received {
 impl Received {
     fn new(img: &RgbImage) -> Received {
         let (w, h) = (img.width() as usize, img.height() as usize);
-        let y = luma(img);
-        let smooth = box_blur(&y, w, h, HIGHPASS);
-        let raw: Vec<f32> = y.iter().zip(&smooth).map(|(a, b)| (a - b).clamp(-12.0, 12.0)).collect();
         // Each pixel weighted by how little the picture itself varies
         // there: edges and texture drown the mark, flat areas carry it.
-        let energy = box_blur(&raw.iter().map(|r| r * r).collect::<Vec<_>>(), w, h, 3);
-        let residual = raw.iter().zip(&energy).map(|(r, e)| r / (e + 4.0).sqrt()).collect();
-        Received { residual, w, h }
+        let wants = analysis::Wants { residual: true, mask: false, folds: false };
+        Received { residual: analysis::analyse(img, wants).residual, w, h }
     }
 
     /// The hypotheses, in order, lazily: as received (costs nothing more);
@@ -403,7 +466,7 @@ impl Received {
             .chain(estimated)
             .chain(fixed)
             .filter(move |g| {
-                let new = !tried.iter().any(|t| t.close_to(g)) && (0.35..=3.0).contains(&g.scale());
+                let new = !tried.iter().any(|t| t.close_to(g)) && (MIN_SCALE..=MAX_SCALE).contains(&g.scale());
                 if new {
                     tried.push(*g);
                 }
@@ -430,53 +493,98 @@ impl Received {
         }
         let [a, b, c, d] = g.0;
         let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
-        // PERIOD is a power of two: the wrap is a mask.
+        // PERIOD is a power of two: the wrap is a mask. Coordinates are
+        // shifted by a whole number of periods to stay positive, so a cast
+        // (which truncates) does what `floor` would, without its cost.
+        // Computed afresh at each pixel, not accumulated along the row:
+        // at these magnitudes an f32 running sum would drift by pixels.
         const WRAP: i32 = PERIOD as i32 - 1;
+        let shift = (PERIOD * 256) as f32;
         for (y, row) in self.residual.chunks_exact(w).enumerate() {
             let dy = y as f32 - cy;
             // Along a row, the marked coordinates move by (a, c) per pixel.
-            let (mut u, mut v) = (a * -cx + b * dy, c * -cx + d * dy);
-            for r in row {
-                let (iu, iv) = ((u.floor() as i32) & WRAP, (v.floor() as i32) & WRAP);
+            let (u0, v0) = (a * -cx + b * dy + shift, c * -cx + d * dy + shift);
+            for (x, r) in row.iter().enumerate() {
+                let x = x as f32;
+                let (iu, iv) = (((u0 + a * x) as i32) & WRAP, ((v0 + c * x) as i32) & WRAP);
                 fold[iv as usize * PERIOD + iu as usize] += r;
-                u += a;
-                v += c;
             }
         }
         fold
     }
 
-    /// One soft value per coded bit, read at the best sync offset; `None`
-    /// when the image is smaller than one period under `g`.
-    fn soft_bits(&self, g: &Geometry, pattern: &Pattern) -> Option<Vec<f32>> {
+    /// The fold under `g`, cleaned of what repeats in the picture itself;
+    /// `None` when the image is smaller than one period under `g`.
+    fn fold_cleaned(&self, g: &Geometry) -> Option<Fold> {
         let (sw, sh) = (self.w as f32 * g.scale(), self.h as f32 * g.scale());
         if sw < PERIOD as f32 || sh < PERIOD as f32 {
             return None;
         }
-        let mut fold = self.fold(g);
         // At a rescaling, received textures no longer repeat in whole
         // marked pixels, and a shrunk image fills only some of the fold.
-        if g.scale() < 1.25 {
+        Some(Fold::new(self.fold(g), g.scale() < 1.25, true))
+    }
+}
+
+/// One period of the marked image's pattern as read from a received image,
+/// and its spectrum.
+struct Fold {
+    values: Vec<f32>,
+    spectrum: Vec<Complex32>,
+}
+
+impl Fold {
+    /// Cleans a raw fold: takes out short periods (when the image is
+    /// about its marked size) and clips the strongest frequencies.
+    fn new(mut fold: Vec<f32>, short_periods: bool, clip: bool) -> Fold {
+        if short_periods {
             remove_short_periods(&mut fold);
         }
-        let spectrum = clip_spectral_peaks(fft2(fold.iter().map(|&v| Complex32::new(v, 0.0)).collect(), false));
-        // Back to the fold, for reading the bits; and C(d) = Σ_p fold(p + d)
-        // · sync(p) over the torus, for the offset, from the same spectrum.
+        let mut spectrum = fft2(fold.iter().map(|&v| Complex32::new(v, 0.0)).collect(), false);
+        if clip {
+            spectrum = clip_spectral_peaks(spectrum);
+        }
         let n = (PERIOD * PERIOD) as f32;
-        let fold: Vec<f32> = fft2(spectrum.clone(), true).iter().map(|c| c.re / n).collect();
-        let product = spectrum.iter().zip(&pattern.sync_spectrum).map(|(x, y)| x * y.conj()).collect();
-        let corr: Vec<f32> = fft2(product, true).iter().map(|c| c.re).collect();
-        let (best, _) = corr.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
-        let (dx, dy) = (best % PERIOD, best / PERIOD);
+        let values = fft2(spectrum.clone(), true).iter().map(|c| c.re / n).collect();
+        Fold { values, spectrum }
+    }
+
+    /// The turn (an index into [`TURNS`]) and offset at which the sync
+    /// pattern correlates best: C(d) = Σ_p fold(m·(p + d)) · sync(p) over
+    /// the torus, for each turn m. A turned fold's spectrum is the spectrum
+    /// turned the same way (m is orthogonal), so each turn costs one
+    /// inverse FFT.
+    fn best_sync(&self, pattern: &Pattern) -> (usize, (usize, usize)) {
+        let mut best = (f32::MIN, 0, (0, 0));
+        for (t, m) in TURNS.iter().enumerate() {
+            let product = (0..PERIOD * PERIOD)
+                .map(|i| {
+                    let (kx, ky) = turn(m, i % PERIOD, i / PERIOD);
+                    self.spectrum[ky * PERIOD + kx] * pattern.sync_spectrum[i].conj()
+                })
+                .collect();
+            let corr = fft2(product, true);
+            let (at, value) =
+                corr.iter().enumerate().fold((0, f32::MIN), |b, (i, c)| if c.re > b.1 { (i, c.re) } else { b });
+            if value > best.0 {
+                best = (value, t, (at % PERIOD, at / PERIOD));
+            }
+        }
+        (best.1, best.2)
+    }
+
+    /// One soft value per coded bit, read with the fold turned by `m` and
+    /// moved by `offset`.
+    fn soft_bits(&self, pattern: &Pattern, m: &[i32; 4], (dx, dy): (usize, usize)) -> Vec<f32> {
         let mut soft = vec![0.0f32; code::CODED_BITS];
         for py in 0..PERIOD {
             for px in 0..PERIOD {
                 let c = Pattern::cell(px, py);
-                let v = fold[((py + dy) % PERIOD) * PERIOD + (px + dx) % PERIOD];
-                soft[pattern.bit[c]] += v * pattern.sign[c];
+                let (ux, uy) = turn(m, px + dx, py + dy);
+                soft[pattern.bit[c]] += self.values[uy * PERIOD + ux] * pattern.sign[c];
             }
         }
-        Some(soft)
+        soft
     }
 }
 
@@ -541,8 +649,19 @@ fn clip_spectral_peaks(mut spectrum: Vec<Complex32>) -> Vec<Complex32> {
 /// 2 estimated ones (`LATTICE_CANDIDATES`), and the fixed rescalings.
 pub const MAX_HYPOTHESES: usize = 1 + LATTICE_CANDIDATES + FALLBACK_SCALES.len();
 
+/// Most decodings per image: one per hypothesis, and the anchored reads
+/// (one per turn) of the image as received. What the false-positive bound
+/// counts.
+pub const MAX_DECODES: usize = MAX_HYPOTHESES + TURNS.len();
+const _: () = assert!(MAX_DECODES as f64 <= 1e-9 * (1u64 << code::TAG_BITS) as f64);
+
 /// Estimated geometries tried per image.
 const LATTICE_CANDIDATES: usize = 2;
+
+/// The rescalings (received → marked) the detector reads: from an image
+/// upscaled a little over 2x to one shrunk to a little under a quarter.
+const MIN_SCALE: f32 = 0.45;
+const MAX_SCALE: f32 = 4.5;
 
 /// Estimates how the image was scaled and rotated since marking, from the
 /// pattern's own repetition: the residual's autocorrelation peaks on the
@@ -551,7 +670,7 @@ const LATTICE_CANDIDATES: usize = 2;
 /// peak it predicts, for sub-pixel precision.
 fn estimate_geometry(residual: &[f32], w: usize, h: usize) -> Vec<Geometry> {
     let side = w.min(h);
-    if side < PERIOD {
+    if side < PERIOD / 2 {
         return Vec::new();
     }
     // The largest square window from the centre, at most 512 px, its side
@@ -573,26 +692,33 @@ fn estimate_geometry(residual: &[f32], w: usize, h: usize) -> Vec<Geometry> {
         .collect();
     let at = |dx: i64, dy: i64| acf[(dy.rem_euclid(n as i64) as usize) * n + dx.rem_euclid(n as i64) as usize];
     let half = n as i64 / 2 - 2;
-    // Lattice vectors of a period between 0.35x and 3x (within the window),
-    // within 20 degrees of the x axis.
-    let (r_min, r_max) = (PERIOD as f32 * 0.35, (PERIOD as f32 * 3.0).min(half as f32));
+    // Lattice vectors of the period as received at any scale the detector
+    // reads (within the window): local maxima of the autocorrelation over
+    // a half plane (it is symmetric).
+    let (r_min, r_max) = (PERIOD as f32 / MAX_SCALE, (PERIOD as f32 / MIN_SCALE).min(half as f32));
     let mut peaks: Vec<(f32, i64, i64)> = Vec::new();
     for dy in -half..=half {
-        for dx in 1..=half {
+        for dx in 0..=half {
+            if dx == 0 && dy <= 0 {
+                continue;
+            }
             let r = ((dx * dx + dy * dy) as f32).sqrt();
-            if r < r_min || r > r_max || (dy.abs() as f32) > (dx as f32) * 0.364 {
+            if r < r_min || r > r_max {
                 continue;
             }
             let v = at(dx, dy);
-            // Local maxima only.
             if (-1..=1).all(|j| (-1..=1).all(|i| (i == 0 && j == 0) || at(dx + i, dy + j) <= v)) {
                 peaks.push((v, dx, dy));
             }
         }
     }
     peaks.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // The first lattice vector within 25 degrees of the x axis; the second
+    // near its perpendicular, 0.7 to 1.45 times as long (the aspect ratio
+    // may have changed).
+    let near_x = |p: &&(f32, i64, i64)| (p.2.abs() as f32) <= p.1 as f32 * 0.47;
     let mut out = Vec::new();
-    for &(v, dx, dy) in peaks.iter().take(LATTICE_CANDIDATES * 3) {
+    for &(v, dx, dy) in peaks.iter().filter(near_x).take(LATTICE_CANDIDATES * 3) {
         // A multiple of the period peaks too: prefer the fundamental.
         let (mut fx, mut fy) = (dx as f32, dy as f32);
         for k in [3.0f32, 2.0] {
@@ -605,7 +731,17 @@ fn estimate_geometry(residual: &[f32], w: usize, h: usize) -> Vec<Geometry> {
                 }
             }
         }
-        if let Some(g) = fit_lattice(&at, (fx, fy), half) {
+        let len = (fx * fx + fy * fy).sqrt();
+        // The perpendicular, on the half plane the peaks were taken from.
+        let (ux, uy) = if fy > 0.0 { (fy / len, -fx / len) } else { (-fy / len, fx / len) };
+        let second = peaks.iter().find(|q| {
+            let (qx, qy) = (q.1 as f32, q.2 as f32);
+            let ql = (qx * qx + qy * qy).sqrt();
+            (0.7..=1.45).contains(&(ql / len)) && (qx * ux + qy * uy) / ql >= 0.906
+        });
+        // Without a peak of its own there, the quarter turn of the first.
+        let p2 = second.map_or((-fy, fx), |q| (q.1 as f32, q.2 as f32));
+        if let Some(g) = fit_lattice(&at, (fx, fy), p2, half) {
             if !out.iter().any(|o: &Geometry| o.close_to(&g)) {
                 out.push(g);
             }
@@ -631,11 +767,11 @@ fn local_max(at: &impl Fn(i64, i64) -> f32, x: i64, y: i64, r: i64) -> (i64, i64
     best
 }
 
-/// Fits the lattice spanned by `p1` and its quarter turn to every peak it
+/// Fits the lattice spanned by `p1` and `p2` (near its perpendicular) to every peak it
 /// predicts inside the window (weighted least squares on sub-pixel peak
 /// positions), and returns the map from received to marked coordinates.
-fn fit_lattice(at: &impl Fn(i64, i64) -> f32, p1: (f32, f32), half: i64) -> Option<Geometry> {
-    let (px, py, _) = local_max(at, (-p1.1).round() as i64, p1.0.round() as i64, 3);
+fn fit_lattice(at: &impl Fn(i64, i64) -> f32, p1: (f32, f32), p2: (f32, f32), half: i64) -> Option<Geometry> {
+    let (px, py, _) = local_max(at, p2.0.round() as i64, p2.1.round() as i64, 3);
     let p2 = (px as f32, py as f32);
     // Σ w q iᵀ and Σ w i iᵀ, over lattice indices i = (i, j).
     let (mut qi, mut ii) = ([0.0f32; 4], [0.0f32; 4]);

@@ -31,7 +31,7 @@ type Attack = (&'static str, fn(&RgbImage) -> RgbImage);
 
 #[test]
 fn payload_survives_the_main_attacks_and_unmarked_images_give_nothing() {
-    let attacks: [Attack; 10] = [
+    let attacks: [Attack; 21] = [
         ("none", |i| i.clone()),
         ("rotation 2 degrees", |i| rotate(i, 2.0)),
         ("resize 0.6x", |i| scale(i, 0.6)),
@@ -41,11 +41,19 @@ fn payload_survives_the_main_attacks_and_unmarked_images_give_nothing() {
         ("jpeg 50", |i| jpeg(i, 50)),
         ("crop keeping 50%", |i| crop_area(i, 0.5, 1, 3)),
         ("resize 0.5x", |i| scale(i, 0.5)),
-        ("brightness +20%", |i| {
-            let mut o = i.clone();
-            o.pixels_mut().for_each(|p| p.0 = p.0.map(|v| (f32::from(v) * 1.2).min(255.0) as u8));
-            o
-        }),
+        ("brightness +20%", |i| brighten(i, 1.2)),
+        // What people do when they share (watermark v2).
+        ("mirror horizontal", |i| image::imageops::flip_horizontal(i)),
+        ("mirror vertical", |i| image::imageops::flip_vertical(i)),
+        ("rotation 90", |i| image::imageops::rotate90(i)),
+        ("rotation 180", |i| image::imageops::rotate180(i)),
+        ("rotation 270", |i| image::imageops::rotate270(i)),
+        ("resize 2x", |i| scale(i, 2.0)),
+        ("aspect 0.8 across", |i| stretch(i, 0.8, 1.0)),
+        ("aspect 1.25 down", |i| stretch(i, 1.0, 1.25)),
+        ("crop keeping 25%, corner", |i| crop_corner(i, 0.25)),
+        ("JPEG 30", |i| jpeg(i, 30)),
+        ("mirror, then JPEG 60", |i| jpeg(&image::imageops::flip_horizontal(i), 60)),
     ];
     let mut failures = Vec::new();
     for (name, original) in images() {

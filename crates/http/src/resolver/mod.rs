@@ -74,7 +74,9 @@ struct AlgEntry {
 }
 
 async fn supported_algorithms() -> Json<AlgList> {
-    Json(AlgList { watermarks: vec![AlgEntry { alg: likeness_watermark::ALG }], fingerprints: vec![] })
+    // Retired versions stay listed: their assets are still found by value.
+    let algs = std::iter::once(likeness_watermark::ALG).chain(likeness_watermark::RETIRED_ALGS);
+    Json(AlgList { watermarks: algs.map(|alg| AlgEntry { alg }).collect(), fingerprints: vec![] })
 }
 
 #[derive(Serialize)]
@@ -115,9 +117,13 @@ fn bad_query(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::ResolverInvalidQuery, message)
 }
 
-fn check_alg(alg: &str) -> Result<(), ApiError> {
-    if alg == likeness_watermark::ALG {
-        Ok(())
+/// The algorithm asked for, if the resolver knows it: the current
+/// watermark, or a retired one (found by binding value only).
+fn check_alg(alg: &str) -> Result<&'static str, ApiError> {
+    if let Some(known) =
+        std::iter::once(likeness_watermark::ALG).chain(likeness_watermark::RETIRED_ALGS).find(|a| *a == alg)
+    {
+        Ok(known)
     } else {
         Err(ApiError::new(
             ErrorCode::ResolverUnsupportedAlg,
@@ -145,8 +151,8 @@ fn max_results(n: Option<usize>) -> Result<usize, ApiError> {
     }
 }
 
-async fn matches(state: &AppState, value: &str, limit: usize, score: u8) -> Result<QueryResult, ApiError> {
-    let ids = state.store.manifests_by_binding(likeness_watermark::ALG, value, limit).await?;
+async fn matches(state: &AppState, alg: &str, value: &str, limit: usize, score: u8) -> Result<QueryResult, ApiError> {
+    let ids = state.store.manifests_by_binding(alg, value, limit).await?;
     Ok(QueryResult {
         matches: ids.into_iter().map(|manifest_id| Match { manifest_id, similarity_score: score }).collect(),
     })
@@ -158,9 +164,9 @@ async fn by_binding_get(
 ) -> Result<Json<QueryResult>, ApiError> {
     let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
     let alg = q.alg.ok_or_else(|| bad_query("alg is required"))?;
-    check_alg(&alg)?;
+    let alg = check_alg(&alg)?;
     let value = canonical_value(&q.value.ok_or_else(|| bad_query("value is required"))?)?;
-    Ok(Json(matches(&state, &value, max_results(q.max_results)?, 100).await?))
+    Ok(Json(matches(&state, alg, &value, max_results(q.max_results)?, 100).await?))
 }
 
 async fn by_binding_post(
@@ -170,9 +176,9 @@ async fn by_binding_post(
 ) -> Result<Json<QueryResult>, ApiError> {
     let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
     let Json(body) = body.map_err(|e| bad_query(e.body_text()))?;
-    check_alg(&body.alg)?;
+    let alg = check_alg(&body.alg)?;
     let value = canonical_value(&body.value)?;
-    Ok(Json(matches(&state, &value, max_results(q.max_results)?, 100).await?))
+    Ok(Json(matches(&state, alg, &value, max_results(q.max_results)?, 100).await?))
 }
 
 #[derive(Deserialize)]
@@ -221,8 +227,9 @@ async fn by_content(
     let found = read.map_err(upload_error)?;
     let Some(found) = found else { return Ok(Json(QueryResult { matches: vec![] })) };
     let value = likeness_pipeline::soft_binding(&found.payload).value;
-    let score = (found.score.clamp(0.0, 1.0) * 100.0).round() as u8;
-    Ok(Json(matches(&state, &value, limit, score).await?))
+    // Match or no match, never how clearly: a graded score would tell
+    // someone trying to scrub the mark how far they have got.
+    Ok(Json(matches(&state, likeness_watermark::ALG, &value, limit, 100).await?))
 }
 
 /// An uploaded image that cannot be read: the resolver's own codes for what

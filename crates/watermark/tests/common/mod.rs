@@ -93,3 +93,32 @@ pub fn rotate(img: &RgbImage, degrees: f32) -> RgbImage {
         }))
     })
 }
+
+/// Resized by `fx` across and `fy` down (an aspect-ratio change when they differ).
+pub fn stretch(img: &RgbImage, fx: f32, fy: f32) -> RgbImage {
+    let (w, h) = ((img.width() as f32 * fx).round() as u32, (img.height() as f32 * fy).round() as u32);
+    image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle)
+}
+
+/// A crop keeping `keep` of the area from the top-left corner (off-centre).
+pub fn crop_corner(img: &RgbImage, keep: f32) -> RgbImage {
+    let side = keep.sqrt();
+    let (w, h) = ((img.width() as f32 * side) as u32, (img.height() as f32 * side) as u32);
+    image::imageops::crop_imm(img, 0, 0, w, h).to_image()
+}
+
+/// Brightness times `f`, clipped.
+pub fn brighten(img: &RgbImage, f: f32) -> RgbImage {
+    let mut o = img.clone();
+    o.pixels_mut().for_each(|p| p.0 = p.0.map(|v| (f32::from(v) * f).round().min(255.0) as u8));
+    o
+}
+
+/// A re-share chain: crop to 70% of the area off-centre, shrink to 0.7x,
+/// brighten 10%, JPEG 60.
+pub fn reshare(img: &RgbImage) -> RgbImage {
+    let side = 0.7f32.sqrt();
+    let (w, h) = ((img.width() as f32 * side) as u32, (img.height() as f32 * side) as u32);
+    let cropped = image::imageops::crop_imm(img, img.width() - w, (img.height() - h) / 3, w, h).to_image();
+    jpeg(&brighten(&scale(&cropped, 0.7), 1.1), 60)
+}
