@@ -191,6 +191,10 @@ fn main() {
             println!("    missed: {}", missed.join(", "));
         }
     }
+    println!("\n{:<28} {:>9} {:>8}", "image", "PSNR", "SSIM");
+    for ((name, p), q) in psnrs.iter().zip(&ssims) {
+        println!("{name:<28} {p:>6.1} dB {q:>8.4}");
+    }
     let mean_psnr = psnrs.iter().map(|p| p.1).sum::<f64>() / psnrs.len() as f64;
     let worst = psnrs.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
     println!("\nPSNR: mean {mean_psnr:.1} dB, worst {:.1} dB ({})", worst.1, worst.0);

@@ -493,6 +493,20 @@ impl Received {
         }
         let [a, b, c, d] = g.0;
         let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+        if b == 0.0 && c == 0.0 {
+            // A pure rescaling: the marked column of each received column
+            // is the same on every row, so it is looked up, not computed.
+            let column = |x: usize| ((a * (x as f32 - cx) + (PERIOD * 256) as f32) as usize) % PERIOD;
+            let columns: Vec<usize> = (0..w).map(column).collect();
+            for (y, row) in self.residual.chunks_exact(w).enumerate() {
+                let v = ((d * (y as f32 - cy) + (PERIOD * 256) as f32) as usize) % PERIOD;
+                let line = &mut fold[v * PERIOD..(v + 1) * PERIOD];
+                for (r, &u) in row.iter().zip(&columns) {
+                    line[u] += r;
+                }
+            }
+            return fold;
+        }
         // PERIOD is a power of two: the wrap is a mask. Coordinates are
         // shifted by a whole number of periods to stay positive, so a cast
         // (which truncates) does what `floor` would, without its cost.
@@ -556,18 +570,27 @@ impl Fold {
     /// inverse FFT.
     fn best_sync(&self, pattern: &Pattern) -> (usize, (usize, usize)) {
         let mut best = (f32::MIN, 0, (0, 0));
-        for (t, m) in TURNS.iter().enumerate() {
-            let product = (0..PERIOD * PERIOD)
-                .map(|i| {
-                    let (kx, ky) = turn(m, i % PERIOD, i / PERIOD);
-                    self.spectrum[ky * PERIOD + kx] * pattern.sync_spectrum[i].conj()
-                })
-                .collect();
-            let corr = fft2(product, true);
-            let (at, value) =
-                corr.iter().enumerate().fold((0, f32::MIN), |b, (i, c)| if c.re > b.1 { (i, c.re) } else { b });
-            if value > best.0 {
-                best = (value, t, (at % PERIOD, at / PERIOD));
+        let product = |m: &[i32; 4], i: usize| {
+            let (kx, ky) = turn(m, i % PERIOD, i / PERIOD);
+            self.spectrum[ky * PERIOD + kx] * pattern.sync_spectrum[i].conj()
+        };
+        // Each correlation is real (its spectrum is Hermitian), so two
+        // share one inverse FFT: the first as the real part, the second as
+        // the imaginary part.
+        for pair in (0..TURNS.len()).step_by(2) {
+            let (first, second) = (&TURNS[pair], &TURNS[pair + 1]);
+            let packed =
+                (0..PERIOD * PERIOD).map(|i| product(first, i) + Complex32::i() * product(second, i)).collect();
+            let corr = fft2(packed, true);
+            for (t, part) in [(pair, 0), (pair + 1, 1)] {
+                let value = |c: &Complex32| if part == 0 { c.re } else { c.im };
+                let (at, peak) =
+                    corr.iter()
+                        .enumerate()
+                        .fold((0, f32::MIN), |b, (i, c)| if value(c) > b.1 { (i, value(c)) } else { b });
+                if peak > best.0 {
+                    best = (peak, t, (at % PERIOD, at / PERIOD));
+                }
             }
         }
         (best.1, best.2)
@@ -837,8 +860,19 @@ fn fft2(data: Vec<Complex32>, inverse: bool) -> Vec<Complex32> {
 
 /// 2-D FFT of an n×n array (unnormalised).
 fn fft2_n(mut data: Vec<Complex32>, n: usize, inverse: bool) -> Vec<Complex32> {
-    let mut planner = rustfft::FftPlanner::<f32>::new();
-    let fft = if inverse { planner.plan_fft_inverse(n) } else { planner.plan_fft_forward(n) };
+    thread_local! {
+        // Plans are cached by the planner; planning anew on every call cost
+        // more than the small transforms themselves.
+        static PLANNER: std::cell::RefCell<rustfft::FftPlanner<f32>> = std::cell::RefCell::new(rustfft::FftPlanner::new());
+    }
+    let fft = PLANNER.with(|p| {
+        let mut planner = p.borrow_mut();
+        if inverse {
+            planner.plan_fft_inverse(n)
+        } else {
+            planner.plan_fft_forward(n)
+        }
+    });
     for row in data.chunks_mut(n) {
         fft.process(row);
     }
