@@ -223,7 +223,7 @@ pub fn embed_informed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength
             }
             out
         };
-        let sync = read(chips(&|c| pattern.sync[c]), false);
+        let sync = read(chips(&|c| SYNC_AMPLITUDE * pattern.sync[c]), false);
         let data = read(chips(&|c| pattern.sign[c] * coded[pattern.bit[c]]), false);
         let own: Vec<f32> = data.iter().zip(&coded).map(|(d, c)| d * c).collect();
         let mut sorted = own.clone();
@@ -238,6 +238,16 @@ pub fn embed_informed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength
     }
     embed_with_gains(img, &pattern, &coded, &a.mask, strength, &gains);
 }
+
+/// The sync chip's amplitude, relative to a data chip's. The sync is read
+/// over the whole period (16,384 positions) and each coded bit over about
+/// 74, so a fainter sync would still be found after mild edits, and it is
+/// half the mark's energy. Measured on the attack suite (2026-11-27): at
+/// 0.5, PSNR 42.3 dB mean and SSIM 0.977 (from 40.2 dB and 0.962), but 8
+/// fewer exact recoveries of 510, most of them on the crop-shrink-JPEG
+/// chain (10 to 6 of 15), where the rescaled sync is what locates the
+/// mark; at 0.35, 42.6 dB and 19 fewer. Kept at 1 until the chain holds.
+const SYNC_AMPLITUDE: f32 = 1.0;
 
 /// The margin every coded bit is lifted to by [`embed_informed`], as a
 /// fraction of the median margin the mark alone gives a bit.
@@ -264,7 +274,7 @@ fn embed_with_gains(img: &mut RgbImage, pattern: &Pattern, coded: &[f32], mask: 
     for (i, px) in img.pixels_mut().enumerate() {
         let c = Pattern::cell(i % w, i / w);
         let b = pattern.bit[c];
-        let chip = 0.5 * (pattern.sync[c] + pattern.sign[c] * coded[b] * gains[b]);
+        let chip = 0.5 * (SYNC_AMPLITUDE * pattern.sync[c] + pattern.sign[c] * coded[b] * gains[b]);
         add_luma(&mut px.0, strength * mask[i] * chip);
     }
 }
