@@ -270,12 +270,20 @@ fn activity_mask(img: &RgbImage) -> Vec<f32> {
 /// chip (the data chip scaled by its coded bit's gain), times the strength
 /// and the activity mask, as a luma change.
 fn embed_with_gains(img: &mut RgbImage, pattern: &Pattern, coded: &[f32], mask: &[f32], strength: f32, gains: &[f32]) {
+    // One value per cell of the tile, then one multiply per pixel.
+    let chips: Vec<f32> = (0..TILE * TILE)
+        .map(|c| {
+            let b = pattern.bit[c];
+            strength * 0.5 * (SYNC_AMPLITUDE * pattern.sync[c] + pattern.sign[c] * coded[b] * gains[b])
+        })
+        .collect();
     let w = img.width() as usize;
-    for (i, px) in img.pixels_mut().enumerate() {
-        let c = Pattern::cell(i % w, i / w);
-        let b = pattern.bit[c];
-        let chip = 0.5 * (SYNC_AMPLITUDE * pattern.sync[c] + pattern.sign[c] * coded[b] * gains[b]);
-        add_luma(&mut px.0, strength * mask[i] * chip);
+    for (y, (row, mask)) in img.chunks_exact_mut(3 * w).zip(mask.chunks_exact(w)).enumerate() {
+        let tile_row = &chips[((y / CHIP) % TILE) * TILE..][..TILE];
+        for (x, (px, m)) in row.chunks_exact_mut(3).zip(mask).enumerate() {
+            let px: &mut [u8; 3] = px.try_into().expect("three channels");
+            add_luma(px, m * tile_row[(x / CHIP) % TILE]);
+        }
     }
 }
 
@@ -286,6 +294,12 @@ fn embed_with_gains(img: &mut RgbImage, pattern: &Pattern, coded: &[f32], mask: 
 fn add_luma(px: &mut [u8; 3], delta: f32) {
     const W: [f32; 3] = [0.299, 0.587, 0.114];
     let old = px.map(f32::from);
+    // Nearly always no channel clips: add and round (+0.5 and truncate,
+    // since the value is not negative; `round` is a library call here).
+    if old.iter().all(|v| (0.0..=255.0).contains(&(v + delta))) {
+        *px = old.map(|v| (v + delta + 0.5) as u8);
+        return;
+    }
     let mut new = old.map(|v| (v + delta).clamp(0.0, 255.0));
     let achieved: f32 = (0..3).map(|c| W[c] * (new[c] - old[c])).sum();
     let room: f32 = (0..3).filter(|&c| new[c] > 0.0 && new[c] < 255.0).map(|c| W[c]).sum();
@@ -295,7 +309,7 @@ fn add_luma(px: &mut [u8; 3], delta: f32) {
             *v = (*v + extra).clamp(0.0, 255.0);
         }
     }
-    *px = new.map(|v| v.round() as u8);
+    *px = new.map(|v| (v + 0.5) as u8);
 }
 
 /// Looks for a mark made with `key`. `None` means no mark was found; by
