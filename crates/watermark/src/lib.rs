@@ -243,10 +243,11 @@ pub fn embed_informed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength
 /// over the whole period (16,384 positions) and each coded bit over about
 /// 74, so a fainter sync would still be found after mild edits, and it is
 /// half the mark's energy. Measured on the attack suite (2026-11-27): at
-/// 0.5, PSNR 42.3 dB mean and SSIM 0.977 (from 40.2 dB and 0.962), but 8
-/// fewer exact recoveries of 510, most of them on the crop-shrink-JPEG
-/// chain (10 to 6 of 15), where the rescaled sync is what locates the
-/// mark; at 0.35, 42.6 dB and 19 fewer. Kept at 1 until the chain holds.
+/// 0.5, PSNR 42.3 dB mean and SSIM 0.977 (from 40.2 dB and 0.962), but 6
+/// fewer exact recoveries of 510, half of them on the crop-shrink-JPEG
+/// chain (12 to 9 of 15), where the rescaled sync is what locates the
+/// mark; at 0.35 (an earlier build), 42.6 dB and 19 fewer. Kept at 1
+/// until the chain holds.
 const SYNC_AMPLITUDE: f32 = 1.0;
 
 /// The margin every coded bit is lifted to by [`embed_informed`], as a
