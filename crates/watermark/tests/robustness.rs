@@ -63,23 +63,22 @@ fn payload_survives_the_main_attacks_and_unmarked_images_give_nothing() {
         let p = psnr(&original, &marked);
         assert!(p >= 38.0, "{name}: PSNR {p:.1} dB");
         println!("{name}: PSNR {p:.1} dB");
-        if name == "gradient" {
-            if let Ok(dir) = std::env::var("LIKENESS_WATERMARK_SAMPLES") {
-                // Side by side: original | marked, a 256x160 crop, for eyes.
-                let mut pair = RgbImage::new(512, 160);
-                image::imageops::replace(
-                    &mut pair,
-                    &image::imageops::crop_imm(&original, 192, 120, 256, 160).to_image(),
-                    0,
-                    0,
-                );
-                image::imageops::replace(
-                    &mut pair,
-                    &image::imageops::crop_imm(&marked, 192, 120, 256, 160).to_image(),
-                    256,
-                    0,
-                );
-                pair.save(std::path::Path::new(&dir).join("gradient-pair.png")).unwrap();
+        if let Ok(dir) = std::env::var("LIKENESS_WATERMARK_SAMPLES") {
+            // Side by side, original | marked, for eyes: a crop, enlarged
+            // by `zoom` with nearest-neighbour so pixels stay pixels.
+            let samples = [
+                ("gradient", (192, 120, 256, 160), 1, "gradient-pair.png"),
+                ("flat", (192, 208, 128, 96), 2, "flat-pair-200.png"),
+                ("hopper", (190, 150, 128, 128), 2, "face-pair-200.png"),
+            ];
+            for (_, (x, y, w, h), zoom, file) in samples.iter().filter(|s| s.0 == name) {
+                let mut pair = RgbImage::new(2 * w * zoom + 8, h * zoom);
+                for (i, img) in [&original, &marked].into_iter().enumerate() {
+                    let crop = image::imageops::crop_imm(img, *x, *y, *w, *h).to_image();
+                    let big = image::imageops::resize(&crop, w * zoom, h * zoom, image::imageops::FilterType::Nearest);
+                    image::imageops::replace(&mut pair, &big, i64::from((w * zoom + 8) * i as u32), 0);
+                }
+                pair.save(std::path::Path::new(&dir).join(file)).unwrap();
             }
         }
         for (attack, f) in &attacks {
