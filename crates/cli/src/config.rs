@@ -26,6 +26,8 @@ pub struct Config {
     #[serde(default)]
     pub resolver: ResolverSettings,
     #[serde(default)]
+    pub subjects: SubjectsSettings,
+    #[serde(default)]
     pub policy: PolicySettings,
     #[serde(default)]
     pub audit: AuditSettings,
@@ -208,6 +210,37 @@ impl Default for AuditSettings {
     }
 }
 
+/// Subjects: confirmation by the person shown, and the person's own
+/// endpoints (`[subjects]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubjectsSettings {
+    /// Whether only subjects the person shown confirmed count as
+    /// consenting (every subject but `self`); a tenant may say otherwise.
+    pub require_confirmation: bool,
+    /// Whether a confirmation must come with a photo matching the enrolled
+    /// faces; a tenant may say otherwise.
+    pub require_confirmation_photo: bool,
+    /// How long a confirmation token works.
+    pub confirmation_ttl_hours: u64,
+    /// The public subject endpoints, per client address.
+    pub requests_per_minute: u32,
+    pub burst: u32,
+}
+
+impl Default for SubjectsSettings {
+    fn default() -> Self {
+        let d = likeness_http::SubjectsConfig::default();
+        SubjectsSettings {
+            require_confirmation: true,
+            require_confirmation_photo: false,
+            confirmation_ttl_hours: d.confirmation_ttl.as_secs() / 3600,
+            requests_per_minute: d.requests_per_minute,
+            burst: d.burst,
+        }
+    }
+}
+
 /// The public soft-binding resolver (`/matches/...`, `/manifests/...`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -300,6 +333,12 @@ pub struct TenantConfig {
     /// The backend its requests go to when they name none [default: builtin].
     #[serde(default)]
     pub default_backend: Option<String>,
+    /// Overrides `[subjects] require_confirmation` for this tenant.
+    #[serde(default)]
+    pub require_subject_confirmation: Option<bool>,
+    /// Overrides `[subjects] require_confirmation_photo` for this tenant.
+    #[serde(default)]
+    pub require_confirmation_photo: Option<bool>,
 }
 
 impl Config {
@@ -321,6 +360,13 @@ impl Config {
             if !(value > 0.0 && value <= max) {
                 bail!("config {}: [vision] {name} must be in (0, {max}], got {value}", path.display());
             }
+        }
+        let s = &config.subjects;
+        if s.confirmation_ttl_hours == 0 || s.requests_per_minute == 0 || s.burst == 0 {
+            bail!(
+                "config {}: [subjects] confirmation_ttl_hours, requests_per_minute and burst must be at least 1",
+                path.display()
+            );
         }
         let r = &config.resolver;
         if r.requests_per_minute == 0 || r.burst == 0 || r.max_concurrent_detections == 0 {

@@ -125,6 +125,11 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             burst: config.resolver.burst,
             max_concurrent_detections: config.resolver.max_concurrent_detections,
         },
+        subjects: likeness_http::SubjectsConfig {
+            confirmation_ttl: std::time::Duration::from_secs(config.subjects.confirmation_ttl_hours * 3600),
+            requests_per_minute: config.subjects.requests_per_minute,
+            burst: config.subjects.burst,
+        },
         ..HttpConfig::default()
     };
     let mut allow_hosts = config.photos.allow_hosts.clone();
@@ -274,7 +279,15 @@ fn tenants(config: &Config, data_dir: &DataDir) -> anyhow::Result<Vec<Tenant>> {
             .map(|t| {
                 let mut hash = [0u8; 32];
                 hex::decode_to_slice(&t.api_key_sha256, &mut hash)?;
-                Ok(Tenant { id: t.id.clone(), api_key_sha256: hash, default_backend: t.default_backend.clone() })
+                let mut tenant = subject_rules(Tenant::new(t.id.clone(), hash), config);
+                tenant.default_backend = t.default_backend.clone();
+                if let Some(required) = t.require_subject_confirmation {
+                    tenant.confirmation = rule(required);
+                }
+                if let Some(required) = t.require_confirmation_photo {
+                    tenant.confirmation_photo_required = required;
+                }
+                Ok(tenant)
             })
             .collect();
     }
@@ -294,7 +307,22 @@ fn tenants(config: &Config, data_dir: &DataDir) -> anyhow::Result<Vec<Tenant>> {
             key
         }
     };
-    Ok(vec![Tenant { id: "dev".into(), api_key_sha256: Tenant::hash_key(&key), default_backend: None }])
+    Ok(vec![subject_rules(Tenant::new("dev", Tenant::hash_key(&key)), config)])
+}
+
+fn rule(required: bool) -> likeness_consent::ConfirmationRule {
+    if required {
+        likeness_consent::ConfirmationRule::Required
+    } else {
+        likeness_consent::ConfirmationRule::Optional
+    }
+}
+
+/// `[subjects]`' defaults for a tenant.
+fn subject_rules(mut t: Tenant, config: &Config) -> Tenant {
+    t.confirmation = rule(config.subjects.require_confirmation);
+    t.confirmation_photo_required = config.subjects.require_confirmation_photo;
+    t
 }
 
 fn init_logging(format: Option<&str>) {

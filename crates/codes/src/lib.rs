@@ -78,6 +78,8 @@ registry! {
     ConsentSubjectOtherUser = "consent.subject_other_user", 403, "a declared subject consents to another user";
     ConsentSubjectExpired = "consent.subject_expired", 403, "a declared subject's consent has expired";
     ConsentSubjectRevoked = "consent.subject_revoked", 403, "a declared subject was deleted";
+    ConsentSubjectUnconfirmed = "consent.subject_unconfirmed", 403, "a declared subject has not confirmed their consent (the app's tenant requires it)";
+    ConsentSubjectWithdrawn = "consent.subject_withdrawn", 403, "a declared subject withdrew their consent";
     ConsentUnknownPerson = "consent.unknown_person", 403, "a reference shows a person no declared subject covers";
     ConsentMinorWithoutGuardian = "consent.minor_without_guardian", 403, "a reference shows a likely minor without a guardian's consent";
     // Vision and the rules on its scores.
@@ -118,6 +120,14 @@ registry! {
     SubjectEnrollDifferentPeople = "subject.enroll_different_people", 422, "enrollment photos show different people";
     SubjectEnrollPublicFigure = "subject.enroll_public_figure", 422, "an enrollment photo shows a public figure";
     SubjectEnrollPossibleMinor = "subject.enroll_possible_minor", 422, "an enrollment photo shows a likely minor not enrolled as one";
+    // Confirmation by the person shown, and their own controls.
+    SubjectTokenInvalid = "subject.token_invalid", 401, "the confirmation or personal token is wrong, already used, or not this subject's";
+    SubjectConfirmationExpired = "subject.confirmation_expired", 410, "the confirmation token has expired; the app can issue a new one";
+    SubjectAlreadyConfirmed = "subject.already_confirmed", 409, "the subject is already confirmed, deleted or withdrawn: no confirmation token to issue";
+    SubjectGuardianRequired = "subject.guardian_required", 422, "a minor's consent is confirmed by their guardian (as: guardian), an adult's by themselves";
+    SubjectConfirmPhotoRequired = "subject.confirm_photo_required", 422, "the app requires a photo with each confirmation";
+    SubjectConfirmPhotoMismatch = "subject.confirm_photo_mismatch", 403, "the confirmation photo does not show the enrolled person";
+    SubjectRateLimited = "subject.rate_limited", 429, "too many confirmation or personal-token requests from this address";
     // Records.
     GrantNotFound = "grant.not_found", 404, "no such grant for this app";
     SubjectNotFound = "subject.not_found", 404, "no such subject for this app";

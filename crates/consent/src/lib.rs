@@ -81,9 +81,85 @@ pub struct Subject {
     pub guardian_consent: bool,
     pub created_at_ms: i64,
     pub expires_at_ms: Option<i64>,
+    /// Set when the user deleted the subject or the person withdrew;
+    /// `ended_by` says which.
     pub deleted_at_ms: Option<i64>,
+    /// Who ended the consent, when `deleted_at_ms` is set.
+    pub ended_by: Option<Actor>,
+    /// The person's own word: set when they (or, for a minor, their
+    /// guardian) confirmed. A `self` subject is confirmed by the user at
+    /// creation: the user is the person shown.
+    pub confirmation: Option<Confirmation>,
     /// Face embeddings of the enrollment photos (never the photos).
     pub embeddings: Vec<Vec<f32>>,
+}
+
+impl Subject {
+    /// The confirmation a `self` subject gets at creation; others start without.
+    pub fn initial_confirmation(relationship: Relationship, now_ms: i64) -> Option<Confirmation> {
+        (relationship == Relationship::Myself).then_some(Confirmation { by: Actor::User, at_ms: now_ms, photo: false })
+    }
+
+    /// Whether the person shown (or their guardian) confirmed.
+    pub fn confirmed(&self) -> bool {
+        self.confirmation.is_some()
+    }
+
+    /// Whether the person (or their guardian) withdrew, rather than the user deleting.
+    pub fn withdrawn(&self) -> bool {
+        self.deleted_at_ms.is_some() && matches!(self.ended_by, Some(Actor::Person | Actor::Guardian))
+    }
+}
+
+/// Who acted on a subject's consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    /// The app's user (for a `self` subject, the person shown).
+    User,
+    /// The person shown, with their confirmation or personal token.
+    Person,
+    /// A minor's guardian, with the confirmation or personal token.
+    Guardian,
+}
+
+impl Actor {
+    pub fn parse(s: &str) -> Option<Actor> {
+        Some(match s {
+            "user" => Actor::User,
+            "person" => Actor::Person,
+            "guardian" => Actor::Guardian,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Actor::User => "user",
+            Actor::Person => "person",
+            Actor::Guardian => "guardian",
+        }
+    }
+}
+
+/// How a subject's consent was confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Confirmation {
+    pub by: Actor,
+    pub at_ms: i64,
+    /// The confirmation came with a photo that matched the enrolled faces.
+    pub photo: bool,
+}
+
+/// Whether a tenant counts only confirmed subjects as consenting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConfirmationRule {
+    /// Every subject but `self` must be confirmed by the person shown.
+    #[default]
+    Required,
+    /// The user's word is enough; confirmation adds the person's controls
+    /// and shows in the policy input.
+    Optional,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -204,6 +280,10 @@ pub enum ConsentError {
     SubjectExpired(String),
     #[error("subject {0} was deleted")]
     SubjectRevoked(String),
+    #[error("subject {0} has not confirmed their consent: the person shown (or a minor's guardian) confirms with the token the app sent them")]
+    SubjectUnconfirmed(String),
+    #[error("subject {0} withdrew their consent")]
+    SubjectWithdrawn(String),
 }
 
 impl ConsentError {
@@ -221,6 +301,8 @@ impl ConsentError {
             ConsentError::SubjectOtherUser(_) => ErrorCode::ConsentSubjectOtherUser,
             ConsentError::SubjectExpired(_) => ErrorCode::ConsentSubjectExpired,
             ConsentError::SubjectRevoked(_) => ErrorCode::ConsentSubjectRevoked,
+            ConsentError::SubjectUnconfirmed(_) => ErrorCode::ConsentSubjectUnconfirmed,
+            ConsentError::SubjectWithdrawn(_) => ErrorCode::ConsentSubjectWithdrawn,
         }
     }
 }
@@ -354,10 +436,20 @@ pub fn check_references(
 
 /// Checks the subjects a request declares. `found` holds the records the
 /// store returned for those ids (for this tenant); any id missing from it is
-/// unknown.
-pub fn check_subjects(declared: &[String], found: &[Subject], user: &str, now_ms: i64) -> Result<(), ConsentError> {
+/// unknown. `rule` is the tenant's: whether the person must have confirmed.
+pub fn check_subjects(
+    declared: &[String],
+    found: &[Subject],
+    user: &str,
+    now_ms: i64,
+    rule: ConfirmationRule,
+) -> Result<(), ConsentError> {
     for id in declared {
         let s = found.iter().find(|s| &s.id == id).ok_or_else(|| ConsentError::SubjectUnknown(id.clone()))?;
+        // The person's own withdrawal first: it is the most recent word.
+        if s.withdrawn() {
+            return Err(ConsentError::SubjectWithdrawn(id.clone()));
+        }
         if s.deleted_at_ms.is_some() {
             return Err(ConsentError::SubjectRevoked(id.clone()));
         }
@@ -366,6 +458,9 @@ pub fn check_subjects(declared: &[String], found: &[Subject], user: &str, now_ms
         }
         if s.expires_at_ms.is_some_and(|e| e <= now_ms) {
             return Err(ConsentError::SubjectExpired(id.clone()));
+        }
+        if rule == ConfirmationRule::Required && !s.confirmed() {
+            return Err(ConsentError::SubjectUnconfirmed(id.clone()));
         }
     }
     Ok(())
@@ -444,8 +539,42 @@ pub struct Receipt {
     pub grant: Option<String>,
     /// Subjects whose likeness was found and allowed.
     pub subjects: Vec<String>,
+    /// For each of `subjects` the person shown confirmed: by whom and when.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub confirmations: Vec<SubjectConfirmation>,
     pub references: Vec<ReferenceConsent>,
     pub purpose: Purpose,
     /// Where the photos went: `builtin`, or the backend's name.
     pub processor: String,
+}
+
+/// A receipt's record that a subject's consent came from the person shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubjectConfirmation {
+    pub subject: String,
+    pub confirmed_by: Actor,
+    /// RFC 3339.
+    pub confirmed_at: String,
+    /// The confirmation came with a photo matching the enrolled faces.
+    pub with_photo: bool,
+}
+
+impl SubjectConfirmation {
+    pub fn of(s: &Subject) -> Option<SubjectConfirmation> {
+        let c = s.confirmation?;
+        Some(SubjectConfirmation {
+            subject: s.id.clone(),
+            confirmed_by: c.by,
+            confirmed_at: format_time(c.at_ms),
+            with_photo: c.photo,
+        })
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC), as every time on the wire.
+pub fn format_time(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
 }

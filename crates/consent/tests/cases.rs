@@ -90,6 +90,8 @@ fn face_cases() {
             created_at_ms: 0,
             expires_at_ms: None,
             deleted_at_ms: None,
+            ended_by: None,
+            confirmation: None,
             embeddings: serde_json::from_value(s["embeddings"].clone()).unwrap(),
         })
         .collect();
@@ -154,6 +156,8 @@ fn new_records_are_validated() {
         created_at_ms: 0,
         expires_at_ms: None,
         deleted_at_ms: None,
+        ended_by: None,
+        confirmation: None,
         embeddings: vec![],
     };
     assert!(validate_subject(&subject, 10).is_ok());
@@ -166,7 +170,8 @@ fn new_records_are_validated() {
 
 #[test]
 fn declared_subjects_are_checked() {
-    let s = |id: &str, user: &str, expires: Option<i64>, deleted: Option<i64>| Subject {
+    let confirmed = Some(Confirmation { by: Actor::Person, at_ms: 1, photo: false });
+    let s = |id: &str, user: &str, expires: Option<i64>, deleted: Option<(i64, Actor)>| Subject {
         id: id.into(),
         tenant: "t".into(),
         user: user.into(),
@@ -176,21 +181,73 @@ fn declared_subjects_are_checked() {
         guardian_consent: false,
         created_at_ms: 0,
         expires_at_ms: expires,
-        deleted_at_ms: deleted,
+        deleted_at_ms: deleted.map(|d| d.0),
+        ended_by: deleted.map(|d| d.1),
+        confirmation: confirmed,
         embeddings: vec![],
     };
     let found = vec![
         s("ok", "alice", None, None),
         s("old", "alice", Some(5), None),
-        s("gone", "alice", None, Some(3)),
+        s("gone", "alice", None, Some((3, Actor::User))),
+        s("left", "alice", Some(5), Some((3, Actor::Person))),
+        s("kid-left", "alice", None, Some((3, Actor::Guardian))),
         s("bobs", "bob", None, None),
+        Subject { confirmation: None, ..s("pending", "alice", None, None) },
+        Subject {
+            relationship: Relationship::Myself,
+            confirmation: Subject::initial_confirmation(Relationship::Myself, 0),
+            ..s("me", "alice", None, None)
+        },
     ];
-    let check =
-        |ids: &[&str]| check_subjects(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(), &found, "alice", 10);
-    assert_eq!(check(&["ok"]), Ok(()));
-    assert_eq!(check(&[]), Ok(()));
-    assert_eq!(check(&["ok", "nobody"]), Err(ConsentError::SubjectUnknown("nobody".into())));
-    assert_eq!(check(&["old"]), Err(ConsentError::SubjectExpired("old".into())));
-    assert_eq!(check(&["gone"]), Err(ConsentError::SubjectRevoked("gone".into())));
-    assert_eq!(check(&["bobs"]), Err(ConsentError::SubjectOtherUser("bobs".into())));
+    let check = |ids: &[&str], rule| {
+        check_subjects(&ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(), &found, "alice", 10, rule)
+    };
+    use ConfirmationRule::{Optional, Required};
+    for rule in [Required, Optional] {
+        assert_eq!(check(&["ok", "me"], rule), Ok(()));
+        assert_eq!(check(&[], rule), Ok(()));
+        assert_eq!(check(&["ok", "nobody"], rule), Err(ConsentError::SubjectUnknown("nobody".into())));
+        assert_eq!(check(&["old"], rule), Err(ConsentError::SubjectExpired("old".into())));
+        assert_eq!(check(&["gone"], rule), Err(ConsentError::SubjectRevoked("gone".into())));
+        // The person's withdrawal is named as such, before any other reason.
+        assert_eq!(check(&["left"], rule), Err(ConsentError::SubjectWithdrawn("left".into())));
+        assert_eq!(check(&["kid-left"], rule), Err(ConsentError::SubjectWithdrawn("kid-left".into())));
+        assert_eq!(check(&["bobs"], rule), Err(ConsentError::SubjectOtherUser("bobs".into())));
+    }
+    assert_eq!(check(&["pending"], Required), Err(ConsentError::SubjectUnconfirmed("pending".into())));
+    assert_eq!(check(&["pending"], Optional), Ok(()));
+    assert_eq!(
+        ConsentError::SubjectUnconfirmed("x".into()).code().as_str(),
+        "consent.subject_unconfirmed",
+        "the stable code"
+    );
+    assert_eq!(ConsentError::SubjectWithdrawn("x".into()).code().as_str(), "consent.subject_withdrawn");
+}
+
+#[test]
+fn a_receipt_says_who_confirmed_and_when() {
+    let mut subject = Subject {
+        id: "sub_1".into(),
+        tenant: "t".into(),
+        user: "alice".into(),
+        name: "Sam".into(),
+        relationship: Relationship::Family,
+        minor: true,
+        guardian_consent: true,
+        created_at_ms: 0,
+        expires_at_ms: None,
+        deleted_at_ms: None,
+        ended_by: None,
+        confirmation: None,
+        embeddings: vec![],
+    };
+    assert_eq!(SubjectConfirmation::of(&subject), None);
+    subject.confirmation = Some(Confirmation { by: Actor::Guardian, at_ms: 1_795_000_000_000, photo: true });
+    assert_eq!(
+        serde_json::to_value(SubjectConfirmation::of(&subject).unwrap()).unwrap(),
+        serde_json::json!({
+            "subject": "sub_1", "confirmed_by": "guardian", "confirmed_at": "2026-11-18T11:06:40Z", "with_photo": true
+        })
+    );
 }

@@ -1,11 +1,13 @@
-//! Tenant authentication: `Authorization: Bearer KEY`, compared by SHA-256.
+//! Who calls: a tenant (`Authorization: Bearer <API key>`, compared by
+//! SHA-256), or, on a subject's own endpoints, the person shown with their
+//! personal token (checked against that subject by the handler).
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use likeness_codes::ErrorCode;
 
 use crate::error::ApiError;
@@ -29,26 +31,65 @@ fn tenant_for<'a>(tenants: &'a [Tenant], key: &str) -> Option<&'a Tenant> {
     found
 }
 
-/// Middleware on the tenant API: 401 without a known key.
-pub(crate) async fn authenticate(
-    State(state): State<Arc<AppState>>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
+/// The bearer token of a request, or why there is none.
+fn bearer(req: &Request) -> Result<&str, ApiError> {
     let header = req
         .headers()
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::new(ErrorCode::AuthMissing, "send Authorization: Bearer <API key>"))?;
-    let key = header
+    header
         .to_str()
         .ok()
         .and_then(|h| h.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, key)| key.trim())
         .filter(|k| !k.is_empty())
-        .ok_or_else(|| ApiError::new(ErrorCode::AuthMalformed, "expected Authorization: Bearer <API key>"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::AuthMalformed, "expected Authorization: Bearer <API key>"))
+}
+
+/// Middleware on the tenant API: 401 without a known key.
+pub(crate) async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let key = bearer(&req)?;
     let tenant =
         tenant_for(&state.tenants, key).ok_or_else(|| ApiError::new(ErrorCode::AuthInvalidKey, "unknown API key"))?;
     req.extensions_mut().insert(TenantId(tenant.id.clone()));
+    Ok(next.run(req).await)
+}
+
+/// Who calls one of a subject's own endpoints.
+#[derive(Clone)]
+pub(crate) enum Caller {
+    /// The app, with its API key.
+    App(String),
+    /// Someone holding a personal token: the person shown, once the handler
+    /// checks the token against the subject in the path.
+    Person(crate::subjects::PersonalToken),
+}
+
+/// Middleware on the endpoints both the app and the person may call. A
+/// personal token is recognised by its prefix and rate-limited per
+/// address, like every public endpoint.
+pub(crate) async fn app_or_person(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, Response> {
+    let token = bearer(&req).map_err(IntoResponse::into_response)?;
+    let caller = match crate::subjects::PersonalToken::recognise(token) {
+        Some(personal) => {
+            crate::rate_limit::admit(&state.subject_limiter, &req, ErrorCode::SubjectRateLimited)?;
+            Caller::Person(personal)
+        }
+        None => {
+            let tenant = tenant_for(&state.tenants, token)
+                .ok_or_else(|| ApiError::new(ErrorCode::AuthInvalidKey, "unknown API key").into_response())?;
+            Caller::App(tenant.id.clone())
+        }
+    };
+    req.extensions_mut().insert(caller);
     Ok(next.run(req).await)
 }

@@ -1,8 +1,8 @@
 //! The HTTP gateway: the only crate that knows HTTP and JSON wire types.
 //!
 //! One module per resource, each holding its handlers and wire types:
-//! `generations`, `grants`, `subjects`, `receipts`, `reviews`, `policy`,
-//! the public `resolver` and `health`. They share the [`AppState`] (`state`), tenant
+//! `generations`, `grants`, `subjects` (with the person's own, public
+//! side), `receipts`, `reviews`, `policy`, the public `resolver` and `health`. They share the [`AppState`] (`state`), tenant
 //! authentication (`auth`), admission of CPU-bound work (`admission`),
 //! request ids, and `error`, where every failure becomes a code from the
 //! registry (`likeness-codes`) and so a status. Dependencies between the
@@ -38,7 +38,7 @@ pub use auth::TenantId;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ApiError;
 pub use request_id::RequestId;
-pub use state::{AppState, HttpConfig, LogSigner, Parts, ResolverConfig, Tenant};
+pub use state::{AppState, HttpConfig, LogSigner, Parts, ResolverConfig, SubjectsConfig, Tenant};
 
 pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
@@ -46,13 +46,24 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/grants", post(grants::create).get(grants::list))
         .route("/v1/grants/{id}", get(grants::get).delete(grants::revoke))
         .route("/v1/subjects", post(subjects::create).get(subjects::list))
-        .route("/v1/subjects/{id}", get(subjects::get).delete(subjects::delete))
+        .route("/v1/subjects/{id}/confirmation", post(subjects::reissue))
         .route("/v1/receipts/{id}", get(receipts::get))
         .route("/v1/reviews", get(reviews::list))
         .route("/v1/reviews/{id}", get(reviews::get).post(reviews::resolve))
         .route("/v1/policy", get(policy::get))
         .route("/v1/policy/evaluate", post(policy::evaluate))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    // A subject's own endpoints: the app with its API key, or the person
+    // shown with their personal token.
+    let person = Router::new()
+        .route("/v1/subjects/{id}", get(subjects::get).delete(subjects::delete))
+        .route("/v1/subjects/{id}/usage", get(subjects::usage))
+        .route("/v1/subjects/{id}/withdraw", post(subjects::withdraw))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::app_or_person));
+    // Confirmation: public, rate-limited per address.
+    let confirm = Router::new()
+        .route("/v1/subjects/{id}/confirm", post(subjects::confirm))
+        .route_layer(middleware::from_fn_with_state(state.clone(), subject_rate_limit));
     // The OpenAI door: the same tenants, errors in OpenAI's shape.
     let openai = Router::new()
         .route("/v1/images/generations", post(openai::generations))
@@ -63,6 +74,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .merge(api)
+        .merge(person)
+        .merge(confirm)
         .merge(openai)
         .merge(resolver::routes(state.clone()))
         .fallback(health::not_found)
@@ -70,6 +83,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(middleware::from_fn(request_id::request_id))
         .with_state(state)
+}
+
+async fn subject_rate_limit(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    match rate_limit::admit(&state.subject_limiter, &req, likeness_codes::ErrorCode::SubjectRateLimited) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused,
+    }
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then lets

@@ -1,9 +1,33 @@
 //! A rate limit: a token bucket per client address.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use likeness_codes::ErrorCode;
+
+use crate::error::ApiError;
+
+/// Takes a token for the request's client from `limiter`, or answers
+/// `code` (429) with `Retry-After`.
+pub(crate) fn admit(limiter: &RateLimiter, req: &Request, code: ErrorCode) -> Result<(), Response> {
+    // Without connection info (a router driven in-process) all callers share one bucket.
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
+    limiter.take(client, Instant::now()).map_err(|wait| {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let mut resp =
+            ApiError::new(code, format!("too many requests from this address; retry in {secs} s")).into_response();
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        resp
+    })
+}
 
 /// A token bucket per client address. The table is bounded: buckets that
 /// have refilled are forgotten first.

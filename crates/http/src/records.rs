@@ -27,22 +27,15 @@ pub(crate) fn parse_time(field: &'static str, value: Option<&str>) -> Result<Opt
     Ok(Some((t.unix_timestamp_nanos() / 1_000_000) as i64))
 }
 
-pub(crate) fn format_time(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub(crate) use likeness_consent::format_time;
 
-/// A record's state at a moment: withdrawn (revoked or deleted) outranks
-/// expired.
+/// A grant's state at a moment: revoked outranks expired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Status {
     Active,
     Expired,
     Revoked,
-    Deleted,
 }
 
 pub(crate) fn status(withdrawn: Option<Status>, expires_at_ms: Option<i64>, now_ms: i64) -> Status {

@@ -22,9 +22,25 @@ pub struct Tenant {
     /// The backend its requests go to when they name none; none: the
     /// built-in generator.
     pub default_backend: Option<String>,
+    /// Whether only subjects the person shown confirmed count as consenting.
+    pub confirmation: likeness_consent::ConfirmationRule,
+    /// Whether a confirmation must come with a photo matching the enrolled faces.
+    pub confirmation_photo_required: bool,
 }
 
 impl Tenant {
+    /// A tenant with the defaults: built-in generator, confirmation
+    /// required for every subject but `self`, photo optional.
+    pub fn new(id: impl Into<String>, api_key_sha256: [u8; 32]) -> Tenant {
+        Tenant {
+            id: id.into(),
+            api_key_sha256,
+            default_backend: None,
+            confirmation: likeness_consent::ConfirmationRule::Required,
+            confirmation_photo_required: false,
+        }
+    }
+
     pub fn hash_key(key: &str) -> [u8; 32] {
         Sha256::digest(key.as_bytes()).into()
     }
@@ -43,6 +59,24 @@ pub struct HttpConfig {
     pub max_pending_generations: usize,
     /// The public soft-binding resolver's limits.
     pub resolver: ResolverConfig,
+    /// Confirmation by the person shown, and their own endpoints.
+    pub subjects: SubjectsConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubjectsConfig {
+    /// How long a confirmation token works.
+    pub confirmation_ttl: Duration,
+    /// The public subject endpoints (confirmation, and every request with a
+    /// personal token): requests per minute per client address.
+    pub requests_per_minute: u32,
+    pub burst: u32,
+}
+
+impl Default for SubjectsConfig {
+    fn default() -> Self {
+        SubjectsConfig { confirmation_ttl: Duration::from_secs(7 * 24 * 3600), requests_per_minute: 30, burst: 10 }
+    }
 }
 
 impl Default for HttpConfig {
@@ -53,6 +87,7 @@ impl Default for HttpConfig {
             queue_timeout: Duration::from_secs(30),
             max_pending_generations: 16,
             resolver: ResolverConfig::default(),
+            subjects: SubjectsConfig::default(),
         }
     }
 }
@@ -73,6 +108,8 @@ pub struct AppState {
     pub(crate) admission: Admission,
     /// The public resolver's rate limit, per client address.
     pub(crate) resolver_limiter: RateLimiter,
+    /// The person's endpoints' rate limit, per client address.
+    pub(crate) subject_limiter: RateLimiter,
     /// The public resolver's reads of uploaded images at once, apart from
     /// the generations' slots.
     pub(crate) detections: Arc<Semaphore>,
@@ -119,6 +156,7 @@ impl AppState {
         Arc::new(AppState {
             admission: Admission::new(running, config.max_pending_generations.max(running), config.queue_timeout),
             resolver_limiter: RateLimiter::new(config.resolver.requests_per_minute, config.resolver.burst),
+            subject_limiter: RateLimiter::new(config.subjects.requests_per_minute, config.subjects.burst),
             detections: Arc::new(Semaphore::new(config.resolver.max_concurrent_detections.max(1))),
             pipeline: p.pipeline,
             store: p.store,
@@ -128,6 +166,15 @@ impl AppState {
             clock: p.clock,
             backends: p.backends,
         })
+    }
+
+    pub(crate) fn tenant(&self, id: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.id == id)
+    }
+
+    /// The tenant's confirmation rule; an unknown tenant gets the strict one.
+    pub(crate) fn confirmation_rule(&self, tenant: &str) -> likeness_consent::ConfirmationRule {
+        self.tenant(tenant).map_or(likeness_consent::ConfirmationRule::Required, |t| t.confirmation)
     }
 
     /// The backend a request goes to: the one it names, else its tenant's

@@ -144,6 +144,10 @@ async fn a_subject_enrolls_is_recognised_expires_and_is_deleted() {
     assert_eq!(status, 201, "{subject}");
     assert_eq!(subject["enrolled_faces"], 1);
     let id = subject["id"].as_str().unwrap().to_string();
+    // A friend confirms with the token the app delivered (crates/http/tests/subjects.rs has the rest).
+    let token = json!({"token": subject["confirmation_token"]});
+    let (status, body) = app.call_as(None, "POST", &format!("/v1/subjects/{id}/confirm"), Some(token)).await;
+    assert_eq!(status, 200, "{body}");
     let request = json!({"user": "u", "prompt": "x", "size": "256x256", "subjects": [id],
         "references": [upload(&png(60, 40))]});
     let (status, body) = app.generate(request.clone()).await;

@@ -42,4 +42,20 @@ impl Pipeline {
         }
         Ok(embeddings)
     }
+
+    /// Checks a confirmation photo against a subject's enrolled faces: it
+    /// must pass as an enrollment photo would (one face, no public figure,
+    /// a likely minor only for a minor) and show the same person (the same
+    /// model and distance as matching). The nearest distance, or `None`
+    /// when it is not the enrolled person or nothing is enrolled. CPU-bound.
+    pub fn match_confirmation_photo(
+        &self,
+        photo: ReferenceInput,
+        minor: bool,
+        enrolled: &[Vec<f32>],
+    ) -> Result<Option<f32>, PipelineError> {
+        let embedding = self.enroll(vec![photo], minor)?.pop().unwrap_or_default();
+        let nearest = enrolled.iter().map(|e| likeness_consent::distance(&embedding, e)).min_by(f32::total_cmp);
+        Ok(nearest.filter(|d| *d < self.moderation().thresholds.match_distance))
+    }
 }

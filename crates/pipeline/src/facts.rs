@@ -40,7 +40,7 @@ pub(crate) fn subject_facts(s: &Subject) -> SubjectFacts {
         relationship: s.relationship.as_str().to_string(),
         minor: s.minor,
         guardian_consent: s.guardian_consent,
-        confirmed: false,
+        confirmed: s.confirmed(),
     }
 }
 

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use image::RgbImage;
 use likeness_codes::Reason;
-use likeness_consent::{FaceLabel, Purpose};
+use likeness_consent::{FaceLabel, Purpose, SubjectConfirmation};
 use likeness_generators::{GenerationJob, Generator, Style};
 use likeness_media::{MediaError, OutputFormat};
 use likeness_policy::{Evaluation, Input, Policies, Policy, Stage};
@@ -278,6 +278,7 @@ impl Pipeline {
                 id: consent.receipt_id.clone(),
                 grant: consent.grant_id.clone(),
                 subjects: Vec::new(),
+                confirmations: Vec::new(),
                 references: consent.references.clone(),
                 purpose: Purpose::Generation,
                 processor: context.backend.clone().unwrap_or_else(|| likeness_consent::BUILTIN.to_string()),
@@ -295,6 +296,8 @@ impl Pipeline {
             if let FaceLabel::ConsentingSubject { subject, .. } = &face.label {
                 if !decision.consent.subjects.contains(subject) {
                     decision.consent.subjects.push(subject.clone());
+                    let confirmed = consent.subjects.iter().find(|s| &s.id == subject).and_then(SubjectConfirmation::of);
+                    decision.consent.confirmations.extend(confirmed);
                 }
                 if consent.subjects.iter().any(|s| &s.id == subject && s.minor && s.guardian_consent)
                     && !consenting_minors.contains(subject)

@@ -52,6 +52,8 @@ fn subject(id: &str, person_n: usize, minor: bool) -> Subject {
         created_at_ms: 0,
         expires_at_ms: None,
         deleted_at_ms: None,
+        ended_by: None,
+        confirmation: None,
         embeddings: vec![person(person_n).to_vec()],
     }
 }

@@ -1,7 +1,7 @@
 //! Grants, subjects (with their enrolled embeddings) and consent receipts.
 //! Every query is scoped by tenant: one app never sees another's records.
 
-use likeness_consent::{ConsentError, Grant, Purpose, Relationship, Subject};
+use likeness_consent::{Actor, Confirmation, ConsentError, Grant, Purpose, Relationship, Subject};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -34,6 +34,9 @@ pub struct GenerationRecord<'a> {
     pub receipt: &'a ReceiptRecord,
     /// The subjects the request declared, re-read and re-checked.
     pub subject_ids: &'a [String],
+    /// The subjects its references showed: each gets this generation in
+    /// its usage list.
+    pub shown_subjects: &'a [String],
     pub manifests: &'a [ManifestRecord],
     /// Its decision log record.
     pub decision: &'a crate::DecisionRecord,
@@ -55,8 +58,8 @@ pub enum NotRecorded {
 pub type ConsentCheck<'a> = &'a (dyn Fn(Option<&Grant>, &[Subject]) -> Result<(), ConsentError> + Send + Sync);
 
 const GRANT_COLUMNS: &str = "id, tenant, user_id, purpose, created_at_ms, expires_at_ms, revoked_at_ms";
-const SUBJECT_COLUMNS: &str =
-    "id, tenant, user_id, name, relationship, minor, guardian_consent, created_at_ms, expires_at_ms, deleted_at_ms";
+pub(crate) const SUBJECT_COLUMNS: &str = "id, tenant, user_id, name, relationship, minor, guardian_consent, \
+     created_at_ms, expires_at_ms, deleted_at_ms, ended_by, confirmed_at_ms, confirmed_by, confirmed_with_photo";
 
 impl Store {
     pub async fn put_grant(&self, g: &Grant) -> Result<(), StoreError> {
@@ -126,11 +129,20 @@ impl Store {
         Ok(if self.grant(tenant, id).await?.is_some() { Revoked::Already } else { Revoked::NotFound })
     }
 
-    pub async fn put_subject(&self, s: &Subject) -> Result<(), StoreError> {
+    /// Stores a new subject with its embeddings and, unless it is `self`,
+    /// the SHA-256 of its confirmation token and when that token expires.
+    pub async fn put_subject(
+        &self,
+        s: &Subject,
+        confirmation: Option<(&str, i64)>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        let c = s.confirmation;
         sqlx::query(
-            "INSERT INTO subjects (id, tenant, user_id, name, relationship, minor, guardian_consent, created_at_ms, expires_at_ms, deleted_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO subjects (id, tenant, user_id, name, relationship, minor, guardian_consent, created_at_ms,
+                expires_at_ms, deleted_at_ms, ended_by, confirmed_at_ms, confirmed_by, confirmed_with_photo,
+                confirmation_sha256, confirmation_expires_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&s.id)
         .bind(&s.tenant)
@@ -142,6 +154,12 @@ impl Store {
         .bind(s.created_at_ms)
         .bind(s.expires_at_ms)
         .bind(s.deleted_at_ms)
+        .bind(s.ended_by.map(Actor::as_str))
+        .bind(c.map(|c| c.at_ms))
+        .bind(c.map(|c| c.by.as_str()))
+        .bind(i64::from(c.is_some_and(|c| c.photo)))
+        .bind(confirmation.map(|(hash, _)| hash))
+        .bind(confirmation.map(|(_, expires)| expires))
         .execute(&mut *tx)
         .await?;
         for (position, e) in s.embeddings.iter().enumerate() {
@@ -152,6 +170,10 @@ impl Store {
                 .bind(bytes)
                 .execute(&mut *tx)
                 .await?;
+        }
+        crate::confirmation::event(&mut tx, &s.id, "created", Actor::User, s.created_at_ms).await?;
+        if let Some(c) = c {
+            crate::confirmation::event(&mut tx, &s.id, "confirmed", c.by, c.at_ms).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -185,26 +207,50 @@ impl Store {
     /// Deletes the subject's embeddings and name at once, in one transaction;
     /// the row stays (id, user, dates) so receipts that name it still resolve.
     pub async fn delete_subject(&self, tenant: &str, id: &str, now_ms: i64) -> Result<Revoked, StoreError> {
+        self.end_subject(Some(tenant), id, Actor::User, now_ms).await
+    }
+
+    /// Ends a subject's consent: the user deletes it (scoped to its
+    /// tenant), or the person (or guardian) withdraws. Either way the
+    /// embeddings and name go at once and any unused confirmation token
+    /// stops working; the personal token keeps working, so the person can
+    /// still see their record and its usage.
+    pub(crate) async fn end_subject(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        by: Actor,
+        now_ms: i64,
+    ) -> Result<Revoked, StoreError> {
         let mut tx = self.begin_writing().await?;
-        let row = sqlx::query("SELECT deleted_at_ms FROM subjects WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
+        let row = sqlx::query("SELECT deleted_at_ms, tenant FROM subjects WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(row) = row else { return Ok(Revoked::NotFound) };
+        if tenant.is_some_and(|t| t != row.try_get::<String, _>(1).unwrap_or_default()) {
+            return Ok(Revoked::NotFound);
+        }
         let outcome = if row.try_get::<Option<i64>, _>(0)?.is_some() { Revoked::Already } else { Revoked::Now };
         sqlx::query("DELETE FROM subject_embeddings WHERE subject_id = $1").bind(id).execute(&mut *tx).await?;
         // Only the first deletion sets the time, even when two race.
         let updated = sqlx::query(
-            "UPDATE subjects SET deleted_at_ms = $1, name = '' WHERE tenant = $2 AND id = $3 AND deleted_at_ms IS NULL",
+            "UPDATE subjects SET deleted_at_ms = $1, ended_by = $2, name = '', confirmation_sha256 = NULL,
+                confirmation_expires_at_ms = NULL
+             WHERE id = $3 AND deleted_at_ms IS NULL",
         )
         .bind(now_ms)
-        .bind(tenant)
+        .bind(by.as_str())
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        let ended = outcome == Revoked::Now && updated.rows_affected() > 0;
+        if ended {
+            let event = if by == Actor::User { "deleted" } else { "withdrawn" };
+            crate::confirmation::event(&mut tx, id, event, by, now_ms).await?;
+        }
         tx.commit().await?;
-        Ok(if outcome == Revoked::Now && updated.rows_affected() > 0 { Revoked::Now } else { Revoked::Already })
+        Ok(if ended { Revoked::Now } else { Revoked::Already })
     }
 
     /// Records a generation: its receipt, every output's manifest and its
@@ -257,6 +303,17 @@ impl Store {
         .await?;
         for m in g.manifests {
             insert_manifest(&mut tx, m).await?;
+        }
+        for subject in g.shown_subjects {
+            sqlx::query(
+                "INSERT INTO subject_uses (subject_id, receipt_id, request_id, created_at_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(subject)
+            .bind(&receipt.id)
+            .bind(&receipt.request_id)
+            .bind(receipt.created_at_ms)
+            .execute(&mut *tx)
+            .await?;
         }
         crate::audit::append(&mut tx, self.backend, self.audit.as_deref(), g.decision).await?;
         tx.commit().await?;
@@ -345,7 +402,7 @@ fn grant_from_row(r: &AnyRow) -> Result<Grant, StoreError> {
     })
 }
 
-async fn load_subjects(
+pub(crate) async fn load_subjects(
     conn: &mut sqlx::AnyConnection,
     tenant: &str,
     ids: &[String],
@@ -361,7 +418,7 @@ async fn load_subjects(
     Ok(found)
 }
 
-async fn subject_embeddings(conn: &mut sqlx::AnyConnection, mut s: Subject) -> Result<Subject, StoreError> {
+pub(crate) async fn subject_embeddings(conn: &mut sqlx::AnyConnection, mut s: Subject) -> Result<Subject, StoreError> {
     let rows = sqlx::query("SELECT vector FROM subject_embeddings WHERE subject_id = $1 ORDER BY position")
         .bind(&s.id)
         .fetch_all(&mut *conn)
@@ -376,7 +433,7 @@ async fn subject_embeddings(conn: &mut sqlx::AnyConnection, mut s: Subject) -> R
     Ok(s)
 }
 
-fn subject_from_row(r: &AnyRow) -> Result<Subject, StoreError> {
+pub(crate) fn subject_from_row(r: &AnyRow) -> Result<Subject, StoreError> {
     let relationship: String = r.try_get(4)?;
     Ok(Subject {
         id: r.try_get(0)?,
@@ -390,6 +447,18 @@ fn subject_from_row(r: &AnyRow) -> Result<Subject, StoreError> {
         created_at_ms: r.try_get(7)?,
         expires_at_ms: r.try_get(8)?,
         deleted_at_ms: r.try_get(9)?,
+        ended_by: actor(r.try_get(10)?)?,
+        confirmation: match (r.try_get::<Option<i64>, _>(11)?, actor(r.try_get(12)?)?) {
+            (Some(at_ms), Some(by)) => {
+                Some(Confirmation { by, at_ms, photo: r.try_get::<i64, _>(13)? != 0 })
+            }
+            _ => None,
+        },
         embeddings: Vec::new(),
     })
+}
+
+fn actor(v: Option<String>) -> Result<Option<Actor>, StoreError> {
+    v.map(|a| Actor::parse(&a).ok_or_else(|| StoreError::Corrupt(format!("subject has unknown actor {a:?}"))))
+        .transpose()
 }

@@ -12,6 +12,7 @@
 //! other at once.
 
 mod audit;
+mod confirmation;
 mod consent;
 mod reviews;
 
@@ -19,6 +20,7 @@ pub use audit::{
     checkpoint_message, record_hash, AuditSettings, Break, ChainReport, Checkpoint, CheckpointSigner, DecisionRecord,
     Kind, StoredDecision, GENESIS,
 };
+pub use confirmation::{Confirmed, Reissued, SubjectAccess, SubjectEvent, SubjectUse};
 pub use consent::{ConsentCheck, GenerationRecord, NotRecorded, ReceiptRecord, Revoked};
 pub use reviews::{Resolution, Resolved, Review, ReviewStatus};
 
@@ -206,6 +208,48 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
                 used_by TEXT
             )",
             "CREATE INDEX reviews_by_status ON reviews (tenant, status, created_at_ms)",
+        ],
+    ),
+    (
+        5,
+        &[
+            // Consent confirmed by the person shown. Tokens are kept only as
+            // SHA-256 (hex): 256-bit random tokens need no slow hash.
+            "ALTER TABLE subjects ADD COLUMN confirmed_at_ms BIGINT",
+            "ALTER TABLE subjects ADD COLUMN confirmed_by TEXT",
+            "ALTER TABLE subjects ADD COLUMN confirmed_with_photo BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE subjects ADD COLUMN ended_by TEXT",
+            "ALTER TABLE subjects ADD COLUMN confirmation_sha256 TEXT",
+            "ALTER TABLE subjects ADD COLUMN confirmation_expires_at_ms BIGINT",
+            "ALTER TABLE subjects ADD COLUMN personal_sha256 TEXT",
+            // The user is the person shown: their own word is a confirmation.
+            "UPDATE subjects SET confirmed_at_ms = created_at_ms, confirmed_by = 'user' WHERE relationship = 'self'",
+            "UPDATE subjects SET ended_by = 'user' WHERE deleted_at_ms IS NOT NULL",
+            // Every change to a subject's consent, by whom, when.
+            "CREATE TABLE subject_events (
+                subject_id TEXT NOT NULL REFERENCES subjects (id),
+                seq BIGINT NOT NULL,
+                event TEXT NOT NULL,
+                actor TEXT NOT NULL,
+                at_ms BIGINT NOT NULL,
+                PRIMARY KEY (subject_id, seq)
+            )",
+            "INSERT INTO subject_events (subject_id, seq, event, actor, at_ms)
+                SELECT id, 1, 'created', 'user', created_at_ms FROM subjects",
+            "INSERT INTO subject_events (subject_id, seq, event, actor, at_ms)
+                SELECT id, 2, 'confirmed', 'user', created_at_ms FROM subjects WHERE relationship = 'self'",
+            "INSERT INTO subject_events (subject_id, seq, event, actor, at_ms)
+                SELECT id, 3, 'deleted', 'user', deleted_at_ms FROM subjects WHERE deleted_at_ms IS NOT NULL",
+            // The generations whose references showed a subject: what the
+            // person sees of where their likeness was used.
+            "CREATE TABLE subject_uses (
+                subject_id TEXT NOT NULL REFERENCES subjects (id),
+                receipt_id TEXT NOT NULL,
+                request_id TEXT NOT NULL,
+                created_at_ms BIGINT NOT NULL,
+                PRIMARY KEY (subject_id, receipt_id)
+            )",
+            "CREATE INDEX manifests_by_request ON manifests (request_id)",
         ],
     ),
 ];
@@ -468,6 +512,32 @@ pub mod testing {
             })
             .join();
         }
+    }
+
+    /// Everything a PostgreSQL database holds, as text: every row of every
+    /// table of the public schema. For tests that look for what must not
+    /// be stored (a token in clear, a photo's bytes).
+    pub async fn postgres_rows_as_text(url: &str) -> String {
+        use sqlx::Row;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+        let tables: Vec<String> = sqlx::query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        let mut text = String::new();
+        for t in tables {
+            for r in sqlx::query(&format!("SELECT t::text FROM {t} t")).fetch_all(&mut conn).await.unwrap() {
+                text.push_str(&r.get::<String, _>(0));
+                text.push('\n');
+            }
+        }
+        text
     }
 
     fn rand_u64() -> u64 {

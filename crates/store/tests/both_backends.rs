@@ -2,10 +2,10 @@
 //! LIKENESS_TEST_POSTGRES (default postgres://127.0.0.1:5432/test); each run
 //! works in a database of its own, dropped at the end.
 
-use likeness_consent::{ConsentError, Grant, Purpose, Relationship, Subject};
+use likeness_consent::{Actor, Confirmation, ConfirmationRule, ConsentError, Grant, Purpose, Relationship, Subject};
 use likeness_store::{
-    Backend, DecisionRecord, GenerationRecord, Kind, ManifestRecord, NotRecorded, ReceiptRecord, Revoked,
-    SoftBindingRecord, Store,
+    Backend, Confirmed, DecisionRecord, GenerationRecord, Kind, ManifestRecord, NotRecorded, ReceiptRecord, Reissued,
+    Revoked, SoftBindingRecord, Store,
 };
 
 fn manifest(n: u8) -> ManifestRecord {
@@ -34,6 +34,7 @@ async fn cases(store: &Store, url: &str) {
     assert!(store.put_manifest(&same_asset).await.is_err());
     soft_binding_cases(store, &a).await;
     consent_cases(store).await;
+    confirmation_cases(store).await;
     a_revocation_waits_for_a_recording_in_progress(store, url).await;
 }
 
@@ -88,6 +89,8 @@ fn subject(id: &str, user: &str) -> Subject {
         created_at_ms: 2_000,
         expires_at_ms: None,
         deleted_at_ms: None,
+        ended_by: None,
+        confirmation: None,
         embeddings: vec![vec![0.5, -1.25, f32::MIN_POSITIVE], vec![3.0, 0.0, -0.0]],
     }
 }
@@ -126,7 +129,7 @@ async fn record(
     check: likeness_store::ConsentCheck<'_>,
 ) -> Result<Result<(), NotRecorded>, likeness_store::StoreError> {
     let d = decision(receipt);
-    let g = GenerationRecord { receipt, subject_ids: subjects, manifests, decision: &d, review: None };
+    let g = GenerationRecord { receipt, subject_ids: subjects, shown_subjects: subjects, manifests, decision: &d, review: None };
     store.record_generation(&g, check).await
 }
 
@@ -150,8 +153,8 @@ async fn consent_cases(store: &Store) {
 
     // Subjects: embeddings round-trip bit for bit; deletion drops them and the name.
     let s = subject("s1", "alice");
-    store.put_subject(&s).await.unwrap();
-    store.put_subject(&subject("s2", "alice")).await.unwrap();
+    store.put_subject(&s, None).await.unwrap();
+    store.put_subject(&subject("s2", "alice"), None).await.unwrap();
     assert_eq!(store.subject("dev", "s1").await.unwrap(), Some(s.clone()));
     assert_eq!(store.subject("other-app", "s1").await.unwrap(), None);
     let found = store.subjects("dev", &["s2".into(), "nobody".into(), "s1".into()]).await.unwrap();
@@ -192,6 +195,81 @@ async fn consent_cases(store: &Store) {
         assert_eq!(store.manifest(&m.manifest_id).await.unwrap(), None, "nothing stored when consent is gone");
         assert_eq!(store.receipt("dev", "r2").await.unwrap(), None);
     }
+}
+
+/// Confirmation by the person: a token works once, before it expires, for
+/// its own subject only; withdrawal ends consent and drops the embeddings;
+/// every change is in the history; usage lists the generations that
+/// showed the subject.
+async fn confirmation_cases(store: &Store) {
+    let pending = |id: &str| Subject { id: id.into(), minor: false, guardian_consent: false, ..subject(id, "alice") };
+    store.put_subject(&pending("c1"), Some(("hash-1", 10_000))).await.unwrap();
+    store.put_subject(&pending("c2"), Some(("hash-2", 10_000))).await.unwrap();
+    let access = store.subject_access("c1").await.unwrap().unwrap();
+    assert_eq!(
+        (access.tenant.as_str(), access.confirmation_sha256.as_deref(), access.personal_sha256.as_deref()),
+        ("dev", Some("hash-1"), None)
+    );
+    assert_eq!(store.subject_access("nobody").await.unwrap(), None);
+    let person = |at_ms| Confirmation { by: Actor::Person, at_ms, photo: true };
+    // Another subject's token, an expired one: nothing changes.
+    assert_eq!(store.confirm_subject("c1", "hash-2", person(5_000), "p-1").await.unwrap(), Confirmed::Stale);
+    assert_eq!(store.confirm_subject("c1", "hash-1", person(10_000), "p-1").await.unwrap(), Confirmed::Stale);
+    assert_eq!(store.confirm_subject("c1", "hash-1", person(5_000), "p-1").await.unwrap(), Confirmed::Now);
+    // Used once.
+    assert_eq!(store.confirm_subject("c1", "hash-1", person(5_001), "p-2").await.unwrap(), Confirmed::Stale);
+    let c1 = store.subject("dev", "c1").await.unwrap().unwrap();
+    assert_eq!(c1.confirmation, Some(person(5_000)));
+    let access = store.subject_access("c1").await.unwrap().unwrap();
+    assert_eq!((access.confirmation_sha256, access.personal_sha256.as_deref()), (None, Some("p-1")));
+
+    // A new token replaces the old; none for a confirmed or unknown subject.
+    assert_eq!(store.reissue_confirmation("dev", "c2", "hash-3", 20_000, 6_000).await.unwrap(), Reissued::Now);
+    assert_eq!(store.confirm_subject("c2", "hash-2", person(6_500), "p-x").await.unwrap(), Confirmed::Stale);
+    assert_eq!(store.reissue_confirmation("dev", "c1", "hash-4", 20_000, 6_000).await.unwrap(), Reissued::Ended);
+    assert_eq!(store.reissue_confirmation("other-app", "c2", "h", 20_000, 6_000).await.unwrap(), Reissued::NotFound);
+
+    // Usage: the generations whose references showed the subject, with outputs.
+    let allowed = |_: Option<&Grant>, _: &[Subject]| Ok(());
+    let mut m = manifest(11);
+    m.request_id = "req_r-c1".into();
+    record(store, &receipt("r-c1", None), &["c1".into()], std::slice::from_ref(&m), &allowed).await.unwrap().unwrap();
+    let uses = store.subject_usage("c1", 10).await.unwrap();
+    assert_eq!(uses.len(), 1);
+    assert_eq!((uses[0].request_id.as_str(), uses[0].receipt_id.as_str()), ("req_r-c1", "r-c1"));
+    assert_eq!(uses[0].outputs, [(m.asset_id.clone(), m.manifest_id.clone())]);
+    assert!(store.subject_usage("c2", 10).await.unwrap().is_empty(), "another subject's usage is its own");
+
+    // Withdrawal by the person: embeddings gone, consent refused, the token dead.
+    assert_eq!(store.withdraw_subject("c1", Actor::Person, 7_000).await.unwrap(), Revoked::Now);
+    assert_eq!(store.withdraw_subject("c1", Actor::Person, 8_000).await.unwrap(), Revoked::Already);
+    let c1 = store.subject("dev", "c1").await.unwrap().unwrap();
+    assert!(c1.withdrawn() && c1.embeddings.is_empty() && c1.name.is_empty());
+    assert_eq!(
+        likeness_consent::check_subjects(&["c1".into()], &[c1], "alice", 7_500, ConfirmationRule::Optional),
+        Err(ConsentError::SubjectWithdrawn("c1".into()))
+    );
+    assert_eq!(store.confirm_subject("c2", "hash-3", person(7_000), "p-3").await.unwrap(), Confirmed::Now);
+    assert_eq!(store.delete_subject("dev", "c2", 7_100).await.unwrap(), Revoked::Now);
+    assert!(!store.subject("dev", "c2").await.unwrap().unwrap().withdrawn(), "deleted by the user, not withdrawn");
+    let history = |id: &'static str| async move {
+        let events = store.subject_events(id).await.unwrap();
+        events.into_iter().map(|e| format!("{}:{}:{}", e.event, e.by.as_str(), e.at_ms)).collect::<Vec<_>>()
+    };
+    assert_eq!(history("c1").await, ["created:user:2000", "confirmed:person:5000", "withdrawn:person:7000"]);
+    assert_eq!(
+        history("c2").await,
+        ["created:user:2000", "confirmation_issued:user:6000", "confirmed:person:7000", "deleted:user:7100"]
+    );
+    // A self subject is the user's own word, confirmed at creation.
+    let me = Subject {
+        relationship: Relationship::Myself,
+        confirmation: Subject::initial_confirmation(Relationship::Myself, 2_000),
+        ..pending("c3")
+    };
+    store.put_subject(&me, None).await.unwrap();
+    assert_eq!(store.subject("dev", "c3").await.unwrap(), Some(me));
+    assert_eq!(history("c3").await, ["created:user:2000", "confirmed:user:2000"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,7 +41,7 @@ pub(super) async fn check(state: &AppState, tenant: &str, order: &Order) -> Resu
     let processor = order.backend.as_deref().unwrap_or(consent::BUILTIN);
     let references = consent::check_references(grant.as_ref(), user, now, &sources, processor)?;
     let subjects = state.store.subjects(tenant, &order.subjects).await?;
-    consent::check_subjects(&order.subjects, &subjects, user, now)?;
+    consent::check_subjects(&order.subjects, &subjects, user, now, state.confirmation_rule(tenant))?;
     check_albums(state, order, &references).await?;
     Ok(RequestConsent { receipt_id: new_id("rcpt"), grant_id: order.grant_id.clone(), references, subjects })
 }

@@ -27,6 +27,7 @@ pub(super) struct Recording {
     subjects: Vec<String>,
     receipt_id: String,
     review_id: Option<String>,
+    rule: consent::ConfirmationRule,
     clock: Arc<dyn Clock>,
 }
 
@@ -39,6 +40,7 @@ impl Recording {
             subjects: order.subjects.clone(),
             receipt_id: consent.receipt_id.clone(),
             review_id: order.review_id.clone(),
+            rule: state.confirmation_rule(&who.tenant),
             clock: state.clock.clone(),
         }
     }
@@ -83,6 +85,7 @@ impl Recording {
         let record = GenerationRecord {
             receipt: &receipt,
             subject_ids: &self.subjects,
+            shown_subjects: &outcome.decision.consent.subjects,
             manifests: &manifests,
             decision: &decision,
             review: self.review_id.as_deref(),
@@ -110,6 +113,6 @@ impl Recording {
         if let Some(g) = grant {
             g.check_usable(&self.user, Purpose::Generation, now)?;
         }
-        consent::check_subjects(&self.subjects, subjects, &self.user, now)
+        consent::check_subjects(&self.subjects, subjects, &self.user, now, self.rule)
     }
 }

@@ -6,14 +6,13 @@
 //! request body is kept; an uploaded image is decoded in memory, read for
 //! its watermark and dropped.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -39,23 +38,9 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 
 /// Middleware on the resolver's routes: 429 with `Retry-After` past the rate.
 async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    // Without connection info (a router driven in-process) all callers share one bucket.
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
-    match state.resolver_limiter.take(client, Instant::now()) {
+    match crate::rate_limit::admit(&state.resolver_limiter, &req, ErrorCode::ResolverRateLimited) {
         Ok(()) => next.run(req).await,
-        Err(wait) => {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let mut resp = ApiError::new(
-                ErrorCode::ResolverRateLimited,
-                format!("too many requests from this address; retry in {secs} s"),
-            )
-            .into_response();
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            resp
-        }
+        Err(refused) => refused,
     }
 }
 

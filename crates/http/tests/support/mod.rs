@@ -25,7 +25,7 @@ pub struct App {
     router: Router,
     pub state: Arc<AppState>,
     pub clock: Arc<ManualClock>,
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
 }
 
 impl App {
@@ -44,7 +44,14 @@ impl App {
         generator: Arc<dyn Generator>,
         policies: Arc<likeness_policy::Policies>,
     ) -> App {
-        App::build(vision, config, generator, policies, likeness_backends::Backends::default(), None).await
+        App::build(vision, config, generator, policies, likeness_backends::Backends::default(), Setup::default()).await
+    }
+
+    /// On `database` (None: a SQLite file), the tenant adjusted by `setup`.
+    pub async fn with_setup(vision: FakeVision, config: HttpConfig, setup: Setup) -> App {
+        let policies = likeness_testkit::policies();
+        let backends = likeness_backends::Backends::default();
+        App::build(Ok(vision), config, Arc::new(Builtin), policies, backends, setup).await
     }
 
     /// With generator backends, and the tenant's default backend.
@@ -56,7 +63,8 @@ impl App {
         let backends = likeness_backends::Backends::new(backends).unwrap();
         let generator = Arc::new(Builtin);
         let policies = likeness_testkit::policies();
-        App::build(Ok(vision), HttpConfig::default(), generator, policies, backends, default_backend).await
+        let setup = Setup { default_backend: default_backend.map(String::from), ..Setup::default() };
+        App::build(Ok(vision), HttpConfig::default(), generator, policies, backends, setup).await
     }
 
     async fn build(
@@ -65,7 +73,7 @@ impl App {
         generator: Arc<dyn Generator>,
         policies: Arc<likeness_policy::Policies>,
         backends: likeness_backends::Backends,
-        default_backend: Option<&str>,
+        setup: Setup,
     ) -> App {
         let dir = tempfile::tempdir().unwrap();
         let pipeline = Arc::new(likeness_testkit::pipeline_with(vision, generator, policies));
@@ -74,16 +82,16 @@ impl App {
             every_records: 5,
             every_ms: 60_000,
         };
-        let store = likeness_store::Store::open(dir.path().join("likeness.db").to_str().unwrap())
-            .await
-            .unwrap()
-            .with_audit(audit);
+        let sqlite = dir.path().join("likeness.db").display().to_string();
+        let store =
+            likeness_store::Store::open(setup.database.as_deref().unwrap_or(&sqlite)).await.unwrap().with_audit(audit);
         let photos = likeness_photos::PhotoLibrary::new(likeness_photos::LibraryConfig::default()).unwrap();
-        let tenants = vec![Tenant {
-            id: "dev".into(),
-            api_key_sha256: Tenant::hash_key(KEY),
-            default_backend: default_backend.map(String::from),
-        }];
+        let mut tenant = Tenant::new("dev", Tenant::hash_key(KEY));
+        tenant.default_backend = setup.default_backend;
+        if let Some(edit) = setup.tenant {
+            edit(&mut tenant);
+        }
+        let tenants = vec![tenant];
         let clock = Arc::new(ManualClock::new(START_MS));
         let state = AppState::from_parts(likeness_http::Parts {
             pipeline,
@@ -94,7 +102,7 @@ impl App {
             clock: clock.clone(),
             backends,
         });
-        App { router: likeness_http::router(state.clone()), state, clock, _dir: dir }
+        App { router: likeness_http::router(state.clone()), state, clock, dir }
     }
 
     pub async fn send(&self, req: Request<Body>) -> Response<Body> {
@@ -103,7 +111,15 @@ impl App {
 
     /// A call with the tenant's key: (status, JSON body or Null).
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = Request::builder().method(method).uri(path).header("authorization", format!("Bearer {KEY}"));
+        self.call_as(Some(KEY), method, path, body).await
+    }
+
+    /// A call with another bearer token (a personal token), or none.
+    pub async fn call_as(&self, bearer: Option<&str>, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(b) = bearer {
+            req = req.header("authorization", format!("Bearer {b}"));
+        }
         let body = match body {
             Some(b) => {
                 req = req.header("content-type", "application/json");
@@ -117,6 +133,15 @@ impl App {
     pub async fn generate(&self, body: Value) -> (u16, Value) {
         self.call("POST", "/v1/generations", Some(body)).await
     }
+}
+
+/// How a test's gateway differs from the default one.
+#[derive(Default)]
+pub struct Setup {
+    /// A database URL; none: a SQLite file in the test's directory.
+    pub database: Option<String>,
+    pub default_backend: Option<String>,
+    pub tenant: Option<Box<dyn FnOnce(&mut Tenant)>>,
 }
 
 pub async fn json(resp: Response<Body>) -> (u16, Value) {
