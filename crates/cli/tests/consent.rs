@@ -23,7 +23,13 @@ fn start(provider: &Provider, gallery: &std::path::Path, database: Option<&str>,
     if let Some(db) = database {
         args.extend(["--database", db]);
     }
-    Server::start_with(config, &args)
+    // Every log line, so the test can look for what must never be in one.
+    Server::start_logging(config, &args, "debug")
+}
+
+/// The person shown confirms with the token the app delivered: (status, answer).
+fn confirm(server: &Server, subject: &str, body: Value) -> (u16, Value) {
+    server.call_as(None, "POST", &format!("/v1/subjects/{subject}/confirm"), Some(&body))
 }
 
 fn generate(server: &Server, extra: Value) -> (u16, Value) {
@@ -51,7 +57,8 @@ fn enroll(server: &Server, body: Value) -> (u16, Value) {
 fn consent_suite(database: Option<&str>) {
     let provider = Provider::start();
     let dir = tempfile::tempdir().unwrap();
-    let gallery = gallery_without_obama(dir.path());
+    // Eileen Collins (astronaut.png) plays a stranger to the private Obama.
+    let gallery = gallery_without(dir.path(), &["obama", "eileen-collins"]);
     let server = start(&provider, &gallery, database, "");
 
     // A grant for two photos and an album.
@@ -153,8 +160,25 @@ fn consent_suite(database: Option<&str>) {
     let (status, bobs) = enroll(&server, json!({ "user": "bob", "name": "Bob", "relationship": "self" }));
     assert_eq!(status, 201, "{bobs}");
 
-    // Declared and matched: allowed, labelled, relied on.
+    // A friend consents once they confirm, with the token the app delivered
+    // and, here, a photo of themselves matched by the real face model.
     let barack_ref = provider.item("barack", TOKEN);
+    let (status, resp) =
+        generate(&server, json!({ "grant_id": grant, "subjects": [subject_id], "references": [barack_ref] }));
+    assert_eq!((status, code(&resp)), (403, "consent.subject_unconfirmed"), "{resp}");
+    let token = subject["confirmation_token"].as_str().unwrap().to_string();
+    let stranger = upload(&fixture_bytes("faces/astronaut.png"), "image/png");
+    let (status, resp) = confirm(&server, &subject_id, json!({ "token": token, "photo": stranger }));
+    assert_eq!((status, code(&resp)), (403, "subject.confirm_photo_mismatch"), "{resp}");
+    let selfie = upload(&fixture_bytes("faces/obama2.jpg"), "image/jpeg");
+    let (status, confirmed) = confirm(&server, &subject_id, json!({ "token": token, "photo": selfie }));
+    assert_eq!(status, 200, "{confirmed}");
+    assert_eq!(confirmed["confirmation"]["with_photo"], true);
+    let personal = confirmed["personal_token"].as_str().unwrap().to_string();
+    let (status, resp) = confirm(&server, &subject_id, json!({ "token": token }));
+    assert_eq!((status, code(&resp)), (401, "subject.token_invalid"), "used once: {resp}");
+
+    // Declared and matched: allowed, labelled, relied on.
     let (status, resp) =
         generate(&server, json!({ "grant_id": grant, "subjects": [subject_id], "references": [barack_ref] }));
     assert_eq!(status, 200, "{resp}");
@@ -165,6 +189,14 @@ fn consent_suite(database: Option<&str>) {
         "{face}"
     );
     assert_eq!(resp["decision"]["consent"]["subjects"], json!([subject_id]));
+    assert_eq!(resp["decision"]["consent"]["confirmations"][0]["confirmed_by"], "person");
+    // The person sees where their likeness was used, without the app.
+    let (status, usage) =
+        server.call_as(Some(&personal), "GET", &format!("/v1/subjects/{subject_id}/usage"), None);
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["uses"].as_array().unwrap().len(), 1, "{usage}");
+    assert_eq!(usage["uses"][0]["request_id"], resp["id"]);
+    assert_eq!(usage["uses"][0]["outputs"][0]["manifest_id"], resp["images"][0]["manifest_id"]);
 
     // Undeclared: an unknown person, named by reference.
     let (status, resp) = generate(&server, json!({ "grant_id": grant, "references": [barack_ref] }));
@@ -181,6 +213,26 @@ fn consent_suite(database: Option<&str>) {
     let (status, resp) = generate(&server, json!({ "subjects": ["sub_nope"], "prompt": "a lake" }));
     assert_eq!((status, code(&resp)), (403, "consent.subject_unknown"), "{resp}");
 
+    // Tokens never in a log line or in the database in clear.
+    let log = std::fs::read_to_string(server.log.path()).unwrap();
+    assert!(log.contains("subject confirmed"), "the log was captured");
+    let stored = match database {
+        Some(url) => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(likeness_store::testing::postgres_rows_as_text(url)).into_bytes()
+        }
+        None => std::fs::read_dir(server.data_dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("likeness.db"))
+            .flat_map(|e| std::fs::read(e.path()).unwrap())
+            .collect(),
+    };
+    for t in [&token, &personal] {
+        assert!(!log.contains(t.as_str()), "a token in the log");
+        assert!(!stored.windows(t.len()).any(|w| w == t.as_bytes()), "a token in clear in the database");
+    }
+
     // Records survive a restart.
     let server = server.restart();
     let (_, listed) = server.call("GET", &format!("/v1/grants?user={USER}"), None);
@@ -191,6 +243,8 @@ fn consent_suite(database: Option<&str>) {
 
     // Deleting the subject drops the embeddings at once; declaring it is refused.
     assert_eq!(server.call("DELETE", &format!("/v1/subjects/{subject_id}"), None).0, 204);
+    let (_, seen) = server.call_as(Some(&personal), "GET", &format!("/v1/subjects/{subject_id}"), None);
+    assert_eq!(seen["status"], "deleted", "the person sees the app deleted it: {seen}");
     let (_, gone) = server.call("GET", &format!("/v1/subjects/{subject_id}"), None);
     assert_eq!(
         (gone["status"].as_str(), gone["enrolled_faces"].as_u64(), gone["name"].as_str()),
@@ -315,6 +369,9 @@ fn likely_minors_need_a_guardians_consent() {
                 "enroll": [upload(&photo, "image/jpeg")] }),
     );
     assert_eq!(status, 201, "{kid}");
+    let guardian = json!({ "token": kid["confirmation_token"], "as": "guardian" });
+    let (status, resp) = confirm(&server, kid["id"].as_str().unwrap(), guardian);
+    assert_eq!((status, &resp["confirmation"]["confirmed_by"]), (200, &json!("guardian")), "{resp}");
     let (status, resp) = generate(&server, json!({ "subjects": [kid["id"]], "references": [reference] }));
     assert_eq!(status, 200, "a consenting minor with a guardian's consent: {resp}");
 

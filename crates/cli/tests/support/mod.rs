@@ -133,8 +133,22 @@ impl Server {
 
     /// Any API call with the tenant's key: (status, JSON body or Null).
     pub fn call(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+        self.call_as(Some(&self.api_key), method, path, body)
+    }
+
+    /// The same with another bearer token (a personal token), or none.
+    pub fn call_as(
+        &self,
+        bearer: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = Server::client().request(method, format!("{}{path}", self.base)).bearer_auth(&self.api_key);
+        let mut req = Server::client().request(method, format!("{}{path}", self.base));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }
@@ -270,9 +284,15 @@ pub fn flip_image_byte(bytes: &mut [u8]) {
 
 /// The shipped gallery minus Obama, written to `dir`.
 pub fn gallery_without_obama(dir: &std::path::Path) -> std::path::PathBuf {
+    gallery_without(dir, &["obama"])
+}
+
+/// The shipped gallery minus `ids`, written to `dir`: those people are
+/// private persons to the gateway.
+pub fn gallery_without(dir: &std::path::Path, ids: &[&str]) -> std::path::PathBuf {
     let mut g: serde_json::Value =
         serde_json::from_slice(&std::fs::read(workspace_root().join("models/gallery.example.json")).unwrap()).unwrap();
-    g["entries"].as_array_mut().unwrap().retain(|e| e["id"] != "obama");
+    g["entries"].as_array_mut().unwrap().retain(|e| !ids.iter().any(|id| e["id"] == *id));
     let path = dir.join("gallery.json");
     std::fs::write(&path, serde_json::to_vec(&g).unwrap()).unwrap();
     path
