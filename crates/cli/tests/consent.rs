@@ -191,8 +191,7 @@ fn consent_suite(database: Option<&str>) {
     assert_eq!(resp["decision"]["consent"]["subjects"], json!([subject_id]));
     assert_eq!(resp["decision"]["consent"]["confirmations"][0]["confirmed_by"], "person");
     // The person sees where their likeness was used, without the app.
-    let (status, usage) =
-        server.call_as(Some(&personal), "GET", &format!("/v1/subjects/{subject_id}/usage"), None);
+    let (status, usage) = server.call_as(Some(&personal), "GET", &format!("/v1/subjects/{subject_id}/usage"), None);
     assert_eq!(status, 200, "{usage}");
     assert_eq!(usage["uses"].as_array().unwrap().len(), 1, "{usage}");
     assert_eq!(usage["uses"][0]["request_id"], resp["id"]);

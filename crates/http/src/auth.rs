@@ -77,16 +77,24 @@ pub(crate) async fn app_or_person(
     State(state): State<Arc<AppState>>,
     mut req: Request,
     next: Next,
-) -> Result<Response, Response> {
-    let token = bearer(&req).map_err(IntoResponse::into_response)?;
+) -> Result<Response, std::convert::Infallible> {
+    let token = match bearer(&req) {
+        Ok(t) => t,
+        Err(e) => return Ok(e.into_response()),
+    };
     let caller = match crate::subjects::PersonalToken::recognise(token) {
         Some(personal) => {
-            crate::rate_limit::admit(&state.subject_limiter, &req, ErrorCode::SubjectRateLimited)?;
+            if let Some(refused) =
+                crate::rate_limit::refusal(&state.subject_limiter, &req, ErrorCode::SubjectRateLimited)
+            {
+                return Ok(refused);
+            }
             Caller::Person(personal)
         }
         None => {
-            let tenant = tenant_for(&state.tenants, token)
-                .ok_or_else(|| ApiError::new(ErrorCode::AuthInvalidKey, "unknown API key").into_response())?;
+            let Some(tenant) = tenant_for(&state.tenants, token) else {
+                return Ok(ApiError::new(ErrorCode::AuthInvalidKey, "unknown API key").into_response());
+            };
             Caller::App(tenant.id.clone())
         }
     };

@@ -90,9 +90,9 @@ async fn subject_rate_limit(
     req: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    match rate_limit::admit(&state.subject_limiter, &req, likeness_codes::ErrorCode::SubjectRateLimited) {
-        Ok(()) => next.run(req).await,
-        Err(refused) => refused,
+    match rate_limit::refusal(&state.subject_limiter, &req, likeness_codes::ErrorCode::SubjectRateLimited) {
+        None => next.run(req).await,
+        Some(refused) => refused,
     }
 }
 

@@ -12,15 +12,15 @@ use likeness_codes::ErrorCode;
 
 use crate::error::ApiError;
 
-/// Takes a token for the request's client from `limiter`, or answers
-/// `code` (429) with `Retry-After`.
-pub(crate) fn admit(limiter: &RateLimiter, req: &Request, code: ErrorCode) -> Result<(), Response> {
+/// Takes a token for the request's client from `limiter`; past the rate,
+/// the answer: `code` (429) with `Retry-After`.
+pub(crate) fn refusal(limiter: &RateLimiter, req: &Request, code: ErrorCode) -> Option<Response> {
     // Without connection info (a router driven in-process) all callers share one bucket.
     let client = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
-    limiter.take(client, Instant::now()).map_err(|wait| {
+    limiter.take(client, Instant::now()).err().map(|wait| {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let mut resp =
             ApiError::new(code, format!("too many requests from this address; retry in {secs} s")).into_response();

@@ -53,10 +53,8 @@ fn token_hash(token: &str) -> String {
 fn token_matches(token: &str, stored: Option<&str>) -> bool {
     let given = token_hash(token);
     let expected = stored.unwrap_or("0000000000000000000000000000000000000000000000000000000000000000");
-    let diff = given
-        .bytes()
-        .zip(expected.bytes())
-        .fold(u8::from(given.len() != expected.len()), |acc, (a, b)| acc | (a ^ b));
+    let diff =
+        given.bytes().zip(expected.bytes()).fold(u8::from(given.len() != expected.len()), |acc, (a, b)| acc | (a ^ b));
     diff == 0 && stored.is_some()
 }
 
@@ -398,7 +396,10 @@ pub(crate) async fn confirm(
             } else {
                 "it does not show the enrolled person"
             };
-            return Err(ApiError::new(ErrorCode::SubjectConfirmPhotoMismatch, format!("the confirmation photo: {why}")));
+            return Err(ApiError::new(
+                ErrorCode::SubjectConfirmPhotoMismatch,
+                format!("the confirmation photo: {why}"),
+            ));
         }
     }
     let personal = new_token(PERSONAL_PREFIX);
@@ -484,7 +485,11 @@ impl From<SubjectUse> for UseView {
             request_id: u.request_id,
             receipt_id: u.receipt_id,
             created_at: records::format_time(u.created_at_ms),
-            outputs: u.outputs.into_iter().map(|(asset_id, manifest_id)| OutputView { asset_id, manifest_id }).collect(),
+            outputs: u
+                .outputs
+                .into_iter()
+                .map(|(asset_id, manifest_id)| OutputView { asset_id, manifest_id })
+                .collect(),
         }
     }
 }

@@ -83,7 +83,8 @@ async fn suite(database: Option<String>) {
     let mut tokens = Vec::new();
 
     // A friend starts pending, with a one-time token for the app to deliver.
-    let sam = create(&app, json!({"user": "u", "name": "Sam", "relationship": "friend", "enroll": [image("sam")]})).await;
+    let sam =
+        create(&app, json!({"user": "u", "name": "Sam", "relationship": "friend", "enroll": [image("sam")]})).await;
     assert_eq!(sam["status"], "pending", "{sam}");
     assert_eq!(sam["confirmation"], json!({"required": true, "confirmed": false}));
     assert_eq!(sam["history"], json!([{"event": "created", "by": "user", "at": "2026-01-01T00:00:00Z"}]));
@@ -91,7 +92,8 @@ async fn suite(database: Option<String>) {
     let (sam_id, sam_token) = (str_of(&sam, "id").to_string(), str_of(&sam, "confirmation_token").to_string());
     assert!(sam_token.starts_with("lkc_") && sam_token.len() > 40, "{sam_token}");
     tokens.push(sam_token.clone());
-    let kai = create(&app, json!({"user": "u", "name": "Kai", "relationship": "other", "enroll": [image("kai")]})).await;
+    let kai =
+        create(&app, json!({"user": "u", "name": "Kai", "relationship": "other", "enroll": [image("kai")]})).await;
     let (kai_id, kai_token) = (str_of(&kai, "id").to_string(), str_of(&kai, "confirmation_token").to_string());
     tokens.push(kai_token.clone());
 
@@ -314,10 +316,13 @@ async fn the_public_subject_endpoints_are_rate_limited() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_may_ask_for_a_photo_or_take_the_users_word() {
     // A photo with every confirmation.
-    let setup =
-        Setup { tenant: Some(Box::new(|t: &mut likeness_http::Tenant| t.confirmation_photo_required = true)), ..Setup::default() };
+    let setup = Setup {
+        tenant: Some(|t: &mut likeness_http::Tenant| t.confirmation_photo_required = true),
+        ..Setup::default()
+    };
     let app = App::with_setup(vision(), config(1000), setup).await;
-    let sam = create(&app, json!({"user": "u", "name": "Sam", "relationship": "friend", "enroll": [image("sam")]})).await;
+    let sam =
+        create(&app, json!({"user": "u", "name": "Sam", "relationship": "friend", "enroll": [image("sam")]})).await;
     let (id, token) = (str_of(&sam, "id"), str_of(&sam, "confirmation_token"));
     let (status, body) = confirm(&app, id, json!({"token": token})).await;
     assert_eq!((status, code(&body)), (422, "subject.confirm_photo_required"), "{body}");
@@ -327,11 +332,12 @@ async fn a_tenant_may_ask_for_a_photo_or_take_the_users_word() {
     // The user's word: an unconfirmed subject consents; the policy input
     // says it was not confirmed, so a policy may still treat it apart.
     let setup = Setup {
-        tenant: Some(Box::new(|t: &mut likeness_http::Tenant| t.confirmation = ConfirmationRule::Optional)),
+        tenant: Some(|t: &mut likeness_http::Tenant| t.confirmation = ConfirmationRule::Optional),
         ..Setup::default()
     };
     let app = App::with_setup(vision(), config(1000), setup).await;
-    let sam = create(&app, json!({"user": "u", "name": "Sam", "relationship": "friend", "enroll": [image("sam")]})).await;
+    let sam =
+        create(&app, json!({"user": "u", "name": "Sam", "relationship": "friend", "enroll": [image("sam")]})).await;
     assert_eq!((&sam["status"], &sam["confirmation"]["required"]), (&json!("active"), &json!(false)));
     assert!(sam["confirmation_token"].is_string(), "the person can still confirm and get their own controls");
     let (status, body) = app.generate(request(&[str_of(&sam, "id")], "sam-ref")).await;

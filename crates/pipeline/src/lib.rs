@@ -296,7 +296,8 @@ impl Pipeline {
             if let FaceLabel::ConsentingSubject { subject, .. } = &face.label {
                 if !decision.consent.subjects.contains(subject) {
                     decision.consent.subjects.push(subject.clone());
-                    let confirmed = consent.subjects.iter().find(|s| &s.id == subject).and_then(SubjectConfirmation::of);
+                    let confirmed =
+                        consent.subjects.iter().find(|s| &s.id == subject).and_then(SubjectConfirmation::of);
                     decision.consent.confirmations.extend(confirmed);
                 }
                 if consent.subjects.iter().any(|s| &s.id == subject && s.minor && s.guardian_consent)

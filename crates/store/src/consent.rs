@@ -131,11 +131,7 @@ impl Store {
 
     /// Stores a new subject with its embeddings and, unless it is `self`,
     /// the SHA-256 of its confirmation token and when that token expires.
-    pub async fn put_subject(
-        &self,
-        s: &Subject,
-        confirmation: Option<(&str, i64)>,
-    ) -> Result<(), StoreError> {
+    pub async fn put_subject(&self, s: &Subject, confirmation: Option<(&str, i64)>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         let c = s.confirmation;
         sqlx::query(
@@ -449,9 +445,7 @@ pub(crate) fn subject_from_row(r: &AnyRow) -> Result<Subject, StoreError> {
         deleted_at_ms: r.try_get(9)?,
         ended_by: actor(r.try_get(10)?)?,
         confirmation: match (r.try_get::<Option<i64>, _>(11)?, actor(r.try_get(12)?)?) {
-            (Some(at_ms), Some(by)) => {
-                Some(Confirmation { by, at_ms, photo: r.try_get::<i64, _>(13)? != 0 })
-            }
+            (Some(at_ms), Some(by)) => Some(Confirmation { by, at_ms, photo: r.try_get::<i64, _>(13)? != 0 }),
             _ => None,
         },
         embeddings: Vec::new(),

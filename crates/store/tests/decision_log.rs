@@ -170,10 +170,24 @@ async fn review_cases(store: &Store) {
         (receipt, decision)
     };
     let (r1, d1) = spend(1);
-    let g = GenerationRecord { receipt: &r1, subject_ids: &[], shown_subjects: &[], manifests: &[], decision: &d1, review: Some("rev_1") };
+    let g = GenerationRecord {
+        receipt: &r1,
+        subject_ids: &[],
+        shown_subjects: &[],
+        manifests: &[],
+        decision: &d1,
+        review: Some("rev_1"),
+    };
     assert_eq!(store.record_generation(&g, &allowed).await.unwrap(), Ok(()));
     let (r2, d2) = spend(2);
-    let g = GenerationRecord { receipt: &r2, subject_ids: &[], shown_subjects: &[], manifests: &[], decision: &d2, review: Some("rev_1") };
+    let g = GenerationRecord {
+        receipt: &r2,
+        subject_ids: &[],
+        shown_subjects: &[],
+        manifests: &[],
+        decision: &d2,
+        review: Some("rev_1"),
+    };
     assert_eq!(store.record_generation(&g, &allowed).await.unwrap(), Err(NotRecorded::ReviewSpent));
     assert!(store.decision("req_spend_2").await.unwrap().is_none());
     let used = store.review("dev", "rev_1").await.unwrap().unwrap();

@@ -38,9 +38,9 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 
 /// Middleware on the resolver's routes: 429 with `Retry-After` past the rate.
 async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    match crate::rate_limit::admit(&state.resolver_limiter, &req, ErrorCode::ResolverRateLimited) {
-        Ok(()) => next.run(req).await,
-        Err(refused) => refused,
+    match crate::rate_limit::refusal(&state.resolver_limiter, &req, ErrorCode::ResolverRateLimited) {
+        None => next.run(req).await,
+        Some(refused) => refused,
     }
 }
 

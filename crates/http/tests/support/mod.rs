@@ -141,7 +141,7 @@ pub struct Setup {
     /// A database URL; none: a SQLite file in the test's directory.
     pub database: Option<String>,
     pub default_backend: Option<String>,
-    pub tenant: Option<Box<dyn FnOnce(&mut Tenant)>>,
+    pub tenant: Option<fn(&mut Tenant)>,
 }
 
 pub async fn json(resp: Response<Body>) -> (u16, Value) {
