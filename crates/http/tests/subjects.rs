@@ -296,9 +296,36 @@ async fn confirmation_on_postgres() {
     suite(Some(db.url.clone())).await;
 }
 
+/// The person's withdrawal is checked again when the generation is
+/// recorded, as the app's deletion is: a request running when Sam withdraws
+/// sends no image.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_public_subject_endpoints_are_rate_limited() {
-    let app = App::with_setup(vision(), config(3), Setup::default()).await;
+async fn a_withdrawal_while_a_generation_runs_stops_it() {
+    let (generator, hold) = HeldGenerator::new();
+    let app = std::sync::Arc::new(App::with(Ok(vision()), config(1000), generator).await);
+    let sam =
+        create(&app, json!({"user": "u", "name": "Sam", "relationship": "friend", "enroll": [image("sam")]})).await;
+    let id = str_of(&sam, "id").to_string();
+    let (status, confirmed) = confirm(&app, &id, json!({"token": sam["confirmation_token"]})).await;
+    assert_eq!(status, 200, "{confirmed}");
+    let personal = str_of(&confirmed, "personal_token").to_string();
+    let running = {
+        let (app, id) = (app.clone(), id.clone());
+        tokio::spawn(async move { app.generate(request(&[&id], "sam-ref")).await })
+    };
+    hold.wait_started().await;
+    let (status, _) = app.call_as(Some(&personal), "POST", &format!("/v1/subjects/{id}/withdraw"), None).await;
+    assert_eq!(status, 200);
+    hold.release.send(()).unwrap();
+    let (status, body) = running.await.unwrap();
+    assert_eq!((status, code(&body)), (403, "consent.subject_withdrawn"), "{body}");
+    assert!(body.get("images").is_none());
+    let (_, usage) = app.call_as(Some(&personal), "GET", &format!("/v1/subjects/{id}/usage"), None).await;
+    assert_eq!(usage["uses"], json!([]), "a generation that was not recorded is not a use");
+}
+
+async fn rate_limited(database: Option<String>) {
+    let app = App::with_setup(vision(), config(3), Setup { database, ..Setup::default() }).await;
     let sam = create(&app, json!({"user": "u", "name": "Sam", "relationship": "friend"})).await;
     let id = str_of(&sam, "id");
     for _ in 0..3 {
@@ -311,6 +338,17 @@ async fn the_public_subject_endpoints_are_rate_limited() {
     let (status, body) = app.call_as(Some("lkp_guess"), "GET", &format!("/v1/subjects/{id}"), None).await;
     assert_eq!((status, code(&body)), (429, "subject.rate_limited"), "{body}");
     assert_eq!(app.call("GET", &format!("/v1/subjects/{id}"), None).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_public_subject_endpoints_are_rate_limited_on_sqlite() {
+    rate_limited(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_public_subject_endpoints_are_rate_limited_on_postgres() {
+    let db = likeness_store::testing::TempDatabase::for_tests().await;
+    rate_limited(Some(db.url.clone())).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
