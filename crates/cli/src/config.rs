@@ -10,6 +10,11 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: Option<String>,
+    /// Reverse proxies (addresses or blocks, `10.0.0.0/8`) whose
+    /// `Forwarded` / `X-Forwarded-For` headers name the client for the
+    /// per-address rate limits. Empty: the connection's peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
     pub data_dir: Option<PathBuf>,
     /// `postgres://...` for several replicas; unset: `<data_dir>/likeness.db` (SQLite).
     pub database: Option<String>,
@@ -346,9 +351,23 @@ impl Config {
         let Some(path) = path else { return Ok(Config::default()) };
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
         let config: Config = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
-        for t in &config.tenants {
+        for (i, t) in config.tenants.iter().enumerate() {
             if t.api_key_sha256.len() != 64 || hex::decode(&t.api_key_sha256).is_err() {
                 bail!("config {}: tenant {:?}: api_key_sha256 must be 64 hex digits", path.display(), t.id);
+            }
+            // One key must mean one tenant: with duplicates the last would silently win.
+            if let Some(earlier) = config.tenants[..i].iter().find(|e| e.id == t.id) {
+                bail!("config {}: tenant id {:?} is configured twice", path.display(), earlier.id);
+            }
+            if let Some(earlier) =
+                config.tenants[..i].iter().find(|e| e.api_key_sha256.eq_ignore_ascii_case(&t.api_key_sha256))
+            {
+                bail!(
+                    "config {}: tenants {:?} and {:?} have the same api_key_sha256; each tenant needs its own key",
+                    path.display(),
+                    earlier.id,
+                    t.id
+                );
             }
         }
         let v = &config.vision;
@@ -359,6 +378,11 @@ impl Config {
         {
             if !(value > 0.0 && value <= max) {
                 bail!("config {}: [vision] {name} must be in (0, {max}], got {value}", path.display());
+            }
+        }
+        for p in &config.trusted_proxies {
+            if let Err(e) = p.parse::<likeness_http::Cidr>() {
+                bail!("config {}: trusted_proxies: {e}", path.display());
             }
         }
         let s = &config.subjects;
@@ -444,9 +468,22 @@ mod tests {
             ("[signing]\nchain = \"c.pem\"", "both chain and key"),
             ("[vision]\nnsfw_threshold = 0.5", "unknown field"),
             ("[vision]\nminor_threshold = 0", "minor_threshold must be in (0, 1]"),
+            (
+                "[[tenants]]\nid = \"a\"\napi_key_sha256 = \"{KEY}\"\n[[tenants]]\nid = \"a\"\napi_key_sha256 = \"{OTHER}\"",
+                "tenant id \"a\" is configured twice",
+            ),
+            (
+                "[[tenants]]\nid = \"a\"\napi_key_sha256 = \"{KEY}\"\n[[tenants]]\nid = \"b\"\napi_key_sha256 = \"{KEY_UPPER}\"",
+                "tenants \"a\" and \"b\" have the same api_key_sha256",
+            ),
+            ("[subjects]\nconfirmation_ttl_hours = 0", "[subjects] confirmation_ttl_hours"),
+            ("trusted_proxies = [\"10.0.0.0/40\"]", "trusted_proxies: \"10.0.0.0/40\": the prefix must be 0 to 32"),
+            ("[[tenants]]\nid = \"a\"\napi_key_sha256 = \"{KEY}\"\nrequire_subject_confirmation = \"yes\"", "invalid type"),
         ] {
+            let text = text.replace("{KEY}", &"ab".repeat(32)).replace("{KEY_UPPER}", &"AB".repeat(32));
+            let text = text.replace("{OTHER}", &"cd".repeat(32));
             let path = dir.path().join("c.toml");
-            std::fs::write(&path, text).unwrap();
+            std::fs::write(&path, &text).unwrap();
             let err = format!("{:#}", Config::load(Some(&path)).unwrap_err());
             assert!(err.contains(expect), "{text:?}: {err}");
         }

@@ -130,6 +130,7 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             requests_per_minute: config.subjects.requests_per_minute,
             burst: config.subjects.burst,
         },
+        trusted_proxies: config.trusted_proxies.iter().filter_map(|p| p.parse().ok()).collect(),
         ..HttpConfig::default()
     };
     let mut allow_hosts = config.photos.allow_hosts.clone();

@@ -263,9 +263,8 @@ fn without_models_the_gateway_is_not_ready_and_refuses_to_generate() {
             fixture("../models/gallery.example.json").to_str().unwrap(),
         ],
     );
-    let resp = Server::client().get(format!("{}/readyz", server.base)).send().unwrap();
-    assert_eq!(resp.status().as_u16(), 503);
-    let body: Value = resp.json().unwrap();
+    let (status, body) = server.call("GET", "/readyz", None);
+    assert_eq!(status, 503);
     assert_eq!(body["checks"]["vision"]["ok"], false);
     assert!(body["checks"]["vision"]["error"].as_str().unwrap().contains("manifest.json"), "{body}");
     let (status, resp) = server.generate(&json!({"user": "u", "prompt": "a lake", "size": "256x256"}));
@@ -304,7 +303,7 @@ fn manifests_are_stored_on_sqlite_and_postgres() {
                 .unwrap();
             assert_eq!(v.state, likeness_provenance::TrustState::Valid, "{:?}", v.failures);
         }
-        let ready: Value = Server::client().get(format!("{}/readyz", server.base)).send().unwrap().json().unwrap();
+        let (_, ready) = server.call("GET", "/readyz", None);
         let expected = if database.is_some() { "postgres" } else { "sqlite" };
         assert_eq!(ready["checks"]["storage"]["backend"], expected);
         rt.block_on(store.close());

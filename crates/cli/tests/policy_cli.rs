@@ -62,7 +62,7 @@ fn a_valid_edit_goes_live_and_a_broken_one_never_replaces_the_policy() {
     assert_eq!(policy["version"], live["version"], "the running policy was replaced by a broken one");
     let problems = policy["rejected"]["problems"].to_string();
     assert!(problems.contains("default.yaml"), "{problems}");
-    let ready: Value = Server::client().get(format!("{}/readyz", server.base)).send().unwrap().json().unwrap();
+    let (_, ready) = server.call("GET", "/readyz", None);
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["checks"]["policy"]["rejected"]["version"], policy["rejected"]["version"]);
     assert_eq!(server.generate(&lake("sketch")).1["error"]["code"], "acme.no_sketches");

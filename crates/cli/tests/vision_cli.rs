@@ -109,8 +109,7 @@ fn without_onnx_runtime_the_error_says_how_to_get_it() {
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "[vision]\nonnxruntime = \"/nonexistent/libonnxruntime.so.1.31.1\"\n").unwrap();
     let server = Server::start_with(&std::fs::read_to_string(&config).unwrap(), &[]);
-    let body: serde_json::Value =
-        Server::client().get(format!("{}/readyz", server.base)).send().unwrap().json().unwrap();
+    let (_, body) = server.call("GET", "/readyz", None);
     assert_eq!(body["ready"], false);
     assert!(body["checks"]["vision"]["error"].as_str().unwrap().contains("not at the configured path"), "{body}");
 }

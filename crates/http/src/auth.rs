@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use likeness_codes::ErrorCode;
@@ -31,10 +31,18 @@ fn tenant_for<'a>(tenants: &'a [Tenant], key: &str) -> Option<&'a Tenant> {
     found
 }
 
-/// The bearer token of a request, or why there is none.
+/// The tenant whose API key a request carries, if any.
+pub(crate) fn tenant_of<'a>(state: &'a AppState, headers: &HeaderMap) -> Option<&'a Tenant> {
+    bearer_of(headers).ok().and_then(|key| tenant_for(&state.tenants, key))
+}
+
 fn bearer(req: &Request) -> Result<&str, ApiError> {
-    let header = req
-        .headers()
+    bearer_of(req.headers())
+}
+
+/// The bearer token of a request, or why there is none.
+fn bearer_of(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::new(ErrorCode::AuthMissing, "send Authorization: Bearer <API key>"))?;
     header
@@ -84,9 +92,12 @@ pub(crate) async fn app_or_person(
     };
     let caller = match crate::subjects::PersonalToken::recognise(token) {
         Some(personal) => {
-            if let Some(refused) =
-                crate::rate_limit::refusal(&state.subject_limiter, &req, ErrorCode::SubjectRateLimited)
-            {
+            if let Some(refused) = crate::rate_limit::refusal(
+                &state.subject_limiter,
+                &req,
+                &state.config.trusted_proxies,
+                ErrorCode::SubjectRateLimited,
+            ) {
                 return Ok(refused);
             }
             Caller::Person(personal)

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use likeness_codes::ErrorCode;
@@ -17,9 +17,32 @@ pub(crate) async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when every part a generation needs is loaded. The process only
-/// listens after building them, so this reports what was loaded and how.
-pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+/// How long a database check answers every `/readyz` (a load balancer
+/// polling it, or anyone on the internet, does not become database load).
+const STORAGE_CHECK_TTL: Duration = Duration::from_secs(1);
+
+/// The database's answer to a ping, at most [`STORAGE_CHECK_TTL`] old.
+async fn storage_check(state: &AppState) -> Result<(), String> {
+    let mut last = state.storage_check.lock().await;
+    if let Some((at, result)) = last.as_ref() {
+        if at.elapsed() < STORAGE_CHECK_TTL {
+            return result.clone();
+        }
+    }
+    let result = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the database did not answer within 2 s".to_string()),
+    };
+    *last = Some((std::time::Instant::now(), result.clone()));
+    result
+}
+
+/// Ready when every part a generation needs is loaded. Public: anyone gets
+/// `{"ready": …}` and the status (200 or 503), nothing else. With a
+/// tenant's API key, the details: what was loaded and how, and why not
+/// (signer, model hashes, gallery size, database errors, backends).
+pub(crate) async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let moderation = state.pipeline.moderation();
     let vision = match &moderation.vision {
         Ok(v) => json!({
@@ -29,10 +52,9 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         }),
         Err(e) => json!({ "ok": false, "error": e }),
     };
-    let storage = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => json!({ "ok": true, "backend": format!("{:?}", state.store.backend()).to_lowercase() }),
-        Ok(Err(e)) => json!({ "ok": false, "error": e.to_string() }),
-        Err(_) => json!({ "ok": false, "error": "the database did not answer within 2 s" }),
+    let storage = match storage_check(&state).await {
+        Ok(()) => json!({ "ok": true, "backend": format!("{:?}", state.store.backend()).to_lowercase() }),
+        Err(e) => json!({ "ok": false, "error": e }),
     };
     let policy = crate::policy::view(state.pipeline.policies().status());
     let backends: Vec<_> = state
@@ -45,6 +67,10 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         })
         .collect();
     let ready = moderation.vision.is_ok() && !state.tenants.is_empty() && storage["ok"] == true;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    if crate::auth::tenant_of(&state, &headers).is_none() {
+        return (status, Json(json!({ "ready": ready }))).into_response();
+    }
     let body = json!({
         "ready": ready,
         "checks": {
@@ -61,7 +87,6 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             "tenants": { "ok": !state.tenants.is_empty(), "count": state.tenants.len() },
         }
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(body)).into_response()
 }
 

@@ -10,6 +10,7 @@
 
 mod admission;
 mod auth;
+mod client;
 mod clock;
 mod error;
 mod generations;
@@ -35,6 +36,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use auth::TenantId;
+pub use client::Cidr;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ApiError;
 pub use request_id::RequestId;
@@ -90,7 +92,12 @@ async fn subject_rate_limit(
     req: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    match rate_limit::refusal(&state.subject_limiter, &req, likeness_codes::ErrorCode::SubjectRateLimited) {
+    match rate_limit::refusal(
+        &state.subject_limiter,
+        &req,
+        &state.config.trusted_proxies,
+        likeness_codes::ErrorCode::SubjectRateLimited,
+    ) {
         None => next.run(req).await,
         Some(refused) => refused,
     }

@@ -1,25 +1,26 @@
 //! A rate limit: a token bucket per client address.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use likeness_codes::ErrorCode;
 
 use crate::error::ApiError;
 
-/// Takes a token for the request's client from `limiter`; past the rate,
-/// the answer: `code` (429) with `Retry-After`.
-pub(crate) fn refusal(limiter: &RateLimiter, req: &Request, code: ErrorCode) -> Option<Response> {
-    // Without connection info (a router driven in-process) all callers share one bucket.
-    let client = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::from([0, 0, 0, 0]), |ConnectInfo(addr)| addr.ip());
+/// Takes a token for the request's client (see [`crate::client`]) from
+/// `limiter`; past the rate, the answer: `code` (429) with `Retry-After`.
+pub(crate) fn refusal(
+    limiter: &RateLimiter,
+    req: &Request,
+    trusted_proxies: &[crate::client::Cidr],
+    code: ErrorCode,
+) -> Option<Response> {
+    let client = crate::client::bucket(crate::client::address(req, trusted_proxies));
     limiter.take(client, Instant::now()).err().map(|wait| {
         let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
         let mut resp =

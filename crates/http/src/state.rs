@@ -61,6 +61,9 @@ pub struct HttpConfig {
     pub resolver: ResolverConfig,
     /// Confirmation by the person shown, and their own endpoints.
     pub subjects: SubjectsConfig,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` say who the
+    /// client is, for the per-address limits; nobody else's are read.
+    pub trusted_proxies: Vec<crate::client::Cidr>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +91,7 @@ impl Default for HttpConfig {
             max_pending_generations: 16,
             resolver: ResolverConfig::default(),
             subjects: SubjectsConfig::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct AppState {
     /// The public resolver's reads of uploaded images at once, apart from
     /// the generations' slots.
     pub(crate) detections: Arc<Semaphore>,
+    /// The last database check `/readyz` made, and when.
+    pub(crate) storage_check: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 /// What an [`AppState`] is made of.
@@ -158,6 +164,7 @@ impl AppState {
             resolver_limiter: RateLimiter::new(config.resolver.requests_per_minute, config.resolver.burst),
             subject_limiter: RateLimiter::new(config.subjects.requests_per_minute, config.subjects.burst),
             detections: Arc::new(Semaphore::new(config.resolver.max_concurrent_detections.max(1))),
+            storage_check: tokio::sync::Mutex::new(None),
             pipeline: p.pipeline,
             store: p.store,
             photos: Arc::new(p.photos),

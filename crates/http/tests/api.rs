@@ -286,7 +286,11 @@ async fn resolver_queries_are_checked() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_models_the_gateway_is_not_ready_and_refuses() {
     let app = App::with(Err("no ONNX Runtime".into()), HttpConfig::default(), Arc::new(Builtin)).await;
+    // Anyone learns whether it is ready, and nothing else.
     let (status, ready) = json(app.send(Request::get("/readyz").body(Body::empty()).unwrap()).await).await;
+    assert_eq!((status, ready), (503, json!({"ready": false})));
+    // The tenant's key shows why.
+    let (status, ready) = app.call("GET", "/readyz", None).await;
     assert_eq!(status, 503);
     assert_eq!((&ready["ready"], &ready["checks"]["vision"]["error"]), (&json!(false), &json!("no ONNX Runtime")));
     let (status, body) = app.generate(json!({"user": "u", "prompt": "x", "size": "256x256"})).await;
@@ -294,6 +298,8 @@ async fn without_models_the_gateway_is_not_ready_and_refuses() {
 
     let app = App::new(FakeVision::new()).await;
     let (status, ready) = json(app.send(Request::get("/readyz").body(Body::empty()).unwrap()).await).await;
+    assert_eq!((status, ready), (200, json!({"ready": true})), "no signer, models or database details in public");
+    let (status, ready) = app.call("GET", "/readyz", None).await;
     assert_eq!((status, &ready["checks"]["storage"]["backend"]), (200, &json!("sqlite")));
 }
 

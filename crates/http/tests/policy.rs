@@ -179,8 +179,7 @@ async fn the_policy_endpoints_show_the_version_and_dry_run_an_input() {
     assert_eq!(fired, ["nsfw-output", "ai-generated"]);
     let (status, body) = app.call("POST", "/v1/policy/evaluate", Some(json!({"stage": "during"}))).await;
     assert_eq!((status, code(&body)), (422, "request.invalid"));
-    let (_, ready) =
-        json(app.send(axum::http::Request::get("/readyz").body(axum::body::Body::empty()).unwrap()).await).await;
+    let (_, ready) = app.call("GET", "/readyz", None).await;
     assert_eq!(ready["checks"]["policy"]["version"], policy["version"]);
 }
 

@@ -38,7 +38,12 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 
 /// Middleware on the resolver's routes: 429 with `Retry-After` past the rate.
 async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    match crate::rate_limit::refusal(&state.resolver_limiter, &req, ErrorCode::ResolverRateLimited) {
+    match crate::rate_limit::refusal(
+        &state.resolver_limiter,
+        &req,
+        &state.config.trusted_proxies,
+        ErrorCode::ResolverRateLimited,
+    ) {
         None => next.run(req).await,
         Some(refused) => refused,
     }

@@ -1,0 +1,83 @@
+//! The public surface under abuse: per-address limits that one IPv6 host
+//! cannot multiply and a proxy cannot collapse, readiness that tells the
+//! public nothing more than ready or not.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use likeness_http::{HttpConfig, ResolverConfig};
+use likeness_testkit::FakeVision;
+use serde_json::json;
+use support::*;
+
+async fn gateway(trusted_proxies: &[&str]) -> App {
+    let config = HttpConfig {
+        resolver: ResolverConfig { requests_per_minute: 1, burst: 2, ..ResolverConfig::default() },
+        trusted_proxies: trusted_proxies.iter().map(|p| p.parse().unwrap()).collect(),
+        ..HttpConfig::default()
+    };
+    App::with_setup(FakeVision::new(), config, Setup::default()).await
+}
+
+/// A public resolver call from `peer`, with forwarding headers: its status.
+async fn call(app: &App, peer: &str, headers: &[(&str, &str)]) -> u16 {
+    let mut req = Request::get("/services/supportedAlgorithms");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut req = req.body(Body::empty()).unwrap();
+    req.extensions_mut().insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+    app.send(req).await.status().as_u16()
+}
+
+/// Spends `from`'s burst of 2, then checks the next is refused.
+async fn exhaust(app: &App, peer: &str, headers: &[(&str, &str)]) {
+    assert_eq!(call(app, peer, headers).await, 200);
+    assert_eq!(call(app, peer, headers).await, 200);
+    assert_eq!(call(app, peer, headers).await, 429, "{peer} {headers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_ipv6_host_gets_one_bucket_per_64() {
+    let app = gateway(&[]).await;
+    exhaust(&app, "[2001:db8:1:2::1]:5000", &[]).await;
+    // Any other address of the same /64 is the same client.
+    assert_eq!(call(&app, "[2001:db8:1:2:ffff:ffff:ffff:fffe]:5001", &[]).await, 429);
+    // The next /64 is someone else; so is an IPv4 client.
+    assert_eq!(call(&app, "[2001:db8:1:3::1]:5000", &[]).await, 200);
+    assert_eq!(call(&app, "192.0.2.1:5000", &[]).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_headers_count_only_from_trusted_proxies() {
+    // Untrusted: a client cannot dodge its limit by naming another address.
+    let app = gateway(&[]).await;
+    exhaust(&app, "198.51.100.1:1000", &[("x-forwarded-for", "1.1.1.1")]).await;
+    assert_eq!(call(&app, "198.51.100.1:1000", &[("x-forwarded-for", "2.2.2.2")]).await, 429);
+    assert_eq!(call(&app, "198.51.100.1:1000", &[("forwarded", "for=3.3.3.3")]).await, 429);
+
+    // Behind our proxy, its clients are told apart, and one client cannot
+    // reset its bucket by prepending an address of its own choosing.
+    let app = gateway(&["10.0.0.0/8"]).await;
+    exhaust(&app, "10.0.0.2:443", &[("x-forwarded-for", "203.0.113.5")]).await;
+    assert_eq!(call(&app, "10.0.0.3:443", &[("x-forwarded-for", "9.9.9.9, 203.0.113.5")]).await, 429);
+    assert_eq!(call(&app, "10.0.0.2:443", &[("forwarded", "for=203.0.113.5;proto=https")]).await, 429);
+    assert_eq!(call(&app, "10.0.0.2:443", &[("x-forwarded-for", "203.0.113.6")]).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_in_public_is_ready_or_not() {
+    let app = gateway(&[]).await;
+    let (status, body) = json(app.send(Request::get("/readyz").body(Body::empty()).unwrap()).await).await;
+    assert_eq!((status, body), (200, json!({"ready": true})));
+    // A wrong key is the public.
+    let req = Request::get("/readyz").header("authorization", "Bearer lk_wrong").body(Body::empty()).unwrap();
+    let (_, body) = json(app.send(req).await).await;
+    assert_eq!(body, json!({"ready": true}));
+    let (_, body) = app.call("GET", "/readyz", None).await;
+    assert!(body["checks"]["signing"]["signer"].is_string(), "{body}");
+}
