@@ -33,6 +33,8 @@ pub struct Config {
     #[serde(default)]
     pub subjects: SubjectsSettings,
     #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
     pub policy: PolicySettings,
     #[serde(default)]
     pub audit: AuditSettings,
@@ -256,6 +258,34 @@ pub struct ResolverSettings {
     pub burst: u32,
     /// Uploaded images read for a watermark at once.
     pub max_concurrent_detections: usize,
+    /// Uploads being received at once (POST /matches/byContent).
+    pub max_uploads_in_flight: usize,
+    /// How long an upload may take to arrive.
+    pub upload_timeout_secs: u64,
+}
+
+/// The listener (`[server]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Seconds a client may take to send a request's headers (and an idle
+    /// kept-alive connection stays open).
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// Seconds requests in flight get to finish on shutdown (SIGTERM).
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        let d = likeness_http::ServerConfig::default();
+        ServerSettings {
+            header_read_timeout_secs: d.header_read_timeout.as_secs(),
+            max_connections: d.max_connections,
+            drain_timeout_secs: d.drain_timeout.as_secs(),
+        }
+    }
 }
 
 impl Default for ResolverSettings {
@@ -265,6 +295,8 @@ impl Default for ResolverSettings {
             requests_per_minute: d.requests_per_minute,
             burst: d.burst,
             max_concurrent_detections: d.max_concurrent_detections,
+            max_uploads_in_flight: d.max_uploads_in_flight,
+            upload_timeout_secs: d.upload_timeout.as_secs(),
         }
     }
 }
@@ -393,9 +425,22 @@ impl Config {
             );
         }
         let r = &config.resolver;
-        if r.requests_per_minute == 0 || r.burst == 0 || r.max_concurrent_detections == 0 {
+        if r.requests_per_minute == 0
+            || r.burst == 0
+            || r.max_concurrent_detections == 0
+            || r.max_uploads_in_flight == 0
+            || r.upload_timeout_secs == 0
+        {
             bail!(
-                "config {}: [resolver] requests_per_minute, burst and max_concurrent_detections must be at least 1",
+                "config {}: [resolver] requests_per_minute, burst, max_concurrent_detections, max_uploads_in_flight \
+                 and upload_timeout_secs must be at least 1",
+                path.display()
+            );
+        }
+        let v = &config.server;
+        if v.header_read_timeout_secs == 0 || v.max_connections == 0 {
+            bail!(
+                "config {}: [server] header_read_timeout_secs and max_connections must be at least 1",
                 path.display()
             );
         }
@@ -477,6 +522,7 @@ mod tests {
                 "tenants \"a\" and \"b\" have the same api_key_sha256",
             ),
             ("[subjects]\nconfirmation_ttl_hours = 0", "[subjects] confirmation_ttl_hours"),
+            ("[server]\nmax_connections = 0", "[server] header_read_timeout_secs and max_connections"),
             ("trusted_proxies = [\"10.0.0.0/40\"]", "trusted_proxies: \"10.0.0.0/40\": the prefix must be 0 to 32"),
             ("[[tenants]]\nid = \"a\"\napi_key_sha256 = \"{KEY}\"\nrequire_subject_confirmation = \"yes\"", "invalid type"),
         ] {

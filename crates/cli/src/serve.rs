@@ -124,6 +124,13 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             requests_per_minute: config.resolver.requests_per_minute,
             burst: config.resolver.burst,
             max_concurrent_detections: config.resolver.max_concurrent_detections,
+            max_uploads_in_flight: config.resolver.max_uploads_in_flight,
+            upload_timeout: std::time::Duration::from_secs(config.resolver.upload_timeout_secs),
+        },
+        server: likeness_http::ServerConfig {
+            header_read_timeout: std::time::Duration::from_secs(config.server.header_read_timeout_secs),
+            max_connections: config.server.max_connections,
+            drain_timeout: std::time::Duration::from_secs(config.server.drain_timeout_secs),
         },
         subjects: likeness_http::SubjectsConfig {
             confirmation_ttl: std::time::Duration::from_secs(config.subjects.confirmation_ttl_hours * 3600),

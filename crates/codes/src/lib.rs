@@ -42,6 +42,7 @@ registry! {
     // The request itself.
     RequestMalformed = "request.malformed", 400, "the body is not JSON";
     RequestTooLarge = "request.too_large", 413, "the body is over the size limit";
+    RequestBodyTimeout = "request.body_timeout", 408, "the body did not arrive in time";
     RequestUnsupportedMediaType = "request.unsupported_media_type", 415, "the body is not application/json";
     RequestInvalid = "request.invalid", 422, "wrong types, missing or unknown fields";
     RequestNOutOfRange = "request.n_out_of_range", 422, "n is outside what is allowed";

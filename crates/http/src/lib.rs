@@ -24,6 +24,7 @@ mod records;
 mod request_id;
 mod resolver;
 mod reviews;
+mod server;
 mod state;
 mod subjects;
 mod upload;
@@ -40,6 +41,7 @@ pub use client::Cidr;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ApiError;
 pub use request_id::RequestId;
+pub use server::ServerConfig;
 pub use state::{AppState, HttpConfig, LogSigner, Parts, ResolverConfig, SubjectsConfig, Tenant};
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -104,13 +106,13 @@ async fn subject_rate_limit(
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then lets
-/// requests in flight finish.
+/// requests in flight finish, within the drain deadline
+/// ([`ServerConfig`], in the state's config).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // The client's address is what the resolver's rate limit counts by.
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let config = state.config.server.clone();
+    server::serve(listener, router(state), config, shutdown).await
 }

@@ -64,6 +64,8 @@ pub struct HttpConfig {
     /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` say who the
     /// client is, for the per-address limits; nobody else's are read.
     pub trusted_proxies: Vec<crate::client::Cidr>,
+    /// The listener's timeouts and connection cap.
+    pub server: crate::server::ServerConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +94,7 @@ impl Default for HttpConfig {
             resolver: ResolverConfig::default(),
             subjects: SubjectsConfig::default(),
             trusted_proxies: Vec::new(),
+            server: crate::server::ServerConfig::default(),
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct AppState {
     /// The public resolver's reads of uploaded images at once, apart from
     /// the generations' slots.
     pub(crate) detections: Arc<Semaphore>,
+    /// The public resolver's uploads being received.
+    pub(crate) uploads: Arc<Semaphore>,
     /// The last database check `/readyz` made, and when.
     pub(crate) storage_check: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
@@ -165,6 +170,7 @@ impl AppState {
             subject_limiter: RateLimiter::new(config.subjects.requests_per_minute, config.subjects.burst),
             detections: Arc::new(Semaphore::new(config.resolver.max_concurrent_detections.max(1))),
             storage_check: tokio::sync::Mutex::new(None),
+            uploads: Arc::new(Semaphore::new(config.resolver.max_uploads_in_flight.max(1))),
             pipeline: p.pipeline,
             store: p.store,
             photos: Arc::new(p.photos),
@@ -215,11 +221,22 @@ pub struct ResolverConfig {
     /// Uploaded images read for a watermark at once; more get 503, so the
     /// public API cannot take the generations' CPU.
     pub max_concurrent_detections: usize,
+    /// Uploads being received at once; more get 503 at once, so slow
+    /// anonymous senders cannot hold memory open.
+    pub max_uploads_in_flight: usize,
+    /// How long an upload may take to arrive.
+    pub upload_timeout: Duration,
 }
 
 impl Default for ResolverConfig {
     fn default() -> Self {
-        ResolverConfig { requests_per_minute: 60, burst: 20, max_concurrent_detections: 1 }
+        ResolverConfig {
+            requests_per_minute: 60,
+            burst: 20,
+            max_concurrent_detections: 1,
+            max_uploads_in_flight: 4,
+            upload_timeout: Duration::from_secs(30),
+        }
     }
 }
 

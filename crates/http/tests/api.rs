@@ -231,7 +231,8 @@ async fn admission_refuses_past_the_pending_limit_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_resolver_is_rate_limited_with_retry_after() {
-    let resolver = ResolverConfig { requests_per_minute: 1, burst: 2, max_concurrent_detections: 1 };
+    let resolver =
+        ResolverConfig { requests_per_minute: 1, burst: 2, max_concurrent_detections: 1, ..ResolverConfig::default() };
     let app =
         App::with(Ok(FakeVision::new()), HttpConfig { resolver, ..HttpConfig::default() }, Arc::new(Builtin)).await;
     let get = || Request::get("/services/supportedAlgorithms").body(Body::empty()).unwrap();

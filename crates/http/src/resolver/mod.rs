@@ -185,7 +185,7 @@ async fn by_content(
     State(state): State<Arc<AppState>>,
     query: Result<Query<ContentQuery>, QueryRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Json<QueryResult>, ApiError> {
     let Query(q) = query.map_err(|e| bad_query(e.body_text()))?;
     if let Some(alg) = &q.alg {
@@ -200,6 +200,7 @@ async fn by_content(
             "send the image as the body, with Content-Type image/jpeg, image/png or image/webp",
         ));
     }
+    let body = read_upload(&state, &headers, body).await?;
     if body.is_empty() {
         return Err(bad_query("the body is empty; send the image"));
     }
@@ -220,6 +221,48 @@ async fn by_content(
     // Match or no match, never how clearly: a graded score would tell
     // someone trying to scrub the mark how far they have got.
     Ok(Json(matches(&state, likeness_watermark::ALG, &value, limit, 100).await?))
+}
+
+/// Receives an upload: refused at once when it says it is larger than
+/// decoding accepts, or when `max_uploads_in_flight` are already being
+/// received (so anonymous clients cannot hold memory open by sending
+/// slowly); cut when it passes the limit or takes longer than
+/// `upload_timeout`.
+async fn read_upload(state: &AppState, headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, ApiError> {
+    let limit = state.pipeline.limits().decode.max_bytes;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::ResolverImageTooLarge,
+            format!("the upload is over {limit} bytes, the most an image may be"),
+        )
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let _receiving = state.uploads.clone().try_acquire_owned().map_err(|_| busy())?;
+    let config = &state.config.resolver;
+    match tokio::time::timeout(config.upload_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
+        Ok(Err(e)) => Err(ApiError::new(ErrorCode::RequestMalformed, format!("the upload could not be read: {e}"))),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::RequestBodyTimeout,
+            format!("the upload did not arrive within {} s", config.upload_timeout.as_secs()),
+        )),
+    }
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// An uploaded image that cannot be read: the resolver's own codes for what
