@@ -18,6 +18,11 @@ pub struct Config {
     pub data_dir: Option<PathBuf>,
     /// `postgres://...` for several replicas; unset: `<data_dir>/likeness.db` (SQLite).
     pub database: Option<String>,
+    /// A file holding the key (64 hex digits) enrolled face embeddings are
+    /// encrypted with at rest; `LIKENESS_EMBEDDING_KEY` (the hex itself)
+    /// takes precedence. Unset: `<data_dir>/keys/embedding.key`, created
+    /// on first start. Replicas must share it.
+    pub embedding_key: Option<PathBuf>,
     /// `text` (default) or `json`.
     pub log_format: Option<String>,
     #[serde(default)]

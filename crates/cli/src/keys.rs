@@ -20,6 +20,7 @@ const CA_KEY_FILE: &str = "ca.key";
 const CHAIN_FILE: &str = "signer-chain.pem";
 const SIGNING_KEY_FILE: &str = "signer.key";
 const WATERMARK_KEY_FILE: &str = "watermark.key";
+const EMBEDDING_KEY_FILE: &str = "embedding.key";
 
 /// The gateway's data directory.
 #[derive(Debug, Clone)]
@@ -59,6 +60,10 @@ pub fn signing_paths(keys_dir: &Path) -> KeyPaths {
 
 pub fn watermark_key_in(keys_dir: &Path) -> PathBuf {
     keys_dir.join(WATERMARK_KEY_FILE)
+}
+
+pub fn embedding_key_in(keys_dir: &Path) -> PathBuf {
+    keys_dir.join(EMBEDDING_KEY_FILE)
 }
 
 /// Writes a new file, failing if one is already there, with mode 0600 when
@@ -108,23 +113,37 @@ pub fn init_signing_identity(keys_dir: &Path, organization: &str) -> anyhow::Res
 /// Makes a random watermark key in `keys_dir` unless one exists; true when
 /// it made one.
 pub fn init_watermark_key(keys_dir: &Path) -> anyhow::Result<bool> {
-    let path = watermark_key_in(keys_dir);
+    init_random_key(&watermark_key_in(keys_dir))
+}
+
+/// Makes a random 256-bit key (64 hex digits, mode 0600) at `path` unless
+/// one exists; true when it made one.
+pub fn init_random_key(path: &Path) -> anyhow::Result<bool> {
     if path.exists() {
         return Ok(false);
     }
-    std::fs::create_dir_all(keys_dir).with_context(|| format!("creating {}", keys_dir.display()))?;
-    write_secret(&path, &(hex::encode(rand::random::<[u8; 32]>()) + "\n"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    write_secret(path, &(hex::encode(rand::random::<[u8; 32]>()) + "\n"))?;
     Ok(true)
 }
 
 pub fn load_watermark_key(path: &Path) -> anyhow::Result<Key> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!("no watermark key at {}: run `likeness keys init`, or give its path", path.display())
-    })?;
+    Ok(Key::new(load_key_bytes(path, "watermark key")?))
+}
+
+/// A 256-bit key written as 64 hex digits in a file.
+pub fn load_key_bytes(path: &Path, what: &str) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("no {what} at {}: run `likeness keys init`, or give its path", path.display()))?;
+    parse_key(text.trim()).with_context(|| format!("{}: a {what} is 64 hex digits", path.display()))
+}
+
+pub fn parse_key(hex_digits: &str) -> anyhow::Result<[u8; 32]> {
     let mut bytes = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut bytes)
-        .with_context(|| format!("{}: a watermark key is 64 hex digits", path.display()))?;
-    Ok(Key::new(bytes))
+    hex::decode_to_slice(hex_digits, &mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -51,6 +51,13 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let data_dir = DataDir::new(data_dir.or(config.data_dir.clone()));
     std::fs::create_dir_all(data_dir.path())
         .with_context(|| format!("creating data dir {}", data_dir.path().display()))?;
+    // It holds keys, consent records and face embeddings: its owner's only.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(data_dir.path(), std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making data dir {} private (0700)", data_dir.path().display()))?;
+    }
 
     let key_paths = match (&config.signing.chain, &config.signing.key) {
         (Some(chain), Some(key)) => KeyPaths { chain: chain.clone(), key: key.clone() },
@@ -84,6 +91,7 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
     };
     let watermark_key = keys::load_watermark_key(&watermark_key)?;
+    let embedding_key = embedding_key(&config, &data_dir)?;
 
     let tenants = tenants(&config, &data_dir)?;
     let limits = &config.limits;
@@ -165,7 +173,11 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let store = likeness_store::Store::open(&database).await.context("opening the database")?.with_audit(audit);
+        let store = likeness_store::Store::open(&database)
+            .await
+            .context("opening the database")?
+            .with_audit(audit)
+            .with_embedding_key(likeness_store::EmbeddingKey::new(&embedding_key));
         tracing::info!(backend = ?store.backend(), "database ready");
         let state = AppState::from_parts(likeness_http::Parts {
             pipeline,
@@ -316,6 +328,28 @@ fn tenants(config: &Config, data_dir: &DataDir) -> anyhow::Result<Vec<Tenant>> {
         }
     };
     Ok(vec![subject_rules(Tenant::new("dev", Tenant::hash_key(&key)), config)])
+}
+
+/// The key enrolled embeddings are sealed with: the environment, the
+/// configured file, or one made in the data dir on first start.
+fn embedding_key(config: &Config, data_dir: &DataDir) -> anyhow::Result<[u8; 32]> {
+    if let Ok(hex) = std::env::var("LIKENESS_EMBEDDING_KEY") {
+        return keys::parse_key(hex.trim()).context("LIKENESS_EMBEDDING_KEY: an embedding key is 64 hex digits");
+    }
+    let path = match &config.embedding_key {
+        Some(path) => path.clone(),
+        None => {
+            let path = keys::embedding_key_in(&data_dir.keys());
+            if keys::init_random_key(&path)? {
+                tracing::warn!(
+                    path = %path.display(),
+                    "no embedding key configured: created one; replicas must share it to read each other's subjects"
+                );
+            }
+            path
+        }
+    };
+    keys::load_key_bytes(&path, "embedding key")
 }
 
 fn rule(required: bool) -> likeness_consent::ConfirmationRule {

@@ -227,6 +227,14 @@ fn consent_suite(database: Option<&str>) {
             .flat_map(|e| std::fs::read(e.path()).unwrap())
             .collect(),
     };
+    if database.is_none() {
+        // The data dir and the database are their owner's only.
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(server.data_dir.path()), 0o700);
+        assert_eq!(mode(&server.data_dir.path().join("likeness.db")), 0o600);
+        assert_eq!(mode(&server.data_dir.path().join("keys/embedding.key")), 0o600);
+    }
     for t in [&token, &personal] {
         assert!(!log.contains(t.as_str()), "a token in the log");
         assert!(!stored.windows(t.len()).any(|w| w == t.as_bytes()), "a token in clear in the database");
@@ -309,8 +317,12 @@ fn two_replicas_on_postgres_act_as_one() {
     let provider = Provider::start();
     let dir = tempfile::tempdir().unwrap();
     let gallery = gallery_without_obama(dir.path());
-    let a = start(&provider, &gallery, Some(&db.url), "");
-    let b = start(&provider, &gallery, Some(&db.url), "");
+    // Replicas share the key their subjects' embeddings are sealed with.
+    let key = dir.path().join("embedding.key");
+    std::fs::write(&key, "5a".repeat(32)).unwrap();
+    let config = format!("embedding_key = {:?}\n", key.display().to_string());
+    let a = start(&provider, &gallery, Some(&db.url), &config);
+    let b = start(&provider, &gallery, Some(&db.url), &config);
 
     let grant = create_grant(&a, json!({ "user": USER, "photos": ["cat", "barack"] }));
     let barack = fixture_bytes("faces/obama.jpg");

@@ -162,7 +162,7 @@ impl Store {
             return Ok(None);
         };
         let mut conn = self.pool.acquire().await?;
-        Ok(Some(subject_embeddings(&mut conn, subject_from_row(&row)?).await?))
+        Ok(Some(subject_embeddings(&mut conn, subject_from_row(&row)?, self.embedding_key.as_deref()).await?))
     }
 
     /// Every change to the subject's consent, oldest first.

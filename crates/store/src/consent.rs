@@ -159,11 +159,12 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for (position, e) in s.embeddings.iter().enumerate() {
-            let bytes: Vec<u8> = e.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let clear: Vec<u8> = e.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let sealed = crate::sealed::seal(self.embedding_key.as_deref(), &s.id, position as i64, &clear);
             sqlx::query("INSERT INTO subject_embeddings (subject_id, position, vector) VALUES ($1, $2, $3)")
                 .bind(&s.id)
                 .bind(position as i64)
-                .bind(bytes)
+                .bind(sealed)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -183,7 +184,7 @@ impl Store {
     /// The subjects among `ids` that exist for this tenant, with embeddings.
     pub async fn subjects(&self, tenant: &str, ids: &[String]) -> Result<Vec<Subject>, StoreError> {
         let mut conn = self.pool.acquire().await?;
-        load_subjects(&mut conn, tenant, ids, "").await
+        load_subjects(&mut conn, tenant, ids, "", self.embedding_key.as_deref()).await
     }
 
     /// A user's subjects, oldest first, deleted ones included (as receipts).
@@ -195,7 +196,7 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         let mut subjects = Vec::with_capacity(rows.len());
         for r in &rows {
-            subjects.push(subject_embeddings(&mut conn, subject_from_row(r)?).await?);
+            subjects.push(subject_embeddings(&mut conn, subject_from_row(r)?, self.embedding_key.as_deref()).await?);
         }
         Ok(subjects)
     }
@@ -246,6 +247,13 @@ impl Store {
             crate::confirmation::event(&mut tx, id, event, by, now_ms).await?;
         }
         tx.commit().await?;
+        if ended && self.backend == crate::Backend::Sqlite {
+            // The old pages also sit in the WAL until a checkpoint: copy them
+            // back (zeroed, with secure_delete) and empty it now.
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&self.pool).await {
+                tracing::warn!(error = %e, "could not checkpoint the WAL after a subject was deleted");
+            }
+        }
         Ok(if ended { Revoked::Now } else { Revoked::Already })
     }
 
@@ -273,7 +281,8 @@ impl Store {
             let id = receipt.grant_id.clone().unwrap_or_default();
             return Ok(Err(NotRecorded::Consent(ConsentError::GrantUnknown(id))));
         }
-        let subjects = load_subjects(&mut tx, &receipt.tenant, g.subject_ids, lock).await?;
+        let subjects =
+            load_subjects(&mut tx, &receipt.tenant, g.subject_ids, lock, self.embedding_key.as_deref()).await?;
         if let Err(e) = check(grant.as_ref(), &subjects) {
             return Ok(Err(NotRecorded::Consent(e)));
         }
@@ -403,24 +412,29 @@ pub(crate) async fn load_subjects(
     tenant: &str,
     ids: &[String],
     lock: &str,
+    key: Option<&crate::EmbeddingKey>,
 ) -> Result<Vec<Subject>, StoreError> {
     let sql = format!("SELECT {SUBJECT_COLUMNS} FROM subjects WHERE tenant = $1 AND id = $2{lock}");
     let mut found = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(r) = sqlx::query(&sql).bind(tenant).bind(id).fetch_optional(&mut *conn).await? {
-            found.push(subject_embeddings(conn, subject_from_row(&r)?).await?);
+            found.push(subject_embeddings(conn, subject_from_row(&r)?, key).await?);
         }
     }
     Ok(found)
 }
 
-pub(crate) async fn subject_embeddings(conn: &mut sqlx::AnyConnection, mut s: Subject) -> Result<Subject, StoreError> {
-    let rows = sqlx::query("SELECT vector FROM subject_embeddings WHERE subject_id = $1 ORDER BY position")
+pub(crate) async fn subject_embeddings(
+    conn: &mut sqlx::AnyConnection,
+    mut s: Subject,
+    key: Option<&crate::EmbeddingKey>,
+) -> Result<Subject, StoreError> {
+    let rows = sqlx::query("SELECT position, vector FROM subject_embeddings WHERE subject_id = $1 ORDER BY position")
         .bind(&s.id)
         .fetch_all(&mut *conn)
         .await?;
     for r in rows {
-        let bytes: Vec<u8> = r.try_get(0)?;
+        let bytes = crate::sealed::open(key, &s.id, r.try_get(0)?, &r.try_get::<Vec<u8>, _>(1)?)?;
         if !bytes.len().is_multiple_of(4) {
             return Err(StoreError::Corrupt(format!("subject {}: an embedding of {} bytes", s.id, bytes.len())));
         }

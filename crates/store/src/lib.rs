@@ -15,6 +15,7 @@ mod audit;
 mod confirmation;
 mod consent;
 mod reviews;
+mod sealed;
 
 pub use audit::{
     checkpoint_message, record_hash, AuditSettings, Break, ChainReport, Checkpoint, CheckpointSigner, DecisionRecord,
@@ -23,6 +24,7 @@ pub use audit::{
 pub use confirmation::{Confirmed, Reissued, SubjectAccess, SubjectEvent, SubjectUse};
 pub use consent::{ConsentCheck, GenerationRecord, NotRecorded, ReceiptRecord, Revoked};
 pub use reviews::{Resolution, Resolved, Review, ReviewStatus};
+pub use sealed::EmbeddingKey;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -82,6 +84,9 @@ pub struct Store {
     backend: Backend,
     /// Who signs the decision log's checkpoints; without it none are made.
     audit: Option<std::sync::Arc<AuditSettings>>,
+    /// What enrolled embeddings are sealed with; without it they are stored
+    /// in clear (tests of other things).
+    pub(crate) embedding_key: Option<std::sync::Arc<EmbeddingKey>>,
 }
 
 /// Schema versions, applied in order, each once, each a list of statements
@@ -260,11 +265,24 @@ pub const MAX_MATCHES: usize = 100;
 impl Store {
     /// Opens (creating a SQLite file if needed) and migrates.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let (backend, url) = connect_url(url)?;
+        let (backend, url, file) = connect_url(url)?;
+        if let Some(file) = &file {
+            owner_only(file)?;
+        }
         let max = if backend == Backend::Sqlite { 4 } else { 8 };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
             .acquire_timeout(std::time::Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // Deleted rows (a subject's name, its embeddings) are
+                        // overwritten with zeros, not left in free pages.
+                        sqlx::query("PRAGMA secure_delete = ON").execute(conn).await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await?;
         if backend == Backend::Sqlite {
@@ -272,13 +290,19 @@ impl Store {
             // progress; sqlx already sets a busy timeout on every connection.
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        let store = Store { pool, backend, audit: None };
+        let store = Store { pool, backend, audit: None, embedding_key: None };
         store.migrate().await?;
         Ok(store)
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Seals enrolled face embeddings with `key` (ChaCha20-Poly1305).
+    pub fn with_embedding_key(mut self, key: EmbeddingKey) -> Store {
+        self.embedding_key = Some(std::sync::Arc::new(key));
+        self
     }
 
     /// Signs the decision log's checkpoints with `audit`'s signer.
@@ -413,12 +437,40 @@ async fn insert_manifest(conn: &mut sqlx::AnyConnection, m: &ManifestRecord) -> 
     Ok(())
 }
 
+/// A SQLite file and its WAL and shared-memory files readable by their
+/// owner only: they hold consent records and face embeddings. Created
+/// 0600 before SQLite opens it (SQLite gives its WAL the file's mode).
+fn owner_only(file: &std::path::Path) -> Result<(), StoreError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let io = |e: std::io::Error| {
+            StoreError::Database(sqlx::Error::Configuration(format!("{}: {e}", file.display()).into()))
+        };
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(e)),
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let path = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+            if path.exists() {
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
+}
+
 /// The sqlx URL for a database argument: PostgreSQL URLs as given; for
-/// SQLite an absolute path, percent-encoded, opened read-write-create.
-fn connect_url(arg: &str) -> Result<(Backend, String), StoreError> {
+/// SQLite an absolute path, percent-encoded, opened read-write-create, with
+/// the file's path.
+fn connect_url(arg: &str) -> Result<(Backend, String, Option<std::path::PathBuf>), StoreError> {
     sqlx::any::install_default_drivers();
     if arg.starts_with("postgres://") || arg.starts_with("postgresql://") {
-        return Ok((Backend::Postgres, arg.to_string()));
+        return Ok((Backend::Postgres, arg.to_string(), None));
     }
     let path = match arg.strip_prefix("sqlite://").or_else(|| arg.strip_prefix("sqlite:")) {
         Some(p) if p.contains('?') => return Err(StoreError::UnsupportedUrl("sqlite with options".into())),
@@ -442,7 +494,7 @@ fn connect_url(arg: &str) -> Result<(Backend, String), StoreError> {
             c => encoded.push(c),
         }
     }
-    Ok((Backend::Sqlite, format!("sqlite://{encoded}?mode=rwc")))
+    Ok((Backend::Sqlite, format!("sqlite://{encoded}?mode=rwc"), Some(abs)))
 }
 
 /// Databases made for one test run and dropped afterwards, even when the

@@ -430,3 +430,63 @@ async fn sqlite_paths_with_awkward_characters_and_bad_urls() {
     let err = Store::open("mysql://user:secret@host/db").await.err().unwrap().to_string();
     assert!(err.contains("mysql") && !err.contains("secret"), "{err}");
 }
+
+/// What a deleted subject leaves in the SQLite files: nothing. The files are
+/// the owner's only; embeddings are sealed at rest, and deletion zeroes the
+/// rows (secure_delete) and empties the WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_files_are_private_and_deleted_subjects_leave_no_trace() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("likeness.db");
+    let store = Store::open(path.to_str().unwrap())
+        .await
+        .unwrap()
+        .with_embedding_key(likeness_store::EmbeddingKey::new(&[9; 32]));
+    let name = "Zebulon Quaxley-Marchetti";
+    let embedding: Vec<f32> = (0..128).map(|i| i as f32 * 0.0078125 + 0.25).collect();
+    let clear: Vec<u8> = embedding.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let s = Subject { name: name.into(), embeddings: vec![embedding.clone()], ..subject("s-trace", "alice") };
+    store.put_subject(&s, None).await.unwrap();
+    assert_eq!(store.subject("dev", "s-trace").await.unwrap().unwrap().embeddings, [embedding]);
+    let files = || -> Vec<u8> {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("likeness.db"))
+            .flat_map(|e| std::fs::read(e.path()).unwrap())
+            .collect()
+    };
+    let holds = |bytes: &[u8], needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    let before = files();
+    assert!(holds(&before, name.as_bytes()), "the name is stored while the subject lives");
+    assert!(!holds(&before, &clear[..64]), "an embedding in clear");
+    for e in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        let mode = e.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{:?} is {mode:o}", e.file_name());
+    }
+    // Another key cannot read them.
+    let other = Store::open(path.to_str().unwrap())
+        .await
+        .unwrap()
+        .with_embedding_key(likeness_store::EmbeddingKey::new(&[1; 32]));
+    let err = other.subject("dev", "s-trace").await.unwrap_err().to_string();
+    assert!(err.contains("does not open with the configured key"), "{err}");
+    other.close().await;
+
+    let sealed: Vec<u8> = {
+        use sqlx::{Connection as _, Row as _};
+        let mut conn = sqlx::SqliteConnection::connect(path.to_str().unwrap()).await.unwrap();
+        let row = sqlx::query("SELECT vector FROM subject_embeddings WHERE subject_id = 's-trace'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        row.get(0)
+    };
+    assert!(sealed.starts_with(b"LKE1") && holds(&before, &sealed[16..48]));
+
+    assert_eq!(store.delete_subject("dev", "s-trace", 9_000).await.unwrap(), Revoked::Now);
+    let after = files();
+    assert!(!holds(&after, name.as_bytes()), "the deleted name is still in the files");
+    assert!(!holds(&after, &sealed[16..48]), "the deleted embedding is still in the files");
+}
