@@ -154,6 +154,21 @@ fn consent_suite(database: Option<&str>) {
         );
         assert_eq!((status, code(&resp)), (422, expect), "{photo}: {resp}");
     }
+    // Turned upside down, a public figure is still one: enrollment refuses
+    // it, and so does a generation with it as a reference.
+    let upside_down = {
+        let img = image::load_from_memory(&fixture_bytes("faces/grace_hopper.jpg")).unwrap().to_rgb8();
+        let mut png = Vec::new();
+        image::imageops::rotate180(&img)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        upload(&png, "image/png")
+    };
+    let (status, resp) =
+        enroll(&server, json!({ "user": USER, "name": "Not Grace", "relationship": "other", "enroll": [upside_down] }));
+    assert_eq!((status, code(&resp)), (422, "subject.enroll_public_figure"), "{resp}");
+    let (status, resp) = generate(&server, json!({ "references": [upside_down] }));
+    assert_eq!((status, code(&resp)), (403, "vision.public_figure"), "{resp}");
     let (status, resp) =
         enroll(&server, json!({ "user": USER, "name": "kid", "relationship": "family", "minor": true }));
     assert_eq!((status, code(&resp)), (422, "request.invalid"), "a minor needs guardian consent: {resp}");

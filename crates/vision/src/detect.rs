@@ -107,6 +107,50 @@ pub fn nms(mut dets: Vec<Detection>, threshold: f32) -> Vec<Detection> {
     kept
 }
 
+/// A quarter turn of an image, clockwise, and the way back for what was
+/// found in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    Quarter,
+    Half,
+    ThreeQuarters,
+}
+
+impl Turn {
+    pub fn apply(self, img: &RgbImage) -> RgbImage {
+        match self {
+            Turn::Quarter => image::imageops::rotate90(img),
+            Turn::Half => image::imageops::rotate180(img),
+            Turn::ThreeQuarters => image::imageops::rotate270(img),
+        }
+    }
+
+    /// A point of the turned image in the original `w` x `h` image
+    /// (continuous coordinates: pixel edges, not centres).
+    fn point_back(self, [x, y]: [f32; 2], w: f32, h: f32) -> [f32; 2] {
+        match self {
+            // rotate90 sends (x, y) to (h - y, x).
+            Turn::Quarter => [y, h - x],
+            Turn::Half => [w - x, h - y],
+            // rotate270 sends (x, y) to (y, w - x).
+            Turn::ThreeQuarters => [w - y, x],
+        }
+    }
+
+    /// A detection in the turned image, in the original's coordinates.
+    /// The landmarks keep their roles (left eye...): alignment undoes the turn.
+    pub fn back(self, d: Detection, w: f32, h: f32) -> Detection {
+        let [x, y, bw, bh] = d.bbox;
+        let [ax, ay] = self.point_back([x, y], w, h);
+        let [bx, by] = self.point_back([x + bw, y + bh], w, h);
+        Detection {
+            bbox: [ax.min(bx), ay.min(by), (ax - bx).abs(), (ay - by).abs()],
+            score: d.score,
+            landmarks: d.landmarks.map(|p| self.point_back(p, w, h)),
+        }
+    }
+}
+
 /// Clips a box to the image; drops it when nothing is left.
 pub fn clip(mut d: Detection, width: u32, height: u32) -> Option<Detection> {
     let [x, y, w, h] = d.bbox;
@@ -121,6 +165,43 @@ pub fn clip(mut d: Detection, width: u32, height: u32) -> Option<Detection> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_point_turned_and_back_is_where_it_was() {
+        let img = RgbImage::from_fn(7, 4, |x, y| image::Rgb([x as u8, y as u8, 0]));
+        for turn in [Turn::Quarter, Turn::Half, Turn::ThreeQuarters] {
+            let turned = turn.apply(&img);
+            // The centre of each turned pixel maps back to the centre of the
+            // original pixel it came from.
+            for (tx, ty, p) in turned.enumerate_pixels() {
+                let [x, y] = turn.point_back([tx as f32 + 0.5, ty as f32 + 0.5], 7.0, 4.0);
+                assert_eq!([p[0], p[1]], [(x - 0.5) as u8, (y - 0.5) as u8], "{turn:?} ({tx}, {ty})");
+            }
+            let d = Detection { bbox: [1.0, 2.0, 3.0, 1.0], score: 0.9, landmarks: [[1.5, 2.5]; 5] };
+            let turned_det = Detection {
+                bbox: {
+                    // The same box, found in the turned image.
+                    let corners = [[1.0, 2.0], [4.0, 3.0]].map(|p| forward(turn, p, 7.0, 4.0));
+                    let [a, b] = corners;
+                    [a[0].min(b[0]), a[1].min(b[1]), (a[0] - b[0]).abs(), (a[1] - b[1]).abs()]
+                },
+                score: 0.9,
+                landmarks: [forward(turn, [1.5, 2.5], 7.0, 4.0); 5],
+            };
+            let back = turn.back(turned_det, 7.0, 4.0);
+            assert_eq!(back.bbox, d.bbox, "{turn:?}");
+            assert_eq!(back.landmarks, d.landmarks, "{turn:?}");
+        }
+    }
+
+    /// Where a point of the original lands in the turned image.
+    fn forward(turn: Turn, [x, y]: [f32; 2], w: f32, h: f32) -> [f32; 2] {
+        match turn {
+            Turn::Quarter => [h - y, x],
+            Turn::Half => [w - x, h - y],
+            Turn::ThreeQuarters => [y, w - x],
+        }
+    }
+
     use super::*;
 
     fn det(x: f32, y: f32, s: f32, score: f32) -> Detection {

@@ -190,7 +190,27 @@ impl Vision {
         Ok(ImageAnalysis { width: img.width(), height: img.height(), faces, nsfw })
     }
 
+    /// Faces in any of the four quarter turns. The detector and its
+    /// landmarks expect upright faces: a face turned upside down is found
+    /// weakly, with landmarks that align a chip no embedding matches, which
+    /// let a public figure's photo pass as a private person's. So every
+    /// image is also searched turned by 90, 180 and 270 degrees, the boxes
+    /// and landmarks mapped back, and where turns find the same face the
+    /// best-scoring one wins (its landmarks then align the chip upright).
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, VisionError> {
+        let (w, h) = (img.width() as f32, img.height() as f32);
+        let mut all = self.detect_upright(img)?;
+        for turn in [detect::Turn::Quarter, detect::Turn::Half, detect::Turn::ThreeQuarters] {
+            let turned = turn.apply(img);
+            all.extend(self.detect_upright(&turned)?.into_iter().map(|d| turn.back(d, w, h)));
+        }
+        let width = img.width();
+        let height = img.height();
+        Ok(detect::nms(all, 0.3).into_iter().filter_map(|d| detect::clip(d, width, height)).collect())
+    }
+
+    /// Faces as the detector sees them, upright only.
+    fn detect_upright(&self, img: &RgbImage) -> Result<Vec<Detection>, VisionError> {
         let (data, h, w, scale) = detect::prepare(img, 640);
         let err = |e: ort::Error| VisionError::Inference { model: "face detection", message: e.to_string() };
         let maps = self.detector.with(|s| -> Result<Vec<Vec<f32>>, VisionError> {
