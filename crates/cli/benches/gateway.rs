@@ -94,7 +94,7 @@ fn main() {
     println!("\n== pipeline stages, one 1024x1024 output from one reference");
     let vision = likeness_vision::Vision::load(&likeness_vision::config_for(&root.join("models"))).expect("make setup");
     let vision_ref = report("vision on the reference (451x300)", time(20, || vision.analyze(&reference).unwrap()));
-    let vision_out = report("vision on the 1024x1024 output", time(20, || vision.analyze(&pixels).unwrap()));
+    let vision_out = report("vision on the 1024x1024 output", time(20, || vision.analyze_output(&pixels).unwrap()));
     let decode = report(
         "decode reference (451x300 PNG)",
         time(50, || likeness_media::decode(&photo, None, &DecodeLimits::default()).unwrap()),

@@ -339,7 +339,7 @@ impl Pipeline {
         checked.decision.checks.push(Check::VisionOutputs);
         let mut records = Vec::with_capacity(outputs.len());
         for (i, img) in outputs.iter().enumerate() {
-            let a = vision.analyze(img)?;
+            let a = vision.analyze_output(img)?;
             records.push(self.moderation.record(format!("output {}", i + 1), &a, &checked.consent.subjects));
         }
         let mut input = checked.input.clone();

@@ -13,13 +13,22 @@ use serde::Serialize;
 /// which models produced them. `likeness_vision::Vision` (ONNX Runtime) is
 /// the real one; tests of the request path may stand in their own.
 pub trait VisionModels: Send + Sync {
+    /// What a user sent: faces searched at every quarter turn.
     fn analyze(&self, img: &RgbImage) -> Result<ImageAnalysis, VisionError>;
+    /// A generated output: searched turned where the upright search is unsure.
+    fn analyze_output(&self, img: &RgbImage) -> Result<ImageAnalysis, VisionError> {
+        self.analyze(img)
+    }
     fn models(&self) -> &[ModelInfo];
 }
 
 impl VisionModels for likeness_vision::Vision {
     fn analyze(&self, img: &RgbImage) -> Result<ImageAnalysis, VisionError> {
         likeness_vision::Vision::analyze(self, img)
+    }
+
+    fn analyze_output(&self, img: &RgbImage) -> Result<ImageAnalysis, VisionError> {
+        likeness_vision::Vision::analyze_output(self, img)
     }
 
     fn models(&self) -> &[ModelInfo] {

@@ -50,6 +50,25 @@ pub enum VisionError {
     TooManyFaces { found: usize, max: usize },
 }
 
+/// Where faces are looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Search {
+    /// Upright and at the three other quarter turns, always. Four detector
+    /// runs: for what users send, where a turned photo was an evasion.
+    EveryTurn,
+    /// Upright, and turned too when the upright search is unsure: a
+    /// candidate scored between [`UNSURE_FLOOR`] and [`SURE`] (a face
+    /// upside down is found weakly). For generated outputs, where four
+    /// runs on every image would cost more than the check is worth; a turned
+    /// face the upright search misses entirely is not looked for.
+    TurnsWhenUnsure,
+}
+
+/// The lowest upright candidate score that makes a search unsure.
+pub const UNSURE_FLOOR: f32 = 0.3;
+/// The upright score above which a face needs no turned search.
+pub const SURE: f32 = 0.8;
+
 /// Faces checked per image. An image with more is refused as a whole: a
 /// partial check could miss the one face that matters.
 pub const MAX_FACES: usize = 64;
@@ -164,9 +183,21 @@ impl Vision {
         &self.models
     }
 
-    /// Faces with age and embedding, and the NSFW score, for one image.
+    /// Faces with age and embedding, and the NSFW score, for one image,
+    /// its faces searched at every quarter turn ([`Vision::detect`]): for
+    /// what a user sends (references, enrollment and confirmation photos).
     pub fn analyze(&self, img: &RgbImage) -> Result<ImageAnalysis, VisionError> {
-        let detections = self.detect(img)?;
+        self.analyze_with(img, Search::EveryTurn)
+    }
+
+    /// The same for a generated output, searched turned only where the
+    /// upright search is unsure ([`Search::TurnsWhenUnsure`]).
+    pub fn analyze_output(&self, img: &RgbImage) -> Result<ImageAnalysis, VisionError> {
+        self.analyze_with(img, Search::TurnsWhenUnsure)
+    }
+
+    fn analyze_with(&self, img: &RgbImage, search: Search) -> Result<ImageAnalysis, VisionError> {
+        let detections = self.detect_with(img, search)?;
         if detections.len() > MAX_FACES {
             return Err(VisionError::TooManyFaces { found: detections.len(), max: MAX_FACES });
         }
@@ -198,19 +229,34 @@ impl Vision {
     /// and landmarks mapped back, and where turns find the same face the
     /// best-scoring one wins (its landmarks then align the chip upright).
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>, VisionError> {
-        let (w, h) = (img.width() as f32, img.height() as f32);
-        let mut all = self.detect_upright(img)?;
-        for turn in [detect::Turn::Quarter, detect::Turn::Half, detect::Turn::ThreeQuarters] {
-            let turned = turn.apply(img);
-            all.extend(self.detect_upright(&turned)?.into_iter().map(|d| turn.back(d, w, h)));
-        }
-        let width = img.width();
-        let height = img.height();
-        Ok(detect::nms(all, 0.3).into_iter().filter_map(|d| detect::clip(d, width, height)).collect())
+        self.detect_with(img, Search::EveryTurn)
     }
 
-    /// Faces as the detector sees them, upright only.
-    fn detect_upright(&self, img: &RgbImage) -> Result<Vec<Detection>, VisionError> {
+    pub fn detect_with(&self, img: &RgbImage, search: Search) -> Result<Vec<Detection>, VisionError> {
+        let threshold = self.detection_threshold;
+        let upright = self.detect_upright(img, threshold.min(UNSURE_FLOOR))?;
+        let turn = match search {
+            Search::EveryTurn => true,
+            Search::TurnsWhenUnsure => upright.iter().any(|d| d.score < SURE),
+        };
+        let mut all = upright;
+        if turn {
+            let (w, h) = (img.width() as f32, img.height() as f32);
+            for turn in [detect::Turn::Quarter, detect::Turn::Half, detect::Turn::ThreeQuarters] {
+                let turned = turn.apply(img);
+                all.extend(self.detect_upright(&turned, threshold)?.into_iter().map(|d| turn.back(d, w, h)));
+            }
+        }
+        let (width, height) = (img.width(), img.height());
+        Ok(detect::nms(all, 0.3)
+            .into_iter()
+            .filter(|d| d.score >= threshold)
+            .filter_map(|d| detect::clip(d, width, height))
+            .collect())
+    }
+
+    /// Faces as the detector sees them, upright only, scoring at least `threshold`.
+    fn detect_upright(&self, img: &RgbImage, threshold: f32) -> Result<Vec<Detection>, VisionError> {
         let (data, h, w, scale) = detect::prepare(img, 640);
         let err = |e: ort::Error| VisionError::Inference { model: "face detection", message: e.to_string() };
         let maps = self.detector.with(|s| -> Result<Vec<Vec<f32>>, VisionError> {
@@ -218,8 +264,7 @@ impl Vision {
             let out = s.run(ort::inputs![input]).map_err(err)?;
             (0..4).map(|i| Ok(out[i].try_extract_tensor::<f32>().map_err(err)?.1.to_vec())).collect()
         })?;
-        let dets =
-            detect::decode(&maps[0], &maps[1], &maps[2], &maps[3], (h / 4, w / 4), self.detection_threshold, scale);
+        let dets = detect::decode(&maps[0], &maps[1], &maps[2], &maps[3], (h / 4, w / 4), threshold, scale);
         Ok(dets.into_iter().filter_map(|d| detect::clip(d, img.width(), img.height())).collect())
     }
 

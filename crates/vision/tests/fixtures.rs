@@ -97,6 +97,15 @@ fn a_turned_photo_still_shows_the_same_man() {
         let [x, y, w, h] = a.faces[0].bbox;
         assert!(x >= 0.0 && y >= 0.0 && x + w <= a.width as f32 && y + h <= a.height as f32, "{what}: box");
     }
+    // An output is searched turned only where the upright search is unsure;
+    // upside down, the face is found weakly, so it is.
+    let a = vision().analyze_output(&image::imageops::rotate180(&img)).unwrap();
+    assert_eq!(a.faces.len(), 1);
+    assert!(a.faces[0].embedding.distance_to(&other.0) < 0.55);
+    // Upright and clear, one search is enough, and finds the same.
+    let upright = vision().analyze_output(&img).unwrap();
+    assert_eq!(upright.faces.len(), 1);
+    assert!(upright.faces[0].score >= likeness_vision::SURE, "{}", upright.faces[0].score);
 }
 
 #[test]
