@@ -56,9 +56,9 @@ build: setup
 	cargo build --release -p likeness-cli
 
 ## Start the gateway with its embedded defaults (127.0.0.1:8080, ./data,
-## a development signing key, tenant `dev`). Extra flags: make run ARGS="--listen 0.0.0.0:8080"
+## a development signing key (--dev), tenant `dev`). Extra flags: make run ARGS="--listen 0.0.0.0:8080"
 run: build
-	cargo run --release -q -p likeness-cli -- serve $(ARGS)
+	cargo run --release -q -p likeness-cli -- serve --dev $(ARGS)
 
 ## The whole test suite.
 test: setup-test

@@ -1,5 +1,5 @@
 //! The data directory and the secrets in it: the signing identity, the
-//! watermark key and the development tenant's API key. Every subcommand
+//! watermark and embedding keys and the development tenant's API key. Every subcommand
 //! finds them here, under `--data-dir` (default `./data`). Secret files are
 //! created with mode 0600 and never overwritten: a second `keys init` or
 //! start leaves existing keys alone.
@@ -16,7 +16,6 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 
 /// File names inside `<data-dir>/keys`.
 pub const CA_FILE: &str = "ca.pem";
-const CA_KEY_FILE: &str = "ca.key";
 const CHAIN_FILE: &str = "signer-chain.pem";
 const SIGNING_KEY_FILE: &str = "signer.key";
 const WATERMARK_KEY_FILE: &str = "watermark.key";
@@ -87,7 +86,8 @@ pub fn write_secret(path: &Path, contents: &str) -> anyhow::Result<()> {
 
 /// Makes a development CA and signing certificate in `keys_dir` unless a
 /// signing identity is already there; true when it made one. The CA's key
-/// is kept (0600) so more development certificates can be issued.
+/// signs the certificate and is dropped: a key that can mint trusted
+/// signers does not belong beside the server's own.
 pub fn init_signing_identity(keys_dir: &Path, organization: &str) -> anyhow::Result<bool> {
     let paths = signing_paths(keys_dir);
     if paths.chain.exists() && paths.key.exists() {
@@ -97,7 +97,6 @@ pub fn init_signing_identity(keys_dir: &Path, organization: &str) -> anyhow::Res
     let id = generate_dev_identity(organization)?;
     for (path, contents, secret) in [
         (keys_dir.join(CA_FILE), &id.ca_cert_pem, false),
-        (keys_dir.join(CA_KEY_FILE), &id.ca_key_pem, true),
         (paths.chain, &id.chain_pem, false),
         (paths.key, &id.key_pem, true),
     ] {
@@ -108,6 +107,27 @@ pub fn init_signing_identity(keys_dir: &Path, organization: &str) -> anyhow::Res
         write_new(&path, contents, secret)?;
     }
     Ok(true)
+}
+
+/// Refuses a secret file that its group or others may read or write: a key
+/// anyone on the machine can read is not a secret.
+pub fn refuse_shared_secret(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            anyhow::bail!(
+                "{} is readable or writable by others (mode {:o}); make it the owner's only: chmod 600 {}",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// Makes a random watermark key in `keys_dir` unless one exists; true when
@@ -165,12 +185,21 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            for (file, mode) in
-                [(SIGNING_KEY_FILE, 0o600), (CA_KEY_FILE, 0o600), (WATERMARK_KEY_FILE, 0o600), (CA_FILE, 0o644)]
-            {
+            for (file, mode) in [(SIGNING_KEY_FILE, 0o600), (WATERMARK_KEY_FILE, 0o600), (CA_FILE, 0o644)] {
                 let got = std::fs::metadata(keys.join(file)).unwrap().permissions().mode() & 0o777;
                 assert_eq!(got, mode, "{file}");
             }
+        }
+        assert!(!keys.join("ca.key").exists(), "the development CA's key is not kept");
+        refuse_shared_secret(&keys.join(SIGNING_KEY_FILE)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let shared = keys.join(WATERMARK_KEY_FILE);
+            std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let err = refuse_shared_secret(&shared).unwrap_err().to_string();
+            assert!(err.contains("mode 640") && err.contains("chmod 600"), "{err}");
+            std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         let signer = likeness_provenance::Signer::from_paths(&signing_paths(&keys)).unwrap();
         assert_eq!(signer.subject(), "t signer");

@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// its host is allowed implicitly. Overrides [photos] api_base.
     #[arg(long = "photo-api", value_name = "URL", env = "LIKENESS_PHOTO_API")]
     photo_api: Option<String>,
+    /// Development: without a `[signing]` chain and key, sign with a
+    /// development CA made in <data-dir>/keys (`make run` does this).
+    /// Without it, a missing signing identity stops the start.
+    #[arg(long)]
+    dev: bool,
 }
 
 pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
@@ -61,6 +66,11 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
 
     let key_paths = match (&config.signing.chain, &config.signing.key) {
         (Some(chain), Some(key)) => KeyPaths { chain: chain.clone(), key: key.clone() },
+        _ if !args.dev => anyhow::bail!(
+            "no signing identity configured: set [signing] chain and key in the config for production, \
+             or start with --dev to sign with a development CA made in {} (make run does)",
+            data_dir.keys().display()
+        ),
         _ => {
             let dir = data_dir.keys();
             if keys::init_signing_identity(&dir, "likeness development")? {
@@ -74,6 +84,7 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             keys::signing_paths(&dir)
         }
     };
+    keys::refuse_shared_secret(&key_paths.key)?;
     let signer = Signer::from_paths(&key_paths).context("loading the signing identity")?;
     tracing::info!(signer = %signer.subject(), chain = %key_paths.chain.display(), "signing identity loaded");
 
@@ -90,6 +101,7 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             keys::watermark_key_in(&dir)
         }
     };
+    keys::refuse_shared_secret(&watermark_key)?;
     let watermark_key = keys::load_watermark_key(&watermark_key)?;
     let embedding_key = embedding_key(&config, &data_dir)?;
 
@@ -349,6 +361,7 @@ fn embedding_key(config: &Config, data_dir: &DataDir) -> anyhow::Result<[u8; 32]
             path
         }
     };
+    keys::refuse_shared_secret(&path)?;
     keys::load_key_bytes(&path, "embedding key")
 }
 

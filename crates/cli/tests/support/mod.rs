@@ -107,7 +107,7 @@ impl Server {
             vec!["--policies".to_string(), workspace_root().join("policies").display().to_string()]
         };
         let mut child = Command::new(bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
             .arg("--config")
             .arg(&config_path)
