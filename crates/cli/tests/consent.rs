@@ -335,6 +335,7 @@ fn two_replicas_on_postgres_act_as_one() {
     // Replicas share the key their subjects' embeddings are sealed with.
     let key = dir.path().join("embedding.key");
     std::fs::write(&key, "5a".repeat(32)).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let config = format!("embedding_key = {:?}\n", key.display().to_string());
     let a = start(&provider, &gallery, Some(&db.url), &config);
     let b = start(&provider, &gallery, Some(&db.url), &config);

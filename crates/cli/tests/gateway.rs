@@ -81,8 +81,16 @@ fn generated_images_are_signed_and_both_readers_agree() {
     assert!(first["actions"][0]["software_agent"].as_str().unwrap().starts_with("likeness "));
     // The watermark is declared, beside the soft binding it carries (C2PA 2.2).
     assert_eq!(first["actions"][1]["action"], "c2pa.watermarked");
-    let photo_hash = likeness_media::sha256_hex(&photo);
-    assert_eq!(first["ingredients"][0]["hash"], format!("sha256:{photo_hash}"));
+    // The reference is named by HMAC-SHA256 under a key derived from the
+    // operator's watermark key: the operator can recompute it, nobody else can.
+    let wm = std::fs::read_to_string(server.data_dir.path().join("keys/watermark.key")).unwrap();
+    let mut wm_bytes = [0u8; 32];
+    hex::decode_to_slice(wm.trim(), &mut wm_bytes).unwrap();
+    let key = likeness_watermark::Key::new(wm_bytes).derive(likeness_pipeline::INGREDIENT_KEY_PURPOSE);
+    let keyed = likeness_pipeline::ingredient_hash(&key, &photo);
+    assert_eq!(first["ingredients"][0]["hash"], format!("hmac-sha256:{keyed}"));
+    let plain = likeness_media::sha256_hex(&photo);
+    assert!(files.iter().all(|f| !String::from_utf8_lossy(&std::fs::read(f).unwrap()).contains(&plain)));
     assert_eq!(first["ingredients"][0]["relationship"], "inputTo");
     assert_eq!(first["manifest_id"], resp["images"][0]["manifest_id"]);
     let scene = &ours[2];

@@ -117,11 +117,28 @@ impl std::fmt::Debug for RequestConsent {
     }
 }
 
+/// What the ingredient-hash key is derived for, from the watermark key.
+pub const INGREDIENT_KEY_PURPOSE: &str = "ingredient hash";
+
+/// A reference photo's identity in manifests and decisions: HMAC-SHA256 of
+/// its bytes under the operator's key (hex). A plain hash would let anyone
+/// holding an output test whether a candidate photo was used; this lets
+/// only the operator, who holds the key, answer that (for an audit or a
+/// dispute).
+pub fn ingredient_hash(key: &[u8; 32], bytes: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(bytes);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 /// Everything needed to serve generation requests; shared by all requests.
 pub struct Pipeline {
     generator: Arc<dyn Generator>,
     signer: Arc<Signer>,
     watermark: likeness_watermark::Key,
+    /// The key reference photos are hashed under (see [`ingredient_hash`]).
+    ingredient_key: [u8; 32],
     moderation: Moderation,
     limits: RequestLimits,
     policies: Arc<Policies>,
@@ -160,7 +177,8 @@ impl Pipeline {
         limits: RequestLimits,
         policies: Arc<Policies>,
     ) -> Pipeline {
-        Pipeline { generator, signer, watermark, moderation, limits, policies }
+        let ingredient_key = watermark.derive(INGREDIENT_KEY_PURPOSE);
+        Pipeline { generator, signer, watermark, ingredient_key, moderation, limits, policies }
     }
 
     /// The policies in force (reloaded by the caller).
@@ -256,7 +274,7 @@ impl Pipeline {
         for (index, r) in req.references.iter().enumerate() {
             let d = likeness_media::decode(&r.bytes, r.declared, &self.limits.decode)
                 .map_err(|source| PipelineError::Reference { index: index + 1, source })?;
-            hashes.push(likeness_media::sha256_hex(&r.bytes));
+            hashes.push(ingredient_hash(&self.ingredient_key, &r.bytes));
             pixels.push(d.pixels);
         }
         let request = req.with_references(Vec::new());

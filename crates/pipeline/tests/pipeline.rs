@@ -208,7 +208,12 @@ fn outputs_are_marked_with_their_asset_id_and_signed() {
     let request = v.likeness.expect("the likeness assertion");
     assert_eq!(request["policy"], d["policy"]["version"]);
     assert_eq!(request["labels"], serde_json::json!(["ai_generated"]));
-    assert_eq!(d["references"][0], likeness_media::sha256_hex(&png(64, 48)));
+    // References are named by a keyed hash: the operator can tell which
+    // photo it was, a holder of the output cannot test a candidate.
+    let key =
+        likeness_watermark::Key::new(likeness_testkit::WATERMARK_KEY).derive(likeness_pipeline::INGREDIENT_KEY_PURPOSE);
+    assert_eq!(d["references"][0], likeness_pipeline::ingredient_hash(&key, &png(64, 48)));
+    assert_ne!(d["references"][0], likeness_media::sha256_hex(&png(64, 48)));
 }
 
 #[test]

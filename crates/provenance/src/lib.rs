@@ -94,7 +94,8 @@ pub struct AssetDescription {
     pub request_id: String,
     /// Generator and style, e.g. `builtin/watercolor`.
     pub generator: String,
-    /// SHA-256 (hex) of each reference photo, in request order.
+    /// HMAC-SHA256 (hex) of each reference photo under the operator's key,
+    /// in request order: only the operator can tell which photo it was.
     pub ingredient_hashes: Vec<String>,
     /// The consent receipt the request relied on: an id, never personal data.
     pub receipt_id: String,
@@ -293,7 +294,7 @@ fn manifest_definition(desc: &AssetDescription, media_type: MediaType, label: &s
                 "format": "application/octet-stream",
                 "relationship": "inputTo",
                 "label": format!("reference-{}", i + 1),
-                "instance_id": format!("sha256:{hash}"),
+                "instance_id": format!("hmac-sha256:{hash}"),
             })
         })
         .collect();
@@ -422,7 +423,7 @@ mod tests {
         assert_eq!(trusted.actions[0].action, "c2pa.created");
         assert_eq!(trusted.actions[1].action, "c2pa.watermarked", "the watermark is declared with its soft binding");
         assert_eq!(trusted.actions[0].digital_source_type.as_deref(), Some(COMPOSITE_WITH_TRAINED_ALGORITHMIC_MEDIA));
-        assert_eq!(trusted.ingredients[0].hash.as_deref(), Some(format!("sha256:{hash}").as_str()));
+        assert_eq!(trusted.ingredients[0].hash.as_deref(), Some(format!("hmac-sha256:{hash}").as_str()));
         assert_eq!(
             trusted.soft_bindings,
             [SoftBinding { alg: "org.likeness.wm.1".into(), value: "AQIDBAUGBwg=".into() }]

@@ -113,6 +113,19 @@ impl Key {
     pub fn new(bytes: [u8; 32]) -> Key {
         Key(bytes)
     }
+
+    /// A key for another purpose, derived from this one (SHA-256 of a
+    /// version label, the purpose and this key), so replicas that share the
+    /// watermark key share it too and neither reveals the other.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(b"likeness key derivation v1\0");
+        h.update(purpose.as_bytes());
+        h.update(b"\0");
+        h.update(self.0);
+        h.finalize().into()
+    }
 }
 
 impl std::fmt::Debug for Key {
