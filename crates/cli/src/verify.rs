@@ -337,18 +337,50 @@ struct Resolver {
 
 /// Largest manifest store accepted from a resolver.
 const MAX_MANIFEST_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest match list (JSON) accepted from a resolver.
+const MAX_ANSWER_BYTES: u64 = 256 * 1024;
+/// How much of a resolver's error text is shown.
+const MAX_ERROR_CHARS: usize = 300;
+
+/// Whether a URL's host is this machine (where plain http is acceptable).
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let host = url.host_str().unwrap_or("");
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
 
 impl Resolver {
+    /// A resolver is believed about which manifest belongs to an image, so
+    /// it must be reached over https (plain http only on this machine), and
+    /// its answers may not send us elsewhere: no redirects, no `endpoint`
+    /// on another origin.
     fn new(url: &str) -> anyhow::Result<Resolver> {
         let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            anyhow::bail!("{url}: the resolver must be an http or https URL");
+        match parsed.scheme() {
+            "https" => {}
+            "http" if is_loopback(&parsed) => {}
+            "http" => anyhow::bail!(
+                "{url}: a resolver is reached over https (plain http only on loopback): \
+                 over http anyone on the path could answer with any manifest"
+            ),
+            _ => anyhow::bail!("{url}: the resolver must be an https URL"),
         }
         let client = reqwest::blocking::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("likeness-verify/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Resolver { base: url.trim_end_matches('/').to_string(), client })
+    }
+
+    /// An `endpoint` from a match, only when it is the resolver's own origin.
+    fn same_origin<'a>(&'a self, endpoint: Option<&'a str>) -> anyhow::Result<&'a str> {
+        let Some(endpoint) = endpoint else { return Ok(&self.base) };
+        let (ours, theirs) = (reqwest::Url::parse(&self.base)?, reqwest::Url::parse(endpoint));
+        match theirs {
+            Ok(t) if t.origin() == ours.origin() => Ok(endpoint.trim_end_matches('/')),
+            _ => anyhow::bail!("the resolver pointed to a manifest on another origin ({endpoint}); not followed"),
+        }
     }
 
     fn recover(
@@ -402,10 +434,12 @@ impl Resolver {
         };
         let answer = answer.context("the resolver did not answer")?;
         let status = answer.status();
+        let text = bounded(answer, MAX_ANSWER_BYTES).context("reading the resolver's answer")?;
         if !status.is_success() {
-            anyhow::bail!("the resolver answered {status}: {}", answer.text().unwrap_or_default());
+            let text: String = String::from_utf8_lossy(&text).chars().take(MAX_ERROR_CHARS).collect();
+            anyhow::bail!("the resolver answered {status}: {}", text.escape_debug());
         }
-        let body: serde_json::Value = answer.json().context("the resolver's answer is not JSON")?;
+        let body: serde_json::Value = serde_json::from_slice(&text).context("the resolver's answer is not JSON")?;
         let Some(first) = body.get("matches").and_then(|m| m.as_array()).and_then(|m| m.first()) else {
             anyhow::bail!(if value.is_some() {
                 "the resolver knows no manifest for this watermark"
@@ -419,19 +453,27 @@ impl Resolver {
             .context("the resolver's match has no manifestId")?
             .to_string();
         rec.similarity = first.get("similarityScore").and_then(|s| s.as_u64()).map(|s| s.min(100) as u8);
-        let endpoint = first.get("endpoint").and_then(|e| e.as_str()).unwrap_or(&self.base).trim_end_matches('/');
+        if manifest_id.is_empty() || manifest_id.contains(['/', '?', '#']) {
+            anyhow::bail!("the resolver's manifestId {:?} is not an id", manifest_id);
+        }
+        let endpoint = self.same_origin(first.get("endpoint").and_then(|e| e.as_str()))?;
         let store = self.manifest(endpoint, &manifest_id)?;
         rec.manifest_id = Some(manifest_id);
 
         let v = verifier.verify_with_manifest(&store, bytes).context("validating the recovered manifest")?;
         rec.hard_binding =
             v.hard_binding_intact.map(|intact| if intact { HardBinding::Intact } else { HardBinding::Mismatch });
+        // The manifest must declare this watermark: the value read here, or,
+        // when the resolver read the mark, at least this algorithm. Any other
+        // signed manifest says nothing about these pixels.
+        let declares_alg = v.soft_bindings.iter().any(|b| b.alg == likeness_watermark::ALG);
         rec.soft_binding = Some(match value {
             Some(v2) if v.soft_bindings.iter().any(|b| b.alg == likeness_watermark::ALG && b.value == v2) => {
                 SoftBindingCheck::Match
             }
             Some(_) => SoftBindingCheck::Mismatch,
-            None => SoftBindingCheck::Resolver,
+            None if declares_alg => SoftBindingCheck::Resolver,
+            None => SoftBindingCheck::Mismatch,
         });
         rec.state = Some(if rec.soft_binding == Some(SoftBindingCheck::Mismatch) {
             TrustState::Invalid
@@ -446,18 +488,23 @@ impl Resolver {
 
     fn manifest(&self, endpoint: &str, id: &str) -> anyhow::Result<Vec<u8>> {
         use anyhow::Context as _;
-        use std::io::Read as _;
         let resp = self.client.get(format!("{endpoint}/manifests/{id}")).send().context("fetching the manifest")?;
         if !resp.status().is_success() {
             anyhow::bail!("fetching manifest {id}: {}", resp.status());
         }
-        let mut store = Vec::new();
-        resp.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut store).context("reading the manifest")?;
-        if store.len() as u64 > MAX_MANIFEST_BYTES {
-            anyhow::bail!("the manifest is over {MAX_MANIFEST_BYTES} bytes");
-        }
-        Ok(store)
+        bounded(resp, MAX_MANIFEST_BYTES).context("reading the manifest")
     }
+}
+
+/// A response body of at most `max` bytes, never holding more.
+fn bounded(resp: reqwest::blocking::Response, max: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut body = Vec::new();
+    resp.take(max + 1).read_to_end(&mut body)?;
+    if body.len() as u64 > max {
+        anyhow::bail!("the answer is over {max} bytes");
+    }
+    Ok(body)
 }
 
 fn sniff_mime(bytes: &[u8]) -> &'static str {

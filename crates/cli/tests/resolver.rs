@@ -252,3 +252,107 @@ fn the_public_api_is_rate_limited_per_client() {
     let (status, _) = server.call("GET", "/v1/grants?user=u", None);
     assert_eq!(status, 200);
 }
+
+/// A resolver that lies, on loopback: every match names `manifest_id`, with
+/// `endpoint` if given; `/manifests/...` serves `store`; `/big` answers
+/// more than a match list may be; `/redirect` sends elsewhere.
+fn hostile_resolver(manifest_id: String, endpoint: Option<String>, store: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let (status, extra, payload): (&str, String, Vec<u8>) = if path.starts_with("/manifests/") {
+                ("200 OK", "Content-Type: application/c2pa\r\n".into(), store.clone())
+            } else if path.starts_with("/big/") {
+                ("200 OK", String::new(), vec![b' '; 2 * 1024 * 1024])
+            } else if path.starts_with("/redirect/") {
+                ("302 Found", "Location: https://example.com/matches/byContent\r\n".into(), vec![])
+            } else {
+                let mut m = json!({ "manifestId": manifest_id, "similarityScore": 100 });
+                if let Some(e) = &endpoint {
+                    m["endpoint"] = json!(e);
+                }
+                ("200 OK", String::new(), serde_json::to_vec(&json!({ "matches": [m] })).unwrap())
+            };
+            let mut out = stream;
+            let _ = write!(
+                out,
+                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
+                payload.len()
+            );
+            let _ = out.write_all(&payload);
+        }
+    });
+    base
+}
+
+/// `verify --resolver` believes a resolver only as far as it can check: over
+/// https (or loopback), no redirects, manifests from the resolver's own
+/// origin, bounded answers, and a manifest that declares the watermark the
+/// file carries.
+#[test]
+fn a_lying_resolver_does_not_make_pixels_trusted() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ours = generate(&server, dir.path());
+    let stripped = dir.path().join("stripped.jpg");
+    strip(&ours.file, &stripped);
+    let stripped_s = stripped.to_str().unwrap();
+    let (ca, key) = (server.ca_pem(), key_file(&server));
+    let (ca, key) = (ca.to_str().unwrap(), key.to_str().unwrap());
+    // Another genuine output's manifest, which a liar offers for our image.
+    let other_dir = dir.path().join("other");
+    std::fs::create_dir(&other_dir).unwrap();
+    let other = generate(&server, &other_dir);
+    let other_store = Server::client()
+        .get(format!("{}/manifests/{}", server.base, other.manifest_id))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .to_vec();
+
+    // Plain http to another machine is refused before anything is sent.
+    let (code, _, stderr) = likeness(&["verify", "--resolver", "http://resolver.example", stripped_s]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("https"), "{stderr}");
+
+    // Its own value read here, the other manifest declares another: invalid.
+    let liar = hostile_resolver(other.manifest_id.clone(), None, other_store.clone());
+    let (_, lines) = likeness_verify(&["--trust", ca, "--watermark-key", key, "--resolver", &liar, stripped_s]);
+    let r = &lines[0]["recovered"];
+    assert_eq!((r["soft_binding"].as_str(), r["state"].as_str()), (Some("mismatch"), Some("invalid")), "{r}");
+
+    // A manifest on another origin is not fetched.
+    let elsewhere = hostile_resolver(other.manifest_id.clone(), Some(server.base.clone()), other_store.clone());
+    let (_, lines) = likeness_verify(&["--trust", ca, "--resolver", &elsewhere, stripped_s]);
+    let r = &lines[0]["recovered"];
+    assert!(r["state"].is_null(), "{r}");
+    assert!(r["error"].as_str().unwrap().contains("another origin"), "{r}");
+
+    // Oversized answers and redirects end the query.
+    for (path, expect) in [("/big", "over"), ("/redirect", "302")] {
+        let base = format!("{liar}{path}");
+        let (_, lines) = likeness_verify(&["--trust", ca, "--resolver", &base, stripped_s]);
+        let r = &lines[0]["recovered"];
+        assert!(r["state"].is_null(), "{path}: {r}");
+        assert!(r["error"].as_str().unwrap().contains(expect), "{path}: {r}");
+    }
+}
