@@ -43,6 +43,29 @@ pub struct VerifyArgs {
 /// Extensions picked up when walking a directory (explicit files are always read).
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "tif", "tiff", "gif", "avif", "heic", "heif"];
 
+/// Prints one line of the human report with every control and bidi
+/// character escaped: a manifest's strings and a file's name come from
+/// whoever made the file, and a newline or an escape sequence in them
+/// could otherwise print a fake `trusted` line.
+macro_rules! say {
+    ($($t:tt)*) => { println!("{}", shown(&format!($($t)*))) };
+}
+
+/// `s` with control characters (newlines, escapes) and bidirectional
+/// overrides written as `\u{..}`.
+pub(crate) fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 pub fn run(args: VerifyArgs, data_dir: &DataDir) -> ExitCode {
     let mut anchors = String::new();
     for path in &args.trust {
@@ -80,45 +103,25 @@ pub fn run(args: VerifyArgs, data_dir: &DataDir) -> ExitCode {
     let (files, mut io_error) = expand(&args.paths);
     let (mut any_invalid, mut any_unverified) = (false, false);
     for file in files {
-        // A panic inside the C2PA reader on one hostile file must not end the run.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| verifier.verify_file(&file)))
-            .unwrap_or_else(|_| {
-                Err(likeness_provenance::ProvenanceError::Read("the C2PA reader crashed on this file".into()))
-            });
-        // The file's bytes, read once for the watermark and the resolver,
-        // and only if one of them needs them.
-        let bytes = std::cell::OnceCell::new();
-        let bytes = || {
-            bytes.get_or_init(|| {
-                crate::read_bounded(&file, crate::watermark::MAX_FILE_BYTES).map_err(|e| format!("{e:#}"))
-            })
-        };
-        let watermark = key.as_ref().map(|k| read_watermark(bytes(), k));
-        let recovered = match (&resolver, &result) {
-            (Some(r), Ok(v)) if v.state == TrustState::None => {
-                let found = watermark.as_ref().and_then(|w| w.as_ref().ok()).and_then(|d| d.as_ref());
-                Some(r.recover(&verifier, bytes(), found))
-            }
-            _ => None,
-        };
-        let state = match (&recovered, &result) {
-            (Some(rec), _) => Ok(rec.state.unwrap_or(TrustState::None)),
-            (None, Ok(v)) => Ok(v.state),
-            (None, Err(_)) => Err(()),
-        };
-        match state {
-            Ok(TrustState::Trusted | TrustState::Valid) => {}
-            Ok(TrustState::Invalid) => any_invalid = true,
-            Ok(TrustState::None | TrustState::Remote) => any_unverified = true,
-            Err(()) => io_error = true,
-        }
-        if args.json {
-            println!("{}", json_line(&file, &result, watermark.as_ref(), recovered.as_ref()));
-        } else {
-            print_human(&file, &result);
-            print_watermark(watermark.as_ref(), resolver.is_some());
-            if let Some(r) = &recovered {
-                print_recovered(r);
+        // A panic anywhere in one hostile file's checks must not end the run.
+        let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            check_file(&file, &verifier, key.as_ref(), resolver.as_ref(), args.json)
+        }));
+        match checked {
+            Ok(Ok(TrustState::Trusted | TrustState::Valid)) => {}
+            Ok(Ok(TrustState::Invalid)) => any_invalid = true,
+            Ok(Ok(TrustState::None | TrustState::Remote)) => any_unverified = true,
+            Ok(Err(())) => io_error = true,
+            Err(_) => {
+                io_error = true;
+                let message = "verify crashed on this file";
+                if args.json {
+                    let line =
+                        serde_json::json!({ "file": file.display().to_string(), "state": "error", "error": message });
+                    println!("{line}");
+                } else {
+                    say!("{}: error: {message}", file.display());
+                }
             }
         }
     }
@@ -131,6 +134,50 @@ pub fn run(args: VerifyArgs, data_dir: &DataDir) -> ExitCode {
     } else {
         0
     })
+}
+
+/// Checks one file and prints its report: its state, or `Err` when it
+/// could not be read.
+fn check_file(
+    file: &Path,
+    verifier: &Verifier,
+    key: Option<&likeness_watermark::Key>,
+    resolver: Option<&Resolver>,
+    json: bool,
+) -> Result<TrustState, ()> {
+    let result = verifier.verify_file(file);
+    // The file's bytes, read once for the watermark and the resolver, and
+    // only if one of them needs them; no more than an image may be to be
+    // decoded, so a huge file costs no memory.
+    let bytes = std::cell::OnceCell::new();
+    let bytes = || {
+        bytes.get_or_init(|| {
+            crate::read_bounded(file, likeness_media::DecodeLimits::default().max_bytes as u64)
+                .map_err(|e| format!("{e:#}"))
+        })
+    };
+    let watermark = key.map(|k| read_watermark(bytes(), k));
+    let recovered = match (resolver, &result) {
+        (Some(r), Ok(v)) if v.state == TrustState::None => {
+            let found = watermark.as_ref().and_then(|w| w.as_ref().ok()).and_then(|d| d.as_ref());
+            Some(r.recover(verifier, bytes(), found))
+        }
+        _ => None,
+    };
+    if json {
+        println!("{}", json_line(file, &result, watermark.as_ref(), recovered.as_ref()));
+    } else {
+        print_human(file, &result);
+        print_watermark(watermark.as_ref(), resolver.is_some());
+        if let Some(r) = &recovered {
+            print_recovered(r);
+        }
+    }
+    match (&recovered, &result) {
+        (Some(rec), _) => Ok(rec.state.unwrap_or(TrustState::None)),
+        (None, Ok(v)) => Ok(v.state),
+        (None, Err(_)) => Err(()),
+    }
 }
 
 /// Turns the arguments into a list of files. Missing paths and empty globs
@@ -180,7 +227,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> bool {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("error: {}: {e}", dir.display());
+            eprintln!("error: {}: {e}", shown(&dir.display().to_string()));
             return false;
         }
     };
@@ -264,11 +311,11 @@ fn read_watermark(bytes: &Result<Vec<u8>, String>, key: &likeness_watermark::Key
 
 fn print_watermark(read: Option<&WatermarkRead>, resolver: bool) {
     match read {
-        None if resolver => println!("  watermark:     no local key; the resolver reads it"),
-        None => println!("  watermark:     not checked (no watermark key; give --watermark-key, or --resolver)"),
-        Some(Ok(Some(d))) => println!("  watermark:     {} (score {:.3})", hex::encode(d.payload), d.score),
-        Some(Ok(None)) => println!("  watermark:     none found"),
-        Some(Err(e)) => println!("  watermark:     not read: {e}"),
+        None if resolver => say!("  watermark:     no local key; the resolver reads it"),
+        None => say!("  watermark:     not checked (no watermark key; give --watermark-key, or --resolver)"),
+        Some(Ok(Some(d))) => say!("  watermark:     {} (score {:.3})", hex::encode(d.payload), d.score),
+        Some(Ok(None)) => say!("  watermark:     none found"),
+        Some(Err(e)) => say!("  watermark:     not read: {e}"),
     }
 }
 
@@ -513,7 +560,7 @@ fn sniff_mime(bytes: &[u8]) -> &'static str {
 
 fn print_recovered(r: &Recovered) {
     let Some(id) = &r.manifest_id else {
-        println!("  recovered:     nothing via {} ({})", r.resolver, r.error.as_deref().unwrap_or("no match"));
+        say!("  recovered:     nothing via {} ({})", r.resolver, r.error.as_deref().unwrap_or("no match"));
         return;
     };
     let state = match r.state {
@@ -521,27 +568,27 @@ fn print_recovered(r: &Recovered) {
         Some(TrustState::Valid) => "valid: well signed, but the signer is not on a trust list",
         _ => "INVALID: the recovered credentials do not hold",
     };
-    println!("  recovered:     credentials recovered via the watermark from {} ({id})", r.resolver);
+    say!("  recovered:     credentials recovered via the watermark from {} ({id})", r.resolver);
     match r.hard_binding {
         Some(HardBinding::Mismatch) => {
-            println!("  hard binding:  no longer matches these pixels (re-encoded since signing)")
+            say!("  hard binding:  no longer matches these pixels (re-encoded since signing)")
         }
-        Some(HardBinding::Intact) => println!("  hard binding:  intact"),
-        None => println!("  hard binding:  could not be told"),
+        Some(HardBinding::Intact) => say!("  hard binding:  intact"),
+        None => say!("  hard binding:  could not be told"),
     }
     match r.soft_binding {
         Some(SoftBindingCheck::Match) => {
-            println!("  soft binding:  matches (the watermark's payload is the one the manifest declares)")
+            say!("  soft binding:  matches (the watermark's payload is the one the manifest declares)")
         }
-        Some(SoftBindingCheck::Resolver) => println!(
+        Some(SoftBindingCheck::Resolver) => say!(
             "  soft binding:  matched by the resolver (score {})",
             r.similarity.map_or("-".to_string(), |s| s.to_string())
         ),
-        Some(SoftBindingCheck::Mismatch) | None => println!("  soft binding:  DOES NOT MATCH the manifest"),
+        Some(SoftBindingCheck::Mismatch) | None => say!("  soft binding:  DOES NOT MATCH the manifest"),
     }
-    println!("  signer state:  {state}");
+    say!("  signer state:  {state}");
     if let Some(signer) = &r.signer {
-        println!("  signer:        {signer}");
+        say!("  signer:        {signer}");
     }
     if let Some(l) = &r.likeness {
         print_likeness(l);
@@ -551,15 +598,15 @@ fn print_recovered(r: &Recovered) {
 /// likeness's own assertion: which asset, which consent receipt.
 fn print_likeness(l: &serde_json::Value) {
     let field = |k: &str| l.get(k).and_then(|x| x.as_str()).unwrap_or("-").to_string();
-    println!("  asset:         {}", field("asset_id"));
-    println!("  consent:       receipt {}", field("receipt"));
+    say!("  asset:         {}", field("asset_id"));
+    say!("  consent:       receipt {}", field("receipt"));
 }
 
 fn print_human(file: &Path, result: &Result<Verification, likeness_provenance::ProvenanceError>) {
     let v = match result {
         Ok(v) => v,
         Err(e) => {
-            println!("{}: error: {e}", file.display());
+            say!("{}: error: {e}", file.display());
             return;
         }
     };
@@ -570,22 +617,22 @@ fn print_human(file: &Path, result: &Result<Verification, likeness_provenance::P
         TrustState::None => "no Content Credentials",
         TrustState::Remote => "the credentials live at a remote URL that was not fetched",
     };
-    println!("{}: {headline}", file.display());
+    say!("{}: {headline}", file.display());
     if let Some(url) = &v.remote_url {
-        println!("  remote manifest: {url}");
+        say!("  remote manifest: {url}");
     }
     if v.state == TrustState::None {
         return;
     }
     if let Some(signer) = &v.signer {
         let issuer = v.issuer.as_deref().map(|i| format!(" (issued by {i})")).unwrap_or_default();
-        println!("  signer:        {signer}{issuer}");
+        say!("  signer:        {signer}{issuer}");
     }
     if let Some(t) = &v.signed_at {
-        println!("  signed at:     {t}");
+        say!("  signed at:     {t}");
     }
     if let Some(intact) = v.hard_binding_intact {
-        println!(
+        say!(
             "  hard binding:  {}",
             if intact {
                 "intact (the pixels are the signed ones)"
@@ -597,23 +644,19 @@ fn print_human(file: &Path, result: &Result<Verification, likeness_provenance::P
     for a in &v.actions {
         let dst = a.digital_source_type.as_deref().map(short_iri).map(|d| format!(" [{d}]")).unwrap_or_default();
         let agent = a.software_agent.as_deref().map(|s| format!(" by {s}")).unwrap_or_default();
-        println!("  action:        {}{dst}{agent}", a.action);
+        say!("  action:        {}{dst}{agent}", a.action);
     }
     for i in &v.ingredients {
-        println!("  ingredient:    {} ({})", i.hash.as_deref().unwrap_or("no hash"), i.relationship);
+        say!("  ingredient:    {} ({})", i.hash.as_deref().unwrap_or("no hash"), i.relationship);
     }
     if let Some(l) = &v.likeness {
         print_likeness(l);
     }
     if v.failures.is_empty() {
-        println!("  failures:      none");
+        say!("  failures:      none");
     }
     for f in &v.failures {
-        println!(
-            "  failure:       {}{}",
-            f.code,
-            f.explanation.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
-        );
+        say!("  failure:       {}{}", f.code, f.explanation.as_deref().map(|e| format!(": {e}")).unwrap_or_default());
     }
 }
 

@@ -163,3 +163,23 @@ fn agrees_with_the_reference_reader_on_foreign_files() {
         assert_eq!(ours[0]["signer"], "Foreign Camera App");
     }
 }
+
+/// Whatever a file's maker controls is printed escaped: a name (or a
+/// manifest string) with a newline or an escape sequence cannot print a
+/// line of its own, such as a fake `trusted` verdict.
+#[test]
+fn names_and_strings_from_a_file_cannot_fake_a_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "cat.jpg\nreal.jpg: trusted: signed by a trusted signer, and intact\n\u{1b}[2K\u{202e}gpj.x";
+    let path = dir.path().join(name);
+    std::fs::copy(fixture("faces/grace_hopper.jpg"), &path).unwrap();
+    let (code, stdout, _) = likeness(&["verify", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stdout}");
+    assert_eq!(stdout.lines().count(), 2, "the verdict and the watermark line, none injected: {stdout:?}");
+    assert!(!stdout.lines().any(|l| l.starts_with("real.jpg")), "{stdout}");
+    assert!(
+        stdout.contains("\\u{a}real.jpg") && stdout.contains("\\u{1b}") && stdout.contains("\\u{202e}"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains('\u{1b}') && !stdout.contains('\u{202e}'));
+}
