@@ -381,6 +381,12 @@ pub struct TenantConfig {
     /// Overrides `[subjects] require_confirmation_photo` for this tenant.
     #[serde(default)]
     pub require_confirmation_photo: Option<bool>,
+    /// Generation requests a minute this app may make [default: no quota].
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// Generations this app may run or have waiting at once [default: no quota].
+    #[serde(default)]
+    pub max_concurrent_generations: Option<usize>,
 }
 
 impl Config {
@@ -391,6 +397,13 @@ impl Config {
         for (i, t) in config.tenants.iter().enumerate() {
             if t.api_key_sha256.len() != 64 || hex::decode(&t.api_key_sha256).is_err() {
                 bail!("config {}: tenant {:?}: api_key_sha256 must be 64 hex digits", path.display(), t.id);
+            }
+            if t.requests_per_minute == Some(0) || t.max_concurrent_generations == Some(0) {
+                bail!(
+                    "config {}: tenant {:?}: requests_per_minute and max_concurrent_generations must be at least 1",
+                    path.display(),
+                    t.id
+                );
             }
             // One key must mean one tenant: with duplicates the last would silently win.
             if let Some(earlier) = config.tenants[..i].iter().find(|e| e.id == t.id) {

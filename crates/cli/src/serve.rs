@@ -313,6 +313,10 @@ fn tenants(config: &Config, data_dir: &DataDir) -> anyhow::Result<Vec<Tenant>> {
                 hex::decode_to_slice(&t.api_key_sha256, &mut hash)?;
                 let mut tenant = subject_rules(Tenant::new(t.id.clone(), hash), config);
                 tenant.default_backend = t.default_backend.clone();
+                tenant.quota = likeness_http::TenantQuota {
+                    requests_per_minute: t.requests_per_minute,
+                    max_concurrent_generations: t.max_concurrent_generations,
+                };
                 if let Some(required) = t.require_subject_confirmation {
                     tenant.confirmation = rule(required);
                 }

@@ -146,6 +146,8 @@ registry! {
     ProvenanceSigningFailed = "provenance.signing_failed", 500, "an output could not be signed";
     Internal = "internal", 500, "likeness failed";
     ServerOverloaded = "server.overloaded", 503, "too many generations running or waiting";
+    TenantRateLimited = "tenant.rate_limited", 429, "more generation requests than the app's quota per minute";
+    TenantConcurrencyExceeded = "tenant.concurrency_exceeded", 429, "more generations at once than the app's quota";
     StorageUnavailable = "storage.unavailable", 503, "the database is unreachable or could not store the records";
     // The public soft-binding resolver.
     ResolverInvalidQuery = "resolver.invalid_query", 400, "a missing or malformed parameter";

@@ -18,6 +18,7 @@ mod grants;
 mod health;
 mod openai;
 mod policy;
+mod quota;
 mod rate_limit;
 mod receipts;
 mod records;
@@ -40,13 +41,18 @@ pub use auth::TenantId;
 pub use client::Cidr;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ApiError;
+pub use quota::TenantQuota;
 pub use request_id::RequestId;
 pub use server::ServerConfig;
 pub use state::{AppState, HttpConfig, LogSigner, Parts, ResolverConfig, SubjectsConfig, Tenant};
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
+    // Generations: the tenant's quotas are checked before the body is read.
+    let generate = Router::new()
         .route("/v1/generations", post(generations::create))
+        .route_layer(middleware::from_fn_with_state(state.clone(), quota::enforce))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    let api = Router::new()
         .route("/v1/grants", post(grants::create).get(grants::list))
         .route("/v1/grants/{id}", get(grants::get).delete(grants::revoke))
         .route("/v1/subjects", post(subjects::create).get(subjects::list))
@@ -72,11 +78,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     let openai = Router::new()
         .route("/v1/images/generations", post(openai::generations))
         .route("/v1/images/edits", post(openai::edits))
+        .route_layer(middleware::from_fn_with_state(state.clone(), quota::enforce))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(middleware::from_fn(openai::openai_errors));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .merge(generate)
         .merge(api)
         .merge(person)
         .merge(confirm)

@@ -30,18 +30,18 @@ pub(crate) fn refusal(
     })
 }
 
-/// A token bucket per client address. The table is bounded: buckets that
-/// have refilled are forgotten first.
-pub(crate) struct RateLimiter {
+/// A token bucket per client (an address, or a tenant). The table is
+/// bounded: buckets that have refilled are forgotten first.
+pub(crate) struct RateLimiter<K = IpAddr> {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
 const MAX_TRACKED_CLIENTS: usize = 100_000;
 
-impl RateLimiter {
-    pub(crate) fn new(requests_per_minute: u32, burst: u32) -> RateLimiter {
+impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
+    pub(crate) fn new(requests_per_minute: u32, burst: u32) -> RateLimiter<K> {
         RateLimiter {
             per_second: f64::from(requests_per_minute.max(1)) / 60.0,
             burst: f64::from(burst.max(1)),
@@ -50,10 +50,20 @@ impl RateLimiter {
     }
 
     /// Takes one token for `client`, or says how long until one is free.
-    pub(crate) fn take(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn take(&self, client: K, now: Instant) -> Result<(), Duration> {
+        self.take_with(client, now, self.per_second, self.burst)
+    }
+
+    /// The same at a rate of the client's own (bursts of as many).
+    pub(crate) fn take_at_rate(&self, client: K, now: Instant, per_minute: u32) -> Result<(), Duration> {
+        let per_minute = f64::from(per_minute.max(1));
+        self.take_with(client, now, per_minute / 60.0, per_minute)
+    }
+
+    fn take_with(&self, client: K, now: Instant, per_second: f64, burst: f64) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_TRACKED_CLIENTS && !buckets.contains_key(&client) {
-            let (rate, burst) = (self.per_second, self.burst);
+            let rate = per_second;
             buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
             if buckets.len() >= MAX_TRACKED_CLIENTS {
                 // Every tracked client is mid-burst: a flood. Refuse newcomers
@@ -61,15 +71,15 @@ impl RateLimiter {
                 return Err(Duration::from_secs(1));
             }
         }
-        let (tokens, at) = buckets.entry(client).or_insert((self.burst, now));
-        let refilled = (*tokens + now.duration_since(*at).as_secs_f64() * self.per_second).min(self.burst);
+        let (tokens, at) = buckets.entry(client).or_insert((burst, now));
+        let refilled = (*tokens + now.duration_since(*at).as_secs_f64() * per_second).min(burst);
         *at = now;
         if refilled >= 1.0 {
             *tokens = refilled - 1.0;
             Ok(())
         } else {
             *tokens = refilled;
-            Err(Duration::from_secs_f64((1.0 - refilled) / self.per_second))
+            Err(Duration::from_secs_f64((1.0 - refilled) / per_second))
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct Tenant {
     pub confirmation: likeness_consent::ConfirmationRule,
     /// Whether a confirmation must come with a photo matching the enrolled faces.
     pub confirmation_photo_required: bool,
+    /// Its generation quotas.
+    pub quota: crate::quota::TenantQuota,
 }
 
 impl Tenant {
@@ -38,6 +40,7 @@ impl Tenant {
             default_backend: None,
             confirmation: likeness_consent::ConfirmationRule::Required,
             confirmation_photo_required: false,
+            quota: crate::quota::TenantQuota::default(),
         }
     }
 
@@ -122,6 +125,8 @@ pub struct AppState {
     pub(crate) detections: Arc<Semaphore>,
     /// The public resolver's uploads being received.
     pub(crate) uploads: Arc<Semaphore>,
+    /// The tenants' generation quotas.
+    pub(crate) quotas: crate::quota::Quotas,
     /// The last database check `/readyz` made, and when.
     pub(crate) storage_check: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
@@ -170,6 +175,7 @@ impl AppState {
             subject_limiter: RateLimiter::new(config.subjects.requests_per_minute, config.subjects.burst),
             detections: Arc::new(Semaphore::new(config.resolver.max_concurrent_detections.max(1))),
             storage_check: tokio::sync::Mutex::new(None),
+            quotas: crate::quota::Quotas::new(&p.tenants),
             uploads: Arc::new(Semaphore::new(config.resolver.max_uploads_in_flight.max(1))),
             pipeline: p.pipeline,
             store: p.store,

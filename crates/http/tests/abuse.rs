@@ -81,3 +81,43 @@ async fn readiness_in_public_is_ready_or_not() {
     let (_, body) = app.call("GET", "/readyz", None).await;
     assert!(body["checks"]["signing"]["signer"].is_string(), "{body}");
 }
+
+/// A tenant's quotas hold before its body is read: a second generation at
+/// once, or more requests than its minute allows, are turned away.
+#[tokio::test(flavor = "multi_thread")]
+async fn tenant_quotas_hold_before_the_body_is_read() {
+    use std::sync::Arc;
+    let (generator, hold) = HeldGenerator::new();
+    let policies = likeness_testkit::policies();
+    let setup = Setup {
+        tenant: Some(|t: &mut likeness_http::Tenant| {
+            t.quota = likeness_http::TenantQuota { requests_per_minute: Some(3), max_concurrent_generations: Some(1) }
+        }),
+        ..Setup::default()
+    };
+    let app = Arc::new(App::build_with(Ok(FakeVision::new()), HttpConfig::default(), generator, policies, setup).await);
+    let body = json!({"user": "u", "prompt": "x", "size": "256x256"});
+    let running = {
+        let (app, body) = (app.clone(), body.clone());
+        tokio::spawn(async move { app.generate(body).await })
+    };
+    hold.wait_started().await;
+    // While one runs, another is refused at once, whatever its body.
+    let (status, resp) = app.call("POST", "/v1/generations", Some(json!({"not": "even valid"}))).await;
+    assert_eq!((status, code(&resp)), (429, "tenant.concurrency_exceeded"), "{resp}");
+    let (status, resp) = app.call("POST", "/v1/images/generations", Some(json!({"prompt": "x"}))).await;
+    assert_eq!(status, 429, "the OpenAI door counts too: {resp}");
+    hold.release.send(()).unwrap();
+    assert_eq!(running.await.unwrap().0, 200);
+    // Three requests this minute are spent: the fourth waits.
+    let req = Request::post("/v1/generations")
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let resp = app.send(req).await;
+    assert_eq!(resp.status().as_u16(), 429);
+    assert!(resp.headers().get("retry-after").is_some());
+    let (_, resp) = json(resp).await;
+    assert_eq!(code(&resp), "tenant.rate_limited", "{resp}");
+}

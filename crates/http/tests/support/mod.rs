@@ -47,6 +47,17 @@ impl App {
         App::build(vision, config, generator, policies, likeness_backends::Backends::default(), Setup::default()).await
     }
 
+    /// Every part chosen by the test.
+    pub async fn build_with(
+        vision: Result<FakeVision, String>,
+        config: HttpConfig,
+        generator: Arc<dyn Generator>,
+        policies: Arc<likeness_policy::Policies>,
+        setup: Setup,
+    ) -> App {
+        App::build(vision, config, generator, policies, likeness_backends::Backends::default(), setup).await
+    }
+
     /// On `database` (None: a SQLite file), the tenant adjusted by `setup`.
     pub async fn with_setup(vision: FakeVision, config: HttpConfig, setup: Setup) -> App {
         let policies = likeness_testkit::policies();
