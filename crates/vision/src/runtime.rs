@@ -17,8 +17,9 @@ pub const ORT_VERSION: &str = "1.31.1";
 const ORT_FILE: &str = "libonnxruntime.so.1.31.1";
 
 /// Where ONNX Runtime is looked for, in order: the configured path,
-/// `ORT_DYLIB_PATH`, then `.cache/onnxruntime/` in the working directory and
-/// its parents (where `make setup` puts it).
+/// `ORT_DYLIB_PATH`, `.cache/onnxruntime/` in the working directory (where
+/// `make setup` puts it), then beside the executable. Never in parent
+/// directories: a library planted in one would run as this process.
 pub fn locate_onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, VisionError> {
     // A configured path is a promise: no silent fallback to another library.
     if let Some(p) = explicit {
@@ -27,12 +28,13 @@ pub fn locate_onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, VisionErro
         });
     }
     let mut tried = Vec::new();
-    let candidates = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()).map(PathBuf::from).into_iter().chain(
-        std::env::current_dir()
-            .ok()
-            .into_iter()
-            .flat_map(|d| d.ancestors().map(|a| a.join(".cache/onnxruntime").join(ORT_FILE)).collect::<Vec<_>>()),
-    );
+    let beside_binary = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join(ORT_FILE)));
+    let candidates = std::env::var_os("ORT_DYLIB_PATH")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::env::current_dir().ok().map(|d| d.join(".cache/onnxruntime").join(ORT_FILE)))
+        .chain(beside_binary);
     for c in candidates {
         if c.is_file() {
             return std::path::absolute(&c).map_err(|e| VisionError::Runtime(format!("{}: {e}", c.display())));
@@ -102,8 +104,20 @@ impl Manifest {
         let path = models_dir.join("manifest.json");
         let text = std::fs::read_to_string(&path)
             .map_err(|e| VisionError::ModelMissing { file: path.display().to_string(), reason: e.to_string() })?;
-        serde_json::from_str(&text)
-            .map_err(|e| VisionError::ModelMismatch { file: path.display().to_string(), detail: e.to_string() })
+        let manifest: Manifest = serde_json::from_str(&text)
+            .map_err(|e| VisionError::ModelMismatch { file: path.display().to_string(), detail: e.to_string() })?;
+        // A model is a file in the models folder, named plainly: an entry
+        // such as `../../etc/x` or `/abs/path` would read outside it.
+        for m in &manifest.models {
+            let mut parts = Path::new(&m.file).components();
+            if !matches!((parts.next(), parts.next()), (Some(std::path::Component::Normal(_)), None)) {
+                return Err(VisionError::ModelMismatch {
+                    file: path.display().to_string(),
+                    detail: format!("model file {:?} is not a plain file name inside the models folder", m.file),
+                });
+            }
+        }
+        Ok(manifest)
     }
 
     pub fn entry(&self, task: &str) -> Result<&ModelEntry, VisionError> {

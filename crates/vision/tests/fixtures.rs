@@ -170,6 +170,25 @@ fn a_model_file_with_one_changed_byte_is_refused() {
     assert!(err.to_string().contains("open_nsfw.onnx") && err.to_string().contains("missing"), "{err}");
 }
 
+/// A manifest entry that names a file outside the models folder is refused
+/// before anything is read.
+#[test]
+fn a_manifest_cannot_send_the_loader_outside_the_models_folder() {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("models/manifest.json")).unwrap()).unwrap();
+    for file in ["../age-v1.onnx", "/etc/hostname", "sub/age-v1.onnx"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = manifest.clone();
+        m["models"][0]["file"] = serde_json::json!(file);
+        std::fs::write(dir.path().join("manifest.json"), m.to_string()).unwrap();
+        let err = Vision::load(&VisionConfig { models_dir: dir.path().to_path_buf(), ..VisionConfig::default() })
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("not a plain file name"), "{file}: {err}");
+    }
+}
+
 #[test]
 fn an_image_with_more_faces_than_are_checked_is_refused_whole() {
     // A 10x10 mosaic of one portrait: 100 faces, more than MAX_FACES.
