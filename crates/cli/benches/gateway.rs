@@ -235,6 +235,7 @@ fn serve(
     let config_path = data_dir.path().join("bench.toml");
     std::fs::write(&config_path, config).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
+        .current_dir(root)
         .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir.path())
         .arg("--config")

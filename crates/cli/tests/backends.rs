@@ -107,6 +107,7 @@ fn a_backend_whose_credentials_are_missing_stops_the_start_with_a_clear_error() 
     let config = dir.path().join("config.toml");
     std::fs::write(&config, self::config(&openai, &comfy)).unwrap();
     let run = Command::new(bin())
+        .current_dir(workspace_root())
         .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .arg("--config")

@@ -133,6 +133,7 @@ fn stripped_image_recovers_trusted_credentials_through_the_watermark() {
 
     // The human report says plainly what happened.
     let text = Command::new(bin())
+        .current_dir(workspace_root())
         .args(["verify", "--trust", ca, "--watermark-key", key, "--resolver", &server.base, stripped_s])
         .output()
         .unwrap();

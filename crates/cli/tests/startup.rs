@@ -11,6 +11,7 @@ use support::*;
 /// Runs `serve` until it exits (these starts must fail): (exit code, stderr).
 fn serve(data_dir: &std::path::Path, config: Option<&std::path::Path>, dev: bool) -> (i32, String) {
     let mut cmd = Command::new(bin());
+    cmd.current_dir(workspace_root());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir);
     if dev {
         cmd.arg("--dev");

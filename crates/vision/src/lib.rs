@@ -375,11 +375,17 @@ fn chips_nchw(img: &RgbImage, faces: &[Detection], template: &[[f32; 2]; 5], siz
     data
 }
 
-/// The models directory next to the working directory or one of its parents.
+/// The models directory when none is configured: `models/` in the working
+/// directory, else beside the binary. Never a parent directory's: a folder
+/// planted there would decide what the checks see.
 pub fn default_models_dir() -> PathBuf {
+    let beside_binary = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("models")));
     std::env::current_dir()
         .ok()
-        .and_then(|d| d.ancestors().map(|a| a.join("models")).find(|m| m.join("manifest.json").is_file()))
+        .map(|d| d.join("models"))
+        .into_iter()
+        .chain(beside_binary)
+        .find(|m| m.join("manifest.json").is_file())
         .unwrap_or_else(|| PathBuf::from("models"))
 }
 

@@ -170,6 +170,16 @@ fn a_model_file_with_one_changed_byte_is_refused() {
     assert!(err.to_string().contains("open_nsfw.onnx") && err.to_string().contains("missing"), "{err}");
 }
 
+/// Without configuration, the models folder is the working directory's or
+/// the binary's, never a parent's.
+#[test]
+fn the_default_models_folder_is_never_a_parents() {
+    // Tests run in the crate's folder; the repository's models/ is two up.
+    let found = likeness_vision::default_models_dir();
+    assert!(!found.join("manifest.json").is_file() || found.starts_with(std::env::current_dir().unwrap()), "{found:?}");
+    assert_ne!(found, root().join("models").canonicalize().unwrap());
+}
+
 /// A manifest entry that names a file outside the models folder is refused
 /// before anything is read.
 #[test]

@@ -107,6 +107,7 @@ impl Server {
             vec!["--policies".to_string(), workspace_root().join("policies").display().to_string()]
         };
         let mut child = Command::new(bin())
+            .current_dir(workspace_root())
             .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir.path())
             .arg("--config")
@@ -195,7 +196,7 @@ pub fn upload(bytes: &[u8], mime: &str) -> serde_json::Value {
 
 /// Runs `likeness ARGS...`: (exit code, stdout, stderr).
 pub fn likeness(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
+    let out = Command::new(bin()).current_dir(workspace_root()).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into(),
