@@ -190,6 +190,10 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             .context("opening the database")?
             .with_audit(audit)
             .with_embedding_key(likeness_store::EmbeddingKey::new(&embedding_key));
+        store.check_embedding_key().await.context(
+            "the embedding key does not open the stored face embeddings: give the key they were sealed with \
+             (LIKENESS_EMBEDDING_KEY or embedding_key; replicas share one)",
+        )?;
         tracing::info!(backend = ?store.backend(), "database ready");
         let state = AppState::from_parts(likeness_http::Parts {
             pipeline,

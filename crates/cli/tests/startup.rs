@@ -53,3 +53,42 @@ fn a_key_file_others_can_read_stops_the_start() {
     assert_ne!(code, 0);
     assert!(stderr.contains("chmod 600"), "{stderr}");
 }
+
+/// A gateway started with another embedding key than the one its subjects
+/// were sealed with stops at once, saying which key it needs.
+#[test]
+fn another_embedding_key_stops_the_start() {
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let gallery = gallery_without_obama(dir.path());
+    let server = Server::start_with("", &["--gallery", gallery.to_str().unwrap()]);
+    let photo = upload(&fixture_bytes("faces/obama.jpg"), "image/jpeg");
+    let (status, s) = server.call(
+        "POST",
+        "/v1/subjects",
+        Some(&json!({"user": "u", "name": "B.", "relationship": "self", "enroll": [photo]})),
+    );
+    assert_eq!(status, 201, "{s}");
+    let mut server = server.restart();
+    assert!(server.healthy(), "the same key starts");
+    // Keep the data dir when the server goes.
+    let data = std::mem::replace(&mut server.data_dir, tempfile::tempdir().unwrap());
+    drop(server);
+    let key = data.path().join("keys/embedding.key");
+    std::fs::remove_file(&key).unwrap();
+    std::fs::write(&key, "ab".repeat(32)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = std::process::Command::new(bin())
+        .current_dir(workspace_root())
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .args(["--gallery", gallery.to_str().unwrap()])
+        .arg("--policies")
+        .arg(workspace_root().join("policies"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("the embedding key does not open the stored face embeddings"), "{stderr}");
+}

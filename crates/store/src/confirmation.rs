@@ -165,6 +165,20 @@ impl Store {
         Ok(Some(subject_embeddings(&mut conn, subject_from_row(&row)?, self.embedding_key.as_deref()).await?))
     }
 
+    /// Whether the configured embedding key opens the stored embeddings:
+    /// one sealed row is tried, so a replica started with another key
+    /// stops at once instead of failing on every request with a subject.
+    pub async fn check_embedding_key(&self) -> Result<(), StoreError> {
+        let row = sqlx::query(
+            "SELECT e.subject_id, e.position, e.vector FROM subject_embeddings e ORDER BY e.subject_id, e.position LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(()) };
+        let (subject, position, stored): (String, i64, Vec<u8>) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+        crate::sealed::open(self.embedding_key.as_deref(), &subject, position, &stored).map(|_| ())
+    }
+
     /// Every change to the subject's consent, oldest first.
     pub async fn subject_events(&self, id: &str) -> Result<Vec<SubjectEvent>, StoreError> {
         let rows = sqlx::query("SELECT event, actor, at_ms FROM subject_events WHERE subject_id = $1 ORDER BY seq")
