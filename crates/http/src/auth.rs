@@ -23,12 +23,17 @@ fn tenant_for<'a>(tenants: &'a [Tenant], key: &str) -> Option<&'a Tenant> {
     let hash = Tenant::hash_key(key);
     let mut found = None;
     for t in tenants {
-        let diff = t.api_key_sha256.iter().zip(hash.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff == 0 {
+        if same_bytes(&t.api_key_sha256, &hash) {
             found = Some(t);
         }
     }
     found
+}
+
+/// Whether two secrets' hashes are equal, in time that does not depend on
+/// where they first differ.
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The tenant whose API key a request carries, if any.

@@ -102,15 +102,8 @@ async fn subject_rate_limit(
     req: axum::extract::Request,
     next: middleware::Next,
 ) -> axum::response::Response {
-    match rate_limit::refusal(
-        &state.subject_limiter,
-        &req,
-        &state.config.trusted_proxies,
-        likeness_codes::ErrorCode::SubjectRateLimited,
-    ) {
-        None => next.run(req).await,
-        Some(refused) => refused,
-    }
+    rate_limit::per_address(&state, &state.subject_limiter, likeness_codes::ErrorCode::SubjectRateLimited, req, next)
+        .await
 }
 
 /// Serves the gateway on `listener` until `shutdown` completes, then lets

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -63,14 +62,9 @@ pub(crate) async fn enforce(
     let quota = quotas.quotas.get(&tenant).copied().unwrap_or_default();
     if let Some(per_minute) = quota.requests_per_minute {
         if let Err(wait) = quotas.rate.take_at_rate(tenant.clone(), Instant::now(), per_minute) {
-            let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-            let mut resp = ApiError::new(
-                ErrorCode::TenantRateLimited,
-                format!("this app's quota is {per_minute} generation requests a minute; retry in {secs} s"),
-            )
-            .into_response();
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return resp;
+            return crate::rate_limit::too_many(ErrorCode::TenantRateLimited, wait, |secs| {
+                format!("this app's quota is {per_minute} generation requests a minute; retry in {secs} s")
+            });
         }
     }
     // The slot is held until the answer is made, the body's reading included.

@@ -21,13 +21,32 @@ pub(crate) fn refusal(
     code: ErrorCode,
 ) -> Option<Response> {
     let client = crate::client::bucket(crate::client::address(req, trusted_proxies));
-    limiter.take(client, Instant::now()).err().map(|wait| {
-        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
-        let mut resp =
-            ApiError::new(code, format!("too many requests from this address; retry in {secs} s")).into_response();
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        resp
-    })
+    let wait = limiter.take(client, Instant::now()).err()?;
+    Some(too_many(code, wait, |secs| format!("too many requests from this address; retry in {secs} s")))
+}
+
+/// The 429 a limit answers: `code`, the message for the seconds to wait,
+/// and those seconds in `Retry-After`.
+pub(crate) fn too_many(code: ErrorCode, wait: Duration, message: impl FnOnce(u64) -> String) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    let mut resp = ApiError::new(code, message(secs)).into_response();
+    resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    resp
+}
+
+/// Middleware on the public routes: a per-address limit (the state's
+/// `limiter`), answered with `code`.
+pub(crate) async fn per_address(
+    state: &crate::state::AppState,
+    limiter: &RateLimiter,
+    code: ErrorCode,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match refusal(limiter, &req, &state.config.trusted_proxies, code) {
+        None => next.run(req).await,
+        Some(refused) => refused,
+    }
 }
 
 /// A token bucket per client (an address, or a tenant). The table is

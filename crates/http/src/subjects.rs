@@ -53,9 +53,7 @@ fn token_hash(token: &str) -> String {
 fn token_matches(token: &str, stored: Option<&str>) -> bool {
     let given = token_hash(token);
     let expected = stored.unwrap_or("0000000000000000000000000000000000000000000000000000000000000000");
-    let diff =
-        given.bytes().zip(expected.bytes()).fold(u8::from(given.len() != expected.len()), |acc, (a, b)| acc | (a ^ b));
-    diff == 0 && stored.is_some()
+    crate::auth::same_bytes(given.as_bytes(), expected.as_bytes()) && stored.is_some()
 }
 
 fn token_invalid() -> ApiError {

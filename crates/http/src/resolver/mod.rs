@@ -38,15 +38,7 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
 
 /// Middleware on the resolver's routes: 429 with `Retry-After` past the rate.
 async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    match crate::rate_limit::refusal(
-        &state.resolver_limiter,
-        &req,
-        &state.config.trusted_proxies,
-        ErrorCode::ResolverRateLimited,
-    ) {
-        None => next.run(req).await,
-        Some(refused) => refused,
-    }
+    crate::rate_limit::per_address(&state, &state.resolver_limiter, ErrorCode::ResolverRateLimited, req, next).await
 }
 
 /// Matches answered when the query does not say.
