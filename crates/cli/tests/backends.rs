@@ -152,3 +152,42 @@ fn a_client_that_hangs_up_cancels_the_comfyui_run() {
     assert!(interrupts[0]["prompt_id"].is_string());
     assert!(server.healthy());
 }
+
+/// SIGTERM drains: the listener closes at once, a generation waiting on a
+/// slow backend still gets its signed images, then the process exits.
+#[test]
+fn sigterm_lets_a_running_generation_finish_then_exits() {
+    let (openai, comfy) = (FakeBackend::openai(KEY), FakeBackend::comfyui());
+    openai.behave(likeness_testkit::backends::Behaviour::Slow(std::time::Duration::from_secs(2)));
+    let template = std::fs::read(workspace_root().join("docs/comfyui/img2img.json")).unwrap();
+    let mut server = Server::start_env(
+        &config(&openai, &comfy),
+        &[("img2img.json", &template)],
+        &[("LIKENESS_TEST_OPENAI_KEY", KEY)],
+    );
+    let running = {
+        let (base, key) = (server.base.clone(), server.api_key.clone());
+        std::thread::spawn(move || {
+            let resp = Server::client()
+                .post(format!("{base}/v1/generations"))
+                .bearer_auth(key)
+                .json(&json!({"user": "u1", "prompt": "a lake", "backend": "openai", "size": "256x256"}))
+                .send()
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().unwrap())
+        })
+    };
+    // Once the backend has the request, stop the gateway.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while openai.seen().calls == 0 {
+        assert!(std::time::Instant::now() < deadline, "the backend never got the request");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server.terminate();
+    let (status, resp) = running.join().unwrap();
+    assert_eq!(status, 200, "the request in flight finished: {resp}");
+    assert!(resp["images"][0]["manifest_id"].is_string());
+    let exited = server.wait_exit(std::time::Duration::from_secs(60)).expect("the gateway did not exit after draining");
+    assert!(exited.success(), "{exited:?}");
+    assert!(std::net::TcpStream::connect(server.base.trim_start_matches("http://")).is_err(), "still listening");
+}

@@ -178,6 +178,24 @@ impl Server {
         (status, resp.json().unwrap())
     }
 
+    /// Sends the process SIGTERM (what a service manager does to stop it).
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `patience` for the process to exit: its status, if it did.
+    pub fn wait_exit(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     pub fn healthy(&self) -> bool {
         Server::client().get(format!("{}/healthz", self.base)).send().is_ok_and(|r| r.status().is_success())
     }
