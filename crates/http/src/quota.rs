@@ -32,7 +32,7 @@ pub struct TenantQuota {
 pub(crate) struct Quotas {
     /// Buckets by tenant, each at its own rate.
     rate: RateLimiter<String>,
-    slots: HashMap<String, (usize, Arc<Semaphore>)>,
+    slots: HashMap<String, Arc<Semaphore>>,
     quotas: HashMap<String, TenantQuota>,
 }
 
@@ -41,9 +41,7 @@ impl Quotas {
         let slots = tenants
             .iter()
             .filter_map(|t| {
-                t.quota
-                    .max_concurrent_generations
-                    .map(|n| (t.id.clone(), (n.max(1), Arc::new(Semaphore::new(n.max(1))))))
+                t.quota.max_concurrent_generations.map(|n| (t.id.clone(), Arc::new(Semaphore::new(n.max(1)))))
             })
             .collect();
         let quotas = tenants.iter().map(|t| (t.id.clone(), t.quota)).collect();
@@ -70,12 +68,15 @@ pub(crate) async fn enforce(
     // The slot is held until the answer is made, the body's reading included.
     let _slot = match quotas.slots.get(&tenant) {
         None => None,
-        Some((max, slots)) => match slots.clone().try_acquire_owned() {
+        Some(slots) => match slots.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             Err(_) => {
                 return ApiError::new(
                     ErrorCode::TenantConcurrencyExceeded,
-                    format!("this app may run {max} generations at once; retry when one has finished"),
+                    format!(
+                        "this app may run {} generations at once; retry when one has finished",
+                        quota.max_concurrent_generations.unwrap_or(1)
+                    ),
                 )
                 .into_response()
             }

@@ -408,7 +408,8 @@ pub(crate) async fn confirm(
         Confirmed::Stale => return Err(token_invalid()),
     }
     tracing::info!(subject = %id, by = by.as_str(), photo = with_photo, "subject confirmed");
-    let subject = state.store.subject_by_id(&id).await?.ok_or_else(token_invalid)?;
+    // The conditional write changed only this: no need to read it back.
+    let subject = Subject { confirmation: Some(confirmation), ..subject };
     Ok(Json(ConfirmedView { subject: view(&state, subject, false).await?, personal_token: personal }))
 }
 

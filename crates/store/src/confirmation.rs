@@ -201,36 +201,36 @@ impl Store {
     /// The generations whose references showed the subject, newest first,
     /// at most `limit`, with their outputs' asset and manifest ids.
     pub async fn subject_usage(&self, id: &str, limit: usize) -> Result<Vec<SubjectUse>, StoreError> {
-        let uses = sqlx::query(
-            "SELECT receipt_id, request_id, created_at_ms FROM subject_uses WHERE subject_id = $1
-             ORDER BY created_at_ms DESC, receipt_id DESC LIMIT $2",
+        // One query: the newest uses, each with its outputs (manifests of
+        // the subject's own tenant; request ids are unique, this only keeps
+        // the join honest). A use whose outputs are gone still shows.
+        let rows = sqlx::query(
+            "SELECT u.receipt_id, u.request_id, u.created_at_ms, m.asset_id, m.manifest_id
+             FROM (SELECT receipt_id, request_id, created_at_ms FROM subject_uses WHERE subject_id = $1
+                   ORDER BY created_at_ms DESC, receipt_id DESC LIMIT $2) u
+             JOIN subjects s ON s.id = $1
+             LEFT JOIN manifests m ON m.request_id = u.request_id AND m.tenant = s.tenant
+             ORDER BY u.created_at_ms DESC, u.receipt_id DESC, m.created_at_ms, m.asset_id",
         )
         .bind(id)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = Vec::with_capacity(uses.len());
-        for u in &uses {
-            let request_id: String = u.try_get(1)?;
-            // Manifests of the subject's own tenant only: request ids are
-            // unique, this only keeps the join honest.
-            let outputs = sqlx::query(
-                "SELECT m.asset_id, m.manifest_id FROM manifests m JOIN subjects s ON s.tenant = m.tenant
-                 WHERE s.id = $1 AND m.request_id = $2 ORDER BY m.created_at_ms, m.asset_id",
-            )
-            .bind(id)
-            .bind(&request_id)
-            .fetch_all(&self.pool)
-            .await?;
-            out.push(SubjectUse {
-                receipt_id: u.try_get(0)?,
-                request_id,
-                created_at_ms: u.try_get(2)?,
-                outputs: outputs
-                    .iter()
-                    .map(|m| Ok((m.try_get(0)?, m.try_get(1)?)))
-                    .collect::<Result<_, StoreError>>()?,
-            });
+        let mut out: Vec<SubjectUse> = Vec::new();
+        for r in &rows {
+            let receipt_id: String = r.try_get(0)?;
+            if out.last().is_none_or(|u| u.receipt_id != receipt_id) {
+                out.push(SubjectUse {
+                    receipt_id,
+                    request_id: r.try_get(1)?,
+                    created_at_ms: r.try_get(2)?,
+                    outputs: Vec::new(),
+                });
+            }
+            let output: (Option<String>, Option<String>) = (r.try_get(3)?, r.try_get(4)?);
+            if let (Some(asset), Some(manifest), Some(u)) = (output.0, output.1, out.last_mut()) {
+                u.outputs.push((asset, manifest));
+            }
         }
         Ok(out)
     }
