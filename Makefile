@@ -15,7 +15,7 @@ export ORT_DYLIB_PATH := $(ORT_LIB)
 
 ARGS ?=
 
-.PHONY: setup setup-test postgres run test bench build clippy clean
+.PHONY: setup setup-test postgres run test bench load build clippy clean
 
 ## What the gateway needs to run: ONNX Runtime, taken from the onnxruntime
 ## wheel on the Python registry (ort's own download cannot work here).
@@ -67,6 +67,11 @@ test: setup-test
 ## Benchmarks: C2PA sign/verify, generation latency (p50/p99).
 bench: setup
 	cargo bench -p likeness-cli --bench gateway
+
+## A minute of steady load on the release binary with the built-in generator:
+## p50/p95/p99, throughput, errors, peak memory. LIKENESS_LOAD_SECS, LIKENESS_LOAD_RATE.
+load: setup
+	cargo bench -p likeness-cli --bench load
 
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -12,8 +12,8 @@
 //!    loopback OpenAI Images server returning a fixed 1024x1024 PNG),
 //!    through the OpenAI door, with 1, 2 and 4 clients.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -21,15 +21,7 @@ use likeness_generators::{Builtin, GenerationJob, Generator, Style};
 use likeness_media::{DecodeLimits, MediaType, OutputFormat};
 use likeness_provenance::{keys, AssetDescription, AssetId, Signer, Verifier};
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
-    samples.sort();
-    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[idx]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
+use common::{ms, percentile, serve};
 
 fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Vec<Duration> {
     (0..n)
@@ -224,36 +216,6 @@ fn main() {
     backend_overhead(&root, &pixels, quick);
 }
 
-/// Starts the release binary with `config` (written next to its data) and
-/// the environment given; answers its base URL and API key.
-fn serve(
-    root: &std::path::Path,
-    config: &str,
-    env: &[(&str, &str)],
-) -> (std::process::Child, String, String, tempfile::TempDir) {
-    let data_dir = tempfile::tempdir().unwrap();
-    let config_path = data_dir.path().join("bench.toml");
-    std::fs::write(&config_path, config).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_likeness"))
-        .current_dir(root)
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir.path())
-        .arg("--config")
-        .arg(&config_path)
-        .arg("--policies")
-        .arg(root.join("policies"))
-        .env("LIKENESS_LOG", "warn")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let base = line.trim().strip_prefix("listening on ").unwrap().to_string();
-    let key = std::fs::read_to_string(data_dir.path().join("dev-api-key")).unwrap().trim().to_string();
-    (child, base, key, data_dir)
-}
-
 /// What the gateway adds around generation: every output is decoded within
 /// limits, run through vision and the post policy, watermarked and read
 /// back, encoded and signed. The backend costs nothing here, so the
@@ -332,6 +294,9 @@ fn backend_overhead(root: &std::path::Path, pixels: &image::RgbImage, quick: boo
             n as f64 / elapsed.as_secs_f64(),
             ms(p50.saturating_sub(backend_alone))
         );
+    }
+    if let Some(mb) = common::peak_rss_mb(child.id()) {
+        println!("{:<44} {mb:.0} MB", "peak resident memory (server, VmHWM)");
     }
     let _ = child.kill();
     let _ = child.wait();

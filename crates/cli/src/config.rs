@@ -280,6 +280,12 @@ pub struct ServerSettings {
     pub max_connections: usize,
     /// Seconds requests in flight get to finish on shutdown (SIGTERM).
     pub drain_timeout_secs: u64,
+    /// Seconds an admitted generation's body may take to arrive.
+    pub body_timeout_secs: u64,
+    /// A second listener serving only `/metrics`, without an API key (e.g.
+    /// "127.0.0.1:9464", reachable by the scraper alone). On the main
+    /// listener `/metrics` needs a tenant's API key.
+    pub metrics_listen: Option<String>,
 }
 
 impl Default for ServerSettings {
@@ -289,6 +295,8 @@ impl Default for ServerSettings {
             header_read_timeout_secs: d.header_read_timeout.as_secs(),
             max_connections: d.max_connections,
             drain_timeout_secs: d.drain_timeout.as_secs(),
+            body_timeout_secs: d.body_timeout.as_secs(),
+            metrics_listen: None,
         }
     }
 }

@@ -151,6 +151,7 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             header_read_timeout: std::time::Duration::from_secs(config.server.header_read_timeout_secs),
             max_connections: config.server.max_connections,
             drain_timeout: std::time::Duration::from_secs(config.server.drain_timeout_secs),
+            body_timeout: std::time::Duration::from_secs(config.server.body_timeout_secs),
         },
         subjects: likeness_http::SubjectsConfig {
             confirmation_ttl: std::time::Duration::from_secs(config.subjects.confirmation_ttl_hours * 3600),
@@ -207,6 +208,13 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         if config.policy.reload_interval_ms > 0 {
             let every = std::time::Duration::from_millis(config.policy.reload_interval_ms);
             tokio::spawn(watch_policies(policy_dir.clone(), policy_options, policies, every));
+        }
+        if let Some(metrics_listen) = &config.server.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(metrics_listen)
+                .await
+                .with_context(|| format!("binding the metrics listener {metrics_listen}"))?;
+            tracing::info!(addr = %listener.local_addr()?, "metrics listening");
+            tokio::spawn(likeness_http::serve_metrics(listener, state.clone()));
         }
         let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
@@ -301,7 +309,7 @@ fn load_moderation(config: &Config, models: Option<PathBuf>, gallery: Option<Pat
     Ok(Moderation {
         vision,
         gallery: Arc::new(gallery),
-        thresholds: Thresholds { match_distance: v.match_threshold, minor: v.minor_threshold },
+        thresholds: Thresholds { match_distance: v.match_threshold, minor: v.minor_threshold, ..Thresholds::default() },
     })
 }
 

@@ -169,6 +169,35 @@ fn consent_suite(database: Option<&str>) {
     assert_eq!((status, code(&resp)), (422, "subject.enroll_public_figure"), "{resp}");
     let (status, resp) = generate(&server, json!({ "references": [upside_down] }));
     assert_eq!((status, code(&resp)), (403, "vision.public_figure"), "{resp}");
+    // With a black bar over her eyes the gallery is no longer sure (0.60),
+    // so enrollment refuses any face whose eyes are hidden, and as a
+    // reference the face is nobody's who consented.
+    let barred = {
+        let mut img = image::load_from_memory(&fixture_bytes("faces/grace_hopper.jpg")).unwrap().to_rgb8();
+        let vision = likeness_vision::Vision::load(&likeness_vision::config_for(&workspace_root().join("models")))
+            .expect("vision loads (make setup)");
+        let face = vision.detect(&img).unwrap().remove(0);
+        let [l, r] = [face.landmarks[0], face.landmarks[1]];
+        let d = r[0] - l[0];
+        for (x, y, p) in img.enumerate_pixels_mut() {
+            let (x, y) = (x as f32, y as f32);
+            if x > l[0] - d / 2.0 && x < r[0] + d / 2.0 && (y - (l[1] + r[1]) / 2.0).abs() < d / 3.0 {
+                *p = image::Rgb([0, 0, 0]);
+            }
+        }
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        upload(&png, "image/png")
+    };
+    let (status, resp) =
+        enroll(&server, json!({ "user": USER, "name": "Not Grace", "relationship": "other", "enroll": [barred] }));
+    assert_eq!((status, code(&resp)), (422, "subject.enroll_eyes_covered"), "{resp}");
+    // (Another user: this one's refusals so far would send a next one to review.)
+    let (status, resp) = generate(&server, json!({ "user": "eve", "references": [barred] }));
+    assert!(
+        status == 403 && ["vision.public_figure", "consent.unknown_person"].contains(&code(&resp)),
+        "{status} {resp}"
+    );
     let (status, resp) =
         enroll(&server, json!({ "user": USER, "name": "kid", "relationship": "family", "minor": true }));
     assert_eq!((status, code(&resp)), (422, "request.invalid"), "a minor needs guardian consent: {resp}");

@@ -317,3 +317,58 @@ fn manifests_are_stored_on_sqlite_and_postgres() {
         rt.block_on(store.close());
     }
 }
+
+/// `/metrics` on its own listener for the scraper (no key), with the real
+/// models' inference time; on the main listener it needs a key, and the
+/// scrape listener serves nothing else.
+#[test]
+fn metrics_have_their_own_listener_and_count_model_inference() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = Server::start_with_config(&format!("[server]\nmetrics_listen = \"127.0.0.1:{port}\"\n"));
+    let photo = fixture_bytes("scenes/chelsea.png");
+    let (status, resp) = server.generate(&json!({
+        "user": "u", "prompt": "my cat", "references": [upload(&photo, "image/png")], "size": "256x256"
+    }));
+    assert_eq!(status, 200, "{resp}");
+    let scrape = Server::client().get(format!("http://127.0.0.1:{port}/metrics")).send().unwrap();
+    assert_eq!(scrape.status(), 200);
+    let text = scrape.text().unwrap();
+    let value = |series: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(series)).unwrap_or_else(|| panic!("no {series} in\n{text}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    };
+    for model in ["face_detection", "age", "face_embedding", "nsfw"] {
+        let runs = value(&format!("likeness_model_inference_seconds_count{{model=\"{model}\"}}"));
+        let seconds = value(&format!("likeness_model_inference_seconds_sum{{model=\"{model}\"}}"));
+        // Detection and NSFW ran on the reference and the output; a cat has
+        // no face to age or embed, but those models are listed all the same.
+        let ran = matches!(model, "face_detection" | "nsfw");
+        assert!(if ran { runs >= 2.0 } else { runs == 0.0 }, "{model}: {runs} runs");
+        assert!(seconds >= 0.0 && seconds.is_finite(), "{model}: {seconds}");
+    }
+    assert!(value(r#"likeness_stage_duration_seconds_count{stage="sign"}"#) >= 1.0);
+    let (status, _) = server.call_as(None, "GET", "/metrics", None);
+    assert_eq!(status, 401);
+    let other = Server::client().get(format!("http://127.0.0.1:{port}/readyz")).send().unwrap();
+    assert_eq!(other.status(), 404);
+}
+
+/// Structured logs: every line is one JSON object, and each line of a
+/// request carries the id its error body names.
+#[test]
+fn json_logs_carry_the_request_id_on_every_line_of_a_request() {
+    let server = Server::start_logging("log_format = \"json\"\n", &[], "info");
+    let (status, body) = server.generate(&json!({"user": "u", "prompt": "x", "size": "9x9"}));
+    assert_eq!(status, 422, "{body}");
+    let id = body["error"]["request_id"].as_str().unwrap().to_string();
+    let log = std::fs::read_to_string(server.log.path()).unwrap();
+    let lines: Vec<Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
+    let mine: Vec<&Value> = lines.iter().filter(|l| l.to_string().contains(&id)).collect();
+    // The refusal and the request's last line ("done", with its status).
+    assert!(mine.len() >= 2, "{log}");
+    for line in &mine {
+        assert_eq!(line["span"]["request_id"], id.as_str(), "{line}");
+    }
+    assert!(mine.iter().any(|l| l["fields"]["status"] == 422), "{log}");
+}

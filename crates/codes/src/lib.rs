@@ -121,6 +121,7 @@ registry! {
     SubjectEnrollDifferentPeople = "subject.enroll_different_people", 422, "enrollment photos show different people";
     SubjectEnrollPublicFigure = "subject.enroll_public_figure", 422, "an enrollment photo shows a public figure";
     SubjectEnrollPossibleMinor = "subject.enroll_possible_minor", 422, "an enrollment photo shows a likely minor not enrolled as one";
+    SubjectEnrollEyesCovered = "subject.enroll_eyes_covered", 422, "an enrollment or confirmation photo whose eyes are hidden (a bar, dark glasses)";
     // Confirmation by the person shown, and their own controls.
     SubjectTokenInvalid = "subject.token_invalid", 401, "the confirmation or personal token is wrong, already used, or not this subject's";
     SubjectConfirmationExpired = "subject.confirmation_expired", 410, "the confirmation token has expired; the app can issue a new one";

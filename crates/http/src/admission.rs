@@ -17,6 +17,8 @@ pub(crate) struct Admission {
     places: Arc<Semaphore>,
     /// How long admitted work may wait for a slot.
     queue_timeout: Duration,
+    running: usize,
+    place_count: usize,
 }
 
 /// A place among the work running or waiting, held for the whole request;
@@ -33,11 +35,19 @@ fn overloaded() -> ApiError {
 
 impl Admission {
     pub(crate) fn new(running: usize, places: usize, queue_timeout: Duration) -> Admission {
+        let (running, place_count) = (running.max(1), places.max(running).max(1));
         Admission {
-            slots: Arc::new(Semaphore::new(running.max(1))),
-            places: Arc::new(Semaphore::new(places.max(running).max(1))),
+            slots: Arc::new(Semaphore::new(running)),
+            places: Arc::new(Semaphore::new(place_count)),
             queue_timeout,
+            running,
+            place_count,
         }
+    }
+
+    /// (CPU slots busy, places taken by work running or waiting), for the metrics.
+    pub(crate) fn load(&self) -> (usize, usize) {
+        (self.running - self.slots.available_permits(), self.place_count - self.places.available_permits())
     }
 
     /// Admits work that will hold photos in memory and use a CPU slot; 503

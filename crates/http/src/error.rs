@@ -53,13 +53,19 @@ impl IntoResponse for ApiError {
             tracing::info!(code = %self.code, status = status.as_u16(), "request refused");
         }
         let mut body = json!({ "error": { "code": self.code, "message": self.message } });
+        // Every error names its request, so a client's report finds the log line.
+        if let Some(id) = crate::request_id::current() {
+            body["error"]["request_id"] = id.into();
+        }
         if let Some(review) = self.review_id {
             body["error"]["review_id"] = review.as_ref().into();
         }
         if let Some(decision) = self.decision {
             body["error"]["decision"] = *decision;
         }
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        resp.extensions_mut().insert(crate::metrics::ErrorReason(self.code));
+        resp
     }
 }
 

@@ -90,6 +90,14 @@ pub(crate) async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMa
     (status, Json(body)).into_response()
 }
 
+/// The API's description (OpenAPI 3.1, `docs/openapi.json`), built into
+/// the binary; `tests/openapi.rs` keeps it and the routes equal.
+const OPENAPI: &str = include_str!("../../../docs/openapi.json");
+
+pub(crate) async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
 pub(crate) async fn not_found() -> ApiError {
     ApiError::new(ErrorCode::RouteNotFound, "no such endpoint")
 }

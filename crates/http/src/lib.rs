@@ -10,12 +10,16 @@
 
 mod admission;
 mod auth;
+mod body;
 mod client;
 mod clock;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod generations;
 mod grants;
 mod health;
+mod metrics;
 mod openai;
 mod policy;
 mod quota;
@@ -62,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/reviews/{id}", get(reviews::get).post(reviews::resolve))
         .route("/v1/policy", get(policy::get))
         .route("/v1/policy/evaluate", post(policy::evaluate))
+        .route("/metrics", get(metrics::render))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     // A subject's own endpoints: the app with its API key, or the person
     // shown with their personal token.
@@ -84,6 +89,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(health::openapi))
         .merge(generate)
         .merge(api)
         .merge(person)
@@ -93,8 +99,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(health::not_found)
         .method_not_allowed_fallback(health::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::count))
         .layer(middleware::from_fn(request_id::request_id))
         .with_state(state)
+}
+
+/// Serves `/metrics` alone, without authentication, on a listener only the
+/// operator's scraper reaches (`[server] metrics_listen`), with the main
+/// listener's limits. Runs until the process ends: scrapes need no drain.
+pub async fn serve_metrics(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    let config = state.config.server.clone();
+    let app = Router::new()
+        .route("/metrics", get(metrics::render))
+        .fallback(health::not_found)
+        .layer(middleware::from_fn(request_id::request_id))
+        .with_state(state);
+    server::serve(listener, app, config, std::future::pending()).await
 }
 
 async fn subject_rate_limit(

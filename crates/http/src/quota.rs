@@ -1,7 +1,8 @@
 //! Per-tenant quotas on generations, checked before the request's body is
 //! read: requests per minute and generations at once. One app's burst, or
 //! its compromised key, cannot take every slot (or the memory that large
-//! bodies cost) from the others.
+//! bodies cost) from the others. Then admission, also before the body: a
+//! body is read only into one of the gateway's bounded places.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,7 +54,7 @@ impl Quotas {
 pub(crate) async fn enforce(
     State(state): State<Arc<AppState>>,
     Extension(TenantId(tenant)): Extension<TenantId>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let quotas = &state.quotas;
@@ -81,6 +82,12 @@ pub(crate) async fn enforce(
                 .into_response()
             }
         },
+    };
+    // A place among the generations running or waiting, taken before the
+    // body is read and held until the answer is made.
+    match state.admission.admit() {
+        Ok(admitted) => req.extensions_mut().insert(admitted),
+        Err(e) => return e.into_response(),
     };
     next.run(req).await
 }

@@ -28,6 +28,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// How long requests in flight may take to finish on shutdown.
     pub drain_timeout: Duration,
+    /// How long a generation's body may take to arrive once admitted (it
+    /// holds a place among the generations while it does).
+    pub body_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +39,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
             drain_timeout: Duration::from_secs(30),
+            body_timeout: Duration::from_secs(60),
         }
     }
 }

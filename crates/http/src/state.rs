@@ -127,6 +127,8 @@ pub struct AppState {
     pub(crate) uploads: Arc<Semaphore>,
     /// The tenants' generation quotas.
     pub(crate) quotas: crate::quota::Quotas,
+    /// Counters and histograms for `/metrics`.
+    pub(crate) metrics: crate::metrics::Metrics,
     /// The last database check `/readyz` made, and when.
     pub(crate) storage_check: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
@@ -175,6 +177,7 @@ impl AppState {
             subject_limiter: RateLimiter::new(config.subjects.requests_per_minute, config.subjects.burst),
             detections: Arc::new(Semaphore::new(config.resolver.max_concurrent_detections.max(1))),
             storage_check: tokio::sync::Mutex::new(None),
+            metrics: crate::metrics::Metrics::default(),
             quotas: crate::quota::Quotas::new(&p.tenants),
             uploads: Arc::new(Semaphore::new(config.resolver.max_uploads_in_flight.max(1))),
             pipeline: p.pipeline,

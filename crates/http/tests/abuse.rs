@@ -121,3 +121,69 @@ async fn tenant_quotas_hold_before_the_body_is_read() {
     let (_, resp) = json(resp).await;
     assert_eq!(code(&resp), "tenant.rate_limited", "{resp}");
 }
+
+/// A body that sends its first bytes and then nothing, as a slow or hostile
+/// client does.
+struct Stalled(bool);
+
+impl axum::body::HttpBody for Stalled {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if std::mem::replace(&mut self.0, true) {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(Some(Ok(http_body::Frame::data(axum::body::Bytes::from_static(
+                b"{\"user\": \"u\", ",
+            )))))
+        }
+    }
+}
+
+/// Large generation bodies are read only into one of the gateway's bounded
+/// places, each within the body timeout: clients that start 40 MiB bodies
+/// and stall hold no more than those places, the next request is refused
+/// before its body is read, and the places come back when the stalled
+/// bodies time out.
+#[tokio::test(flavor = "multi_thread")]
+async fn generation_bodies_are_read_only_into_admitted_places_in_bounded_time() {
+    use std::sync::Arc;
+    let config = HttpConfig {
+        max_concurrent_generations: 1,
+        max_pending_generations: 2,
+        server: likeness_http::ServerConfig { body_timeout: std::time::Duration::from_secs(1), ..Default::default() },
+        ..HttpConfig::default()
+    };
+    let app = Arc::new(App::with_setup(FakeVision::new(), config, Setup::default()).await);
+    let stalled: Vec<_> = (0..2)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let req = Request::post("/v1/generations")
+                    .header("authorization", format!("Bearer {KEY}"))
+                    .header("content-type", "application/json")
+                    .header("content-length", (40 << 20).to_string())
+                    .body(Body::new(Stalled(false)))
+                    .unwrap();
+                json(app.send(req).await).await
+            })
+        })
+        .collect();
+    // Both are admitted and waiting for their bodies.
+    while !scrape(&app).await.lines().any(|l| l == "likeness_generations_in_progress 2") {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let lake = json!({"user": "u", "prompt": "a lake", "size": "256x256"});
+    let (status, body) = app.generate(lake.clone()).await;
+    assert_eq!((status, code(&body)), (503, "server.overloaded"), "{body}");
+    for s in stalled {
+        let (status, body) = s.await.unwrap();
+        assert_eq!((status, code(&body)), (408, "request.body_timeout"), "{body}");
+    }
+    let (status, body) = app.generate(lake).await;
+    assert_eq!(status, 200, "the places came back: {body}");
+}

@@ -30,10 +30,16 @@ async fn bad_requests_get_their_status_and_code() {
             Auth::Wrong => req.header("authorization", "Bearer lk_wrong"),
             Auth::Basic => req.header("authorization", "Basic dXNlcjpwYXNz"),
         };
-        let (status, body) = json(app.send(req.body(Body::from(case.body)).unwrap()).await).await;
+        let resp = app.send(req.body(Body::from(case.body)).unwrap()).await;
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        let (status, body) = json(resp).await;
         let registered = ErrorCode::parse(code(&body)).map(|c| c.status());
         if status != case.status || code(&body) != case.code || registered != Some(status) {
             failures.push(format!("{}: got {status} {body}, want {} {}", case.name, case.status, case.code));
+        }
+        // Every error names its request, as the response header does.
+        if body["error"]["request_id"] != id.as_str() {
+            failures.push(format!("{}: error body without its request id {id}: {body}", case.name));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -219,9 +225,11 @@ async fn admission_refuses_past_the_pending_limit_at_once() {
     hold.wait_started().await;
     let (status, refused) = app.generate(body.clone()).await;
     assert_eq!((status, code(&refused)), (503, "server.overloaded"), "{refused}");
-    // Cheap checks still answer while the slot is taken.
+    // Admission comes before the body is read: even a body that would be
+    // refused is not read while no place is free; the rest of the API answers.
     let (status, invalid) = app.generate(json!({"user": "u", "prompt": "x", "n": 0})).await;
-    assert_eq!((status, code(&invalid)), (422, "request.n_out_of_range"));
+    assert_eq!((status, code(&invalid)), (503, "server.overloaded"));
+    assert_eq!(app.call("GET", "/v1/grants?user=u", None).await.0, 200);
     hold.release.send(()).unwrap();
     assert_eq!(first.await.unwrap().0, 200);
     // The place is free again.

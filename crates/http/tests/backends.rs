@@ -99,6 +99,12 @@ async fn bad_answers_and_failing_backends_are_refused_clearly() {
         assert!(body["error"]["message"].as_str().unwrap().contains(mentions), "{behaviour:?}: {body}");
         assert!(body.get("images").is_none());
     }
+    // The operator sees each failure counted against the backend.
+    let metrics = scrape(&app).await;
+    for (code, n) in [("generator.bad_response", 4), ("generator.timeout", 1), ("generator.unavailable", 1)] {
+        let line = format!("likeness_backend_errors_total{{backend=\"studio\",code=\"{code}\"}} {n}");
+        assert!(metrics.lines().any(|l| l == line), "no `{line}` in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

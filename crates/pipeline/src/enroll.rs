@@ -5,7 +5,7 @@ use crate::{EnrollmentProblem, Pipeline, PipelineError, ReferenceInput};
 
 impl Pipeline {
     /// Checks enrollment photos and returns one face embedding per photo:
-    /// exactly one face each, not a public figure, and not a likely minor
+    /// exactly one face each, eyes in view, not a public figure, and not a likely minor
     /// unless the subject is declared a minor (whose guardian consented;
     /// the consent crate checks that). CPU-bound: call it off the async workers.
     pub fn enroll(&self, photos: Vec<ReferenceInput>, minor: bool) -> Result<Vec<Vec<f32>>, PipelineError> {
@@ -25,6 +25,9 @@ impl Pipeline {
                 [one] => one,
                 many => return Err(problem(EnrollmentProblem::SeveralFaces(many.len()))),
             };
+            if face.eyes_covered >= t.eyes_covered {
+                return Err(problem(EnrollmentProblem::EyesCovered(face.eyes_covered)));
+            }
             if let Some(m) = moderation.gallery.matches(&face.embedding, t.match_distance).first() {
                 return Err(problem(EnrollmentProblem::PublicFigure(m.name.clone())));
             }

@@ -60,6 +60,10 @@ pub enum EnrollmentProblem {
     PossibleMinor(f32),
     #[error("the face is not the person of enrollment photo 1 (distance {0:.2}); enroll one person per subject")]
     DifferentPerson(f32),
+    #[error(
+        "the eyes are hidden ({0:.2} of them covered); use a photo with nothing over the eyes and no dark glasses"
+    )]
+    EyesCovered(f32),
 }
 
 impl PipelineError {
@@ -96,6 +100,7 @@ impl PipelineError {
                 EnrollmentProblem::PublicFigure(_) => ErrorCode::SubjectEnrollPublicFigure,
                 EnrollmentProblem::PossibleMinor(_) => ErrorCode::SubjectEnrollPossibleMinor,
                 EnrollmentProblem::DifferentPerson(_) => ErrorCode::SubjectEnrollDifferentPeople,
+                EnrollmentProblem::EyesCovered(_) => ErrorCode::SubjectEnrollEyesCovered,
             },
         }
     }

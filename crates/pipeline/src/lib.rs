@@ -25,6 +25,7 @@ mod error;
 mod facts;
 mod moderation;
 mod request;
+pub mod timing;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ use likeness_generators::{GenerationJob, Generator, Style};
 use likeness_media::{MediaError, OutputFormat};
 use likeness_policy::{Evaluation, Input, Policies, Policy, Stage};
 use likeness_provenance::{AssetDescription, AssetId, Signer, SoftBinding};
+use timing::{Step, StepTimes};
 
 pub use decision::{Check, Decision, FiredRule, GenerationOutcome, ModelRef, PolicyRecord};
 pub use error::{EnrollmentProblem, PipelineError};
@@ -142,6 +144,8 @@ pub struct Pipeline {
     moderation: Moderation,
     limits: RequestLimits,
     policies: Arc<Policies>,
+    /// How long each step took, for the operator's metrics.
+    times: StepTimes,
 }
 
 /// Watermark strengths tried in turn until the mark reads back from the
@@ -178,7 +182,22 @@ impl Pipeline {
         policies: Arc<Policies>,
     ) -> Pipeline {
         let ingredient_key = watermark.derive(INGREDIENT_KEY_PURPOSE);
-        Pipeline { generator, signer, watermark, ingredient_key, moderation, limits, policies }
+        Pipeline {
+            generator,
+            signer,
+            watermark,
+            ingredient_key,
+            moderation,
+            limits,
+            policies,
+            times: StepTimes::default(),
+        }
+    }
+
+    /// How long each step has taken since start; the HTTP layer adds the
+    /// steps it runs itself (a backend's generation, storing the records).
+    pub fn step_times(&self) -> &StepTimes {
+        &self.times
     }
 
     /// The policies in force (reloaded by the caller).
@@ -238,6 +257,7 @@ impl Pipeline {
         if encoded.len() != req.count as usize {
             return Err(PipelineError::BadOutput(format!("{} images for the {} asked", encoded.len(), req.count)));
         }
+        let _decoding = self.times.timer(Step::Decode);
         encoded
             .iter()
             .enumerate()
@@ -272,7 +292,9 @@ impl Pipeline {
         let mut hashes = Vec::with_capacity(req.references.len());
         let mut pixels = Vec::with_capacity(req.references.len());
         for (index, r) in req.references.iter().enumerate() {
-            let d = likeness_media::decode(&r.bytes, r.declared, &self.limits.decode)
+            let d = self
+                .times
+                .time(Step::Decode, || likeness_media::decode(&r.bytes, r.declared, &self.limits.decode))
                 .map_err(|source| PipelineError::Reference { index: index + 1, source })?;
             hashes.push(ingredient_hash(&self.ingredient_key, &r.bytes));
             pixels.push(d.pixels);
@@ -305,7 +327,7 @@ impl Pipeline {
             inputs: Vec::new(),
         };
         for (i, img) in pixels.iter().enumerate() {
-            let a = vision.analyze(img)?;
+            let a = self.times.time(Step::VisionReferences, || vision.analyze(img))?;
             decision.images.push(self.moderation.record(format!("reference {}", i + 1), &a, &consent.subjects));
         }
         // The subjects the references actually showed: what the request relied on.
@@ -331,7 +353,7 @@ impl Pipeline {
         let input =
             facts::pre_input(&request, &decision, &backend, categories, &consent, consenting_minors.len(), &context);
         decision.checks.push(Check::PolicyPre);
-        apply(&policy, &input, &mut decision, context.review_approved)?;
+        self.times.time(Step::Policy, || apply(&policy, &input, &mut decision, context.review_approved))?;
         Ok(Prepared { request, style, consent, context, policy, pixels, decision, input })
     }
 
@@ -347,7 +369,9 @@ impl Pipeline {
             count: req.count,
             seed: req.seed.unwrap_or(0),
         };
-        self.generator.generate(&job).map_err(|e| PipelineError::Generator(e.to_string()))
+        self.times
+            .time(Step::Generate, || self.generator.generate(&job))
+            .map_err(|e| PipelineError::Generator(e.to_string()))
     }
 
     /// Outputs are checked like references: the generator may have carried
@@ -357,7 +381,7 @@ impl Pipeline {
         checked.decision.checks.push(Check::VisionOutputs);
         let mut records = Vec::with_capacity(outputs.len());
         for (i, img) in outputs.iter().enumerate() {
-            let a = vision.analyze_output(img)?;
+            let a = self.times.time(Step::VisionOutputs, || vision.analyze_output(img))?;
             records.push(self.moderation.record(format!("output {}", i + 1), &a, &checked.consent.subjects));
         }
         let mut input = checked.input.clone();
@@ -365,7 +389,8 @@ impl Pipeline {
         input.outputs = records.iter().map(|r| facts::image_facts(r, &checked.consent.subjects)).collect();
         checked.decision.images.extend(records);
         checked.decision.checks.push(Check::PolicyPost);
-        apply(&checked.policy, &input, &mut checked.decision, checked.context.review_approved)
+        let review_approved = checked.context.review_approved;
+        self.times.time(Step::Policy, || apply(&checked.policy, &input, &mut checked.decision, review_approved))
     }
 
     /// Marks every output with its asset id, encodes it, reads the mark back
@@ -388,7 +413,7 @@ impl Pipeline {
                 policy_version: checked.decision.policy.version.clone(),
                 labels: checked.decision.labels.clone(),
             };
-            assets.push(self.signer.sign(&encoded, output.media_type(), &description)?);
+            assets.push(self.times.time(Step::Sign, || self.signer.sign(&encoded, output.media_type(), &description))?);
         }
         Ok(GenerationOutcome { request_id: checked.request.request_id, assets, decision: checked.decision })
     }
@@ -415,11 +440,18 @@ impl Pipeline {
             let mut marked = pixels.clone();
             // Informed: the embedder reads its own result and strengthens the
             // bits this picture works against (halftones, fine patterns).
-            likeness_watermark::embed_informed(&mut marked, payload, &self.watermark, strength);
-            let encoded = likeness_media::encode(&marked, output).map_err(PipelineError::Encode)?;
-            let decoded = likeness_media::decode(&encoded, Some(output.media_type()), &self.limits.decode)
+            self.times.time(Step::Watermark, || {
+                likeness_watermark::embed_informed(&mut marked, payload, &self.watermark, strength)
+            });
+            let encoded = self
+                .times
+                .time(Step::Encode, || likeness_media::encode(&marked, output))
                 .map_err(PipelineError::Encode)?;
-            if likeness_watermark::detect(&decoded.pixels, &self.watermark).is_some_and(|d| &d.payload == payload) {
+            let read_back = self.times.time(Step::Watermark, || {
+                likeness_media::decode(&encoded, Some(output.media_type()), &self.limits.decode)
+                    .map(|decoded| likeness_watermark::detect(&decoded.pixels, &self.watermark))
+            });
+            if read_back.map_err(PipelineError::Encode)?.is_some_and(|d| &d.payload == payload) {
                 return Ok(encoded);
             }
         }

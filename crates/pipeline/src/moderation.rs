@@ -20,6 +20,10 @@ pub trait VisionModels: Send + Sync {
         self.analyze(img)
     }
     fn models(&self) -> &[ModelInfo];
+    /// Each model's runs and time in them so far, for the metrics.
+    fn inference_times(&self) -> Vec<likeness_vision::InferenceTime> {
+        Vec::new()
+    }
 }
 
 impl VisionModels for likeness_vision::Vision {
@@ -34,6 +38,10 @@ impl VisionModels for likeness_vision::Vision {
     fn models(&self) -> &[ModelInfo] {
         likeness_vision::Vision::models(self)
     }
+
+    fn inference_times(&self) -> Vec<likeness_vision::InferenceTime> {
+        likeness_vision::Vision::inference_times(self)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -44,11 +52,16 @@ pub struct Thresholds {
     /// P(age < 18) at or above which an enrollment photo counts as a
     /// possible minor's. (Generation uses the policy's own parameter.)
     pub minor: f32,
+    /// Share of the eyes hidden at or above which an enrollment or
+    /// confirmation photo is refused: a face enrolled behind a bar could
+    /// be a public figure's that the gallery no longer recognises. Seen:
+    /// clear faces 0.06 to 0.31 (a 0.1x thumbnail), a black bar 1.0.
+    pub eyes_covered: f32,
 }
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds { match_distance: 0.55, minor: 0.3 }
+        Thresholds { match_distance: 0.55, minor: 0.3, eyes_covered: 0.6 }
     }
 }
 

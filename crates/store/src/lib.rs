@@ -592,6 +592,38 @@ pub mod testing {
         text
     }
 
+    /// How many rows each table of a generation's record holds (manifests,
+    /// soft bindings, consent receipts, decisions), read on a connection of
+    /// its own: for tests that check a failed request left nothing behind.
+    pub async fn record_counts(url: &str) -> Vec<(&'static str, i64)> {
+        use sqlx::Row;
+        let (_, url, _) = super::connect_url(url).unwrap();
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let mut counts = Vec::new();
+        for table in ["manifests", "soft_bindings", "consent_receipts", "decisions"] {
+            let row = sqlx::query(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut conn).await.unwrap();
+            counts.push((table, row.get::<i64, _>(0)));
+        }
+        counts
+    }
+
+    /// Another process' write lock on a SQLite file, held until released.
+    pub struct SqliteLock(sqlx::AnyConnection);
+
+    impl SqliteLock {
+        pub async fn take(url: &str) -> SqliteLock {
+            let (_, url, _) = super::connect_url(url).unwrap();
+            let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+            sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.unwrap();
+            SqliteLock(conn)
+        }
+
+        pub async fn release(mut self) {
+            sqlx::query("ROLLBACK").execute(&mut self.0).await.unwrap();
+            let _ = self.0.close().await;
+        }
+    }
+
     fn rand_u64() -> u64 {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();

@@ -119,6 +119,7 @@ impl VisionModels for FakeVision {
                 landmarks: [[0.0; 2]; 5],
                 age: if f.p_minor >= 0.5 { 9.0 } else { 35.0 },
                 p_minor: f.p_minor,
+                eyes_covered: 0.0,
                 embedding: Embedding(person(f.person)),
             })
             .collect();

@@ -97,7 +97,12 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 
 /// Greedy non-maximum suppression: the best-scoring box wins its overlaps.
 pub fn nms(mut dets: Vec<Detection>, threshold: f32) -> Vec<Detection> {
-    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    // Of overlapping detections, one whose landmarks look like a face wins
+    // over a higher score: the same face found at another quarter turn can
+    // score a little higher with landmarks squeezed onto a sideways face,
+    // and those align a chip no embedding matches (a photo turned -20
+    // degrees went from 0.47 to 0.72 from the same man that way).
+    dets.sort_by(|a, b| plausible(b).cmp(&plausible(a)).then(b.score.total_cmp(&a.score)));
     let mut kept: Vec<Detection> = Vec::new();
     for d in dets {
         if kept.iter().all(|k| iou(&k.bbox, &d.bbox) <= threshold) {
@@ -105,6 +110,23 @@ pub fn nms(mut dets: Vec<Detection>, threshold: f32) -> Vec<Detection> {
         }
     }
     kept
+}
+
+/// Whether a detection's landmarks have a face's proportions: the mouth on
+/// the far side of the eye line, and as far from it as the eyes are apart
+/// (0.5 to 1.8 times; about 1 for a frontal face, more as it turns away).
+pub fn plausible(d: &Detection) -> bool {
+    let [le, re, _, lm, rm] = d.landmarks;
+    let eyes = [re[0] - le[0], re[1] - le[1]];
+    let eye_mid = [(le[0] + re[0]) / 2.0, (le[1] + re[1]) / 2.0];
+    let down = [(lm[0] + rm[0]) / 2.0 - eye_mid[0], (lm[1] + rm[1]) / 2.0 - eye_mid[1]];
+    let apart = eyes[0].hypot(eyes[1]);
+    if apart < 1e-3 {
+        return false;
+    }
+    let ratio = down[0].hypot(down[1]) / apart;
+    let mouth_below = eyes[0] * down[1] - eyes[1] * down[0] > 0.0;
+    mouth_below && (0.5..=1.8).contains(&ratio)
 }
 
 /// A quarter turn of an image, clockwise, and the way back for what was

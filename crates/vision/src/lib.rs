@@ -11,6 +11,7 @@
 mod align;
 mod detect;
 mod gallery;
+mod occlusion;
 mod pool;
 mod runtime;
 
@@ -119,6 +120,8 @@ pub struct Face {
     pub age: f32,
     /// P(age < 18) under the age model.
     pub p_minor: f32,
+    /// How much of the eyes is hidden (a bar, dark glasses): 0 to 1.
+    pub eyes_covered: f32,
     #[serde(skip)]
     pub embedding: Embedding,
 }
@@ -140,6 +143,14 @@ pub struct ModelInfo {
     pub sha256: String,
     pub licence: String,
     pub source: String,
+}
+
+/// One model's use so far: what the metrics report as inference time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InferenceTime {
+    pub task: &'static str,
+    pub runs: u64,
+    pub seconds: f64,
 }
 
 /// The four models, ready to run.
@@ -183,6 +194,22 @@ impl Vision {
         &self.models
     }
 
+    /// Each model's runs and time spent in them since it was loaded.
+    pub fn inference_times(&self) -> Vec<InferenceTime> {
+        [
+            ("face_detection", &self.detector),
+            ("age", &self.age),
+            ("face_embedding", &self.embedder),
+            ("nsfw", &self.nsfw),
+        ]
+        .into_iter()
+        .map(|(task, pool)| {
+            let (runs, seconds) = pool.usage();
+            InferenceTime { task, runs, seconds }
+        })
+        .collect()
+    }
+
     /// Faces with age and embedding, and the NSFW score, for one image,
     /// its faces searched at every quarter turn ([`Vision::detect`]): for
     /// what a user sends (references, enrollment and confirmation photos).
@@ -208,6 +235,7 @@ impl Vision {
             .zip(ages)
             .zip(embeddings)
             .map(|((d, (age, p_minor)), embedding)| Face {
+                eyes_covered: occlusion::eyes_covered(img, &d.landmarks),
                 bbox: d.bbox,
                 score: d.score,
                 landmarks: d.landmarks,

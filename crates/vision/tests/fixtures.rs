@@ -39,6 +39,8 @@ fn one_face_in_each_portrait_with_a_plausible_box() {
         // A portrait's face: 8..60% of the width, in the upper two thirds, landmarks inside the box.
         assert!(w > 0.08 * iw && w < 0.6 * iw && h > 0.08 * ih && y + h / 2.0 < 0.67 * ih, "{name}: box {:?}", f.bbox);
         assert!(f.score > 0.5);
+        // Eyes in plain view: enrollment (which refuses 0.6 and over) takes them.
+        assert!(f.eyes_covered < 0.35, "{name}: eyes covered {}", f.eyes_covered);
         for [lx, ly] in f.landmarks {
             assert!(lx >= x && lx <= x + w && ly >= y && ly <= y + h, "{name}: landmark outside the box");
         }

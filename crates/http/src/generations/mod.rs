@@ -11,11 +11,14 @@ mod wire;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::body::Body;
 use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use likeness_media::MediaType;
 use likeness_photos::LibraryItem;
+use likeness_pipeline::timing::Step;
 use likeness_pipeline::{Generated, GenerationOutcome, GenerationRequest, PipelineError, ReferenceInput};
 
 use crate::admission;
@@ -24,25 +27,39 @@ use crate::error::ApiError;
 use crate::request_id::RequestId;
 use crate::state::AppState;
 pub(crate) use order::{Order, Reference};
-use wire::{GenerationBody, GenerationResponse};
+pub(crate) use wire::GenerationBody;
+use wire::GenerationResponse;
 
 pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
     Extension(TenantId(tenant)): Extension<TenantId>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    body: Result<Json<GenerationBody>, JsonRejection>,
-) -> Result<Json<GenerationResponse>, ApiError> {
-    let Json(body) = body?;
-    let order = body.into_order(request_id)?;
-    let outcome = generate(&state, tenant, order).await?;
-    Ok(Json(GenerationResponse::from(outcome)))
+    Extension(admitted): Extension<admission::Admitted>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = crate::body::read_json(&state, &headers, body).await?;
+    // Up to 48 MiB of JSON and base64: parsed on a blocking thread.
+    let order = crate::body::off_workers(move || {
+        let Json(body) = Json::<GenerationBody>::from_bytes(&bytes)?;
+        body.into_order(request_id)
+    })
+    .await?;
+    let outcome = generate(&state, tenant, order, admitted).await?;
+    let answer = crate::body::off_workers(move || {
+        serde_json::to_vec(&GenerationResponse::from(outcome)).map_err(ApiError::task_failed)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
 
-/// The request path, shared by the native API and the OpenAI door.
+/// The request path, shared by the native API and the OpenAI door, for a
+/// request admitted before its body was read.
 pub(crate) async fn generate(
     state: &AppState,
     tenant: String,
     mut order: Order,
+    admitted: admission::Admitted,
 ) -> Result<GenerationOutcome, ApiError> {
     let style = state.pipeline.validate(&order.request)?;
     let backend = state.backend_for(&tenant, order.backend.as_deref())?;
@@ -54,7 +71,6 @@ pub(crate) async fn generate(
         Err(consent::Refused::Other(e)) => return Err(e),
     };
     let recording = record::Recording::new(state, &who, &order, &consent);
-    let admitted = state.admission.admit()?;
     let request = fetch_library_photos(state, order.request).await?;
     let fingerprint = likeness_pipeline::fingerprint(&request, style, &order.subjects);
     let mut context = context::of(state, &who.tenant, &who.user, order.review_id.as_deref(), &fingerprint).await?;
@@ -67,7 +83,10 @@ pub(crate) async fn generate(
         Err(Failure::Pipeline(e)) => return Err(who.refused(state, e, &fingerprint).await),
         Err(Failure::Api(e)) => return Err(e),
     };
-    recording.store(state, &who, &outcome).await?;
+    let storing = std::time::Instant::now();
+    let stored = recording.store(state, &who, &outcome).await;
+    state.pipeline.step_times().record(Step::Store, storing.elapsed());
+    stored?;
     Ok(outcome)
 }
 
@@ -114,13 +133,20 @@ async fn produce(
         })
         .await?
         .map_err(Failure::Pipeline)?;
-    let images = backend.generate(&job, options).await.map_err(|e| Failure::Api(e.into()))?;
+    let waited = std::time::Instant::now();
+    let images = backend.generate(&job, options).await;
+    state.pipeline.step_times().record(Step::Generate, waited.elapsed());
+    let images = images.map_err(|e| {
+        state.metrics.backend_error(backend.name(), e.code().as_str());
+        Failure::Api(e.into())
+    })?;
     drop(job);
-    state
-        .admission
-        .run(admitted, move || pipeline.finish(prepared, Generated::Encoded(images)))
-        .await?
-        .map_err(Failure::Pipeline)
+    let finished = state.admission.run(admitted, move || pipeline.finish(prepared, Generated::Encoded(images))).await?;
+    if let Err(e @ PipelineError::BadOutput(_)) = &finished {
+        // An answer that is not what was asked is the backend's failure too.
+        state.metrics.backend_error(backend.name(), e.code().as_str());
+    }
+    finished.map_err(Failure::Pipeline)
 }
 
 /// Brings the library photos into memory, all at once; uploads are already

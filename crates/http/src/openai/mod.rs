@@ -11,7 +11,6 @@ mod wire;
 use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Multipart, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::middleware::Next;
@@ -19,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use likeness_codes::ErrorCode;
 
+use crate::admission::Admitted;
 use crate::auth::TenantId;
 use crate::error::ApiError;
 use crate::generations;
@@ -30,13 +30,15 @@ pub(crate) async fn generations(
     State(state): State<Arc<AppState>>,
     Extension(TenantId(tenant)): Extension<TenantId>,
     Extension(RequestId(request_id)): Extension<RequestId>,
+    Extension(admitted): Extension<Admitted>,
     headers: HeaderMap,
-    body: Result<Json<GenerationsBody>, JsonRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
+    let bytes = crate::body::read_json(&state, &headers, body).await?;
+    let Json(body) = crate::body::off_workers(move || Ok(Json::<GenerationsBody>::from_bytes(&bytes)?)).await?;
     let personal = Personal::from_headers(&headers, body.user.as_deref())?;
     let order = body.generation(request_id, personal, &state)?;
-    answer(&state, tenant, order).await
+    answer(&state, tenant, order, admitted).await
 }
 
 pub(crate) async fn edits(
@@ -44,20 +46,30 @@ pub(crate) async fn edits(
     Extension(TenantId(tenant)): Extension<TenantId>,
     Extension(RequestId(request_id)): Extension<RequestId>,
     headers: HeaderMap,
+    Extension(admitted): Extension<Admitted>,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
     let form = form.map_err(|e| ApiError::new(ErrorCode::RequestMalformed, e.body_text()))?;
     let form = EditForm::read(form, state.pipeline.limits().max_references).await?;
     let personal = Personal::from_headers(&headers, form.common.user.as_deref())?;
     let order = form.into_order(request_id, personal, &state)?;
-    answer(&state, tenant, order).await
+    answer(&state, tenant, order, admitted).await
 }
 
-async fn answer(state: &AppState, tenant: String, order: generations::Order) -> Result<Response, ApiError> {
-    let outcome = generations::generate(state, tenant, order).await?;
+async fn answer(
+    state: &AppState,
+    tenant: String,
+    order: generations::Order,
+    admitted: Admitted,
+) -> Result<Response, ApiError> {
+    let outcome = generations::generate(state, tenant, order, admitted).await?;
     let receipt = outcome.decision.consent.id.clone();
     let request_id = outcome.request_id.clone();
-    let mut resp = Json(ImagesResponse::from(outcome)).into_response();
+    let answer = crate::body::off_workers(move || {
+        serde_json::to_vec(&ImagesResponse::from(outcome)).map_err(ApiError::task_failed)
+    })
+    .await?;
+    let mut resp = ([(header::CONTENT_TYPE, "application/json")], answer).into_response();
     for (name, value) in [("x-likeness-request-id", request_id), ("x-likeness-receipt", receipt)] {
         if let Ok(v) = HeaderValue::from_str(&value) {
             resp.headers_mut().insert(name, v);
@@ -100,7 +112,7 @@ pub(crate) async fn openai_errors(req: Request, next: Next) -> Response {
         "param": wire::param_of(&code),
         "code": code,
     });
-    for extra in ["decision", "review_id"] {
+    for extra in ["decision", "review_id", "request_id"] {
         if !ours["error"][extra].is_null() {
             error[extra] = ours["error"][extra].clone();
         }

@@ -234,27 +234,7 @@ async fn read_upload(state: &AppState, headers: &HeaderMap, body: axum::body::Bo
         return Err(too_large());
     }
     let _receiving = state.uploads.clone().try_acquire_owned().map_err(|_| busy())?;
-    let config = &state.config.resolver;
-    match tokio::time::timeout(config.upload_timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
-        Ok(Err(e)) => Err(ApiError::new(ErrorCode::RequestMalformed, format!("the upload could not be read: {e}"))),
-        Err(_) => Err(ApiError::new(
-            ErrorCode::RequestBodyTimeout,
-            format!("the upload did not arrive within {} s", config.upload_timeout.as_secs()),
-        )),
-    }
-}
-
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
+    crate::body::read(headers, body, limit, state.config.resolver.upload_timeout, too_large).await
 }
 
 /// An uploaded image that cannot be read: the resolver's own codes for what

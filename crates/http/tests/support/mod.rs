@@ -161,6 +161,14 @@ pub async fn json(resp: Response<Body>) -> (u16, Value) {
     (status, if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() })
 }
 
+/// `/metrics` as the tenant reads it.
+pub async fn scrape(app: &App) -> String {
+    let req = Request::get("/metrics").header("authorization", format!("Bearer {KEY}")).body(Body::empty()).unwrap();
+    let resp = app.send(req).await;
+    assert_eq!(resp.status(), 200);
+    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
 pub fn code(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or("<no error code>")
 }
