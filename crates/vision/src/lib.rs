@@ -276,7 +276,7 @@ impl Vision {
             }
         }
         let (width, height) = (img.width(), img.height());
-        Ok(detect::nms(all, 0.3)
+        Ok(detect::merge_turns(all, 0.3)
             .into_iter()
             .filter(|d| d.score >= threshold)
             .filter_map(|d| detect::clip(d, width, height))
