@@ -1,7 +1,7 @@
 """The independent C2PA reference for likeness's tests, on c2pa-python.
 
     c2pa_reference.py read [--anchors CA.pem] FILE...
-        One JSON line per file: {"file", "state", "failures", "remote_url", "error"}
+        One JSON line per file: {"file", "state", "failures", "remote_url", "error", "disclosure"}
         with state one of trusted, valid, invalid, none, remote, error
         (the same vocabulary as `likeness verify --json`).
 
@@ -44,7 +44,7 @@ def mime_of(path):
 
 def read(path, anchors):
     ctx = offline({"trust": {"trust_anchors": anchors}} if anchors else None)
-    out = {"file": path, "state": None, "failures": [], "remote_url": None, "error": None}
+    out = {"file": path, "state": None, "failures": [], "remote_url": None, "error": None, "disclosure": None}
     try:
         with open(path, "rb") as f, Reader(mime_of(path), f, context=ctx) as r:
             store = json.loads(r.json())
@@ -55,6 +55,19 @@ def read(path, anchors):
             for delta in results.get("ingredientDeltas", []):
                 codes |= {s["code"] for s in delta.get("validationDeltas", {}).get("failure", [])}
             out["failures"] = sorted(codes)
+            # The latent disclosure as this reader sees it: the active
+            # manifest's generator, instance id and schema.org CreativeWork.
+            manifest = (store.get("manifests") or {}).get(store.get("active_manifest") or "", {})
+            work = next((a.get("data") for a in manifest.get("assertions", [])
+                         if a.get("label") == "stds.schema-org.CreativeWork"), None) or {}
+            generator = (manifest.get("claim_generator_info") or [{}])[0]
+            out["disclosure"] = {
+                "provider": (work.get("provider") or {}).get("name"),
+                "identifier": work.get("identifier"),
+                "created": work.get("dateCreated"),
+                "instance_id": manifest.get("instance_id"),
+                "generator": " ".join(filter(None, [generator.get("name"), generator.get("version")])),
+            }
     except C2paError as e:
         text = str(e)
         remote = re.search(r"remote manifests? from url (\S+)", text)

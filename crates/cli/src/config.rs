@@ -28,6 +28,8 @@ pub struct Config {
     #[serde(default)]
     pub signing: Signing,
     #[serde(default)]
+    pub provenance: ProvenanceSettings,
+    #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
     pub vision: VisionSettings,
@@ -183,6 +185,16 @@ pub struct Signing {
     /// The invisible watermark's key (64 hex digits). Every replica must
     /// share it. Unset: `<data_dir>/keys/watermark.key`, created on first start.
     pub watermark_key: Option<PathBuf>,
+}
+
+/// What every output's manifest says of who made it (`[provenance]`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvenanceSettings {
+    /// The provider of the generation service, the operator (e.g. "Example
+    /// Corp"): named in every manifest, as the AI-disclosure laws ask.
+    /// Required unless `--dev`.
+    pub provider_name: Option<String>,
 }
 
 /// The policy folder and how it is reloaded.

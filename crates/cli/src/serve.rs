@@ -49,6 +49,9 @@ pub struct ServeArgs {
     dev: bool,
 }
 
+/// The provider a development gateway (`--dev`) names in its manifests.
+const DEV_PROVIDER: &str = "likeness development gateway";
+
 pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     init_logging(config.log_format.as_deref());
@@ -85,7 +88,15 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
     };
     keys::refuse_shared_secret(&key_paths.key)?;
-    let signer = Signer::from_paths(&key_paths).context("loading the signing identity")?;
+    let provider = match config.provenance.provider_name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ if args.dev => DEV_PROVIDER.to_string(),
+        _ => anyhow::bail!(
+            "no provider named: set [provenance] provider_name (the operator offering this service); every \
+             output's manifest names it, as the EU AI Act (Art. 50) and California's AI Transparency Act ask"
+        ),
+    };
+    let signer = Signer::from_paths(&key_paths).context("loading the signing identity")?.with_provider(provider);
     tracing::info!(signer = %signer.subject(), chain = %key_paths.chain.display(), "signing identity loaded");
 
     let watermark_key = match &config.signing.watermark_key {

@@ -624,6 +624,16 @@ fn print_human(file: &Path, result: &Result<Verification, likeness_provenance::P
     if v.state == TrustState::None {
         return;
     }
+    // The disclosure: who provides the system, which system, when, which asset.
+    if v.provider.is_some() || v.created.is_some() {
+        let by = v.provider.as_deref().map(|p| format!(" by {p}")).unwrap_or_default();
+        let with = v.claim_generator.as_deref().map(|g| format!(" with {g}")).unwrap_or_default();
+        let on = v.created.as_deref().map(|t| format!(", {t}")).unwrap_or_default();
+        say!("  made with AI:  generated{by}{with}{on}");
+    }
+    if let Some(asset) = &v.asset {
+        say!("  identifier:    {asset}");
+    }
     if let Some(signer) = &v.signer {
         let issuer = v.issuer.as_deref().map(|i| format!(" (issued by {i})")).unwrap_or_default();
         say!("  signer:        {signer}{issuer}");

@@ -70,6 +70,20 @@ fn generated_images_are_signed_and_both_readers_agree() {
         assert_eq!(t["failures"], json!([]));
         assert_eq!(o["hard_binding_intact"], true);
         assert_eq!(o["signer"], "likeness development signer");
+        // The latent disclosure, read back by both: provider, system,
+        // time of creation and the asset's identifier.
+        let d = &t["disclosure"];
+        assert_eq!(d["provider"], "likeness development gateway", "{t}");
+        assert_eq!(o["provider"], d["provider"]);
+        assert_eq!(d["generator"], format!("likeness {}", env!("CARGO_PKG_VERSION")));
+        assert!(d["created"].as_str().is_some_and(|c| c.starts_with("20")), "{t}");
+        assert_eq!(o["created"], d["created"]);
+        assert_eq!(d["identifier"], d["instance_id"]);
+        assert_eq!(o["asset"], d["identifier"]);
+    }
+    for (o, image) in ours.iter().zip(resp["images"].as_array().unwrap()) {
+        let urn = format!("urn:likeness:asset:{}", image["asset_id"].as_str().unwrap());
+        assert_eq!(o["asset"], urn.as_str());
     }
     // What the manifest says.
     let first = &ours[0];

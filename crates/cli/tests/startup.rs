@@ -92,3 +92,25 @@ fn another_embedding_key_stops_the_start() {
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr.contains("the embedding key does not open the stored face embeddings"), "{stderr}");
 }
+
+/// A production gateway names its provider in every manifest: without
+/// `[provenance] provider_name` (and without `--dev`) it does not start.
+#[test]
+fn without_a_provider_name_serve_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let (code, out, err) = likeness(&["keys", "init", "--dir", keys.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let config = dir.path().join("config.toml");
+    let signing = format!(
+        "[signing]\nchain = {:?}\nkey = {:?}\n",
+        keys.join("signer-chain.pem").display().to_string(),
+        keys.join("signer.key").display().to_string()
+    );
+    for extra in ["", "[provenance]\nprovider_name = \"  \"\n"] {
+        std::fs::write(&config, format!("{signing}{extra}")).unwrap();
+        let (code, stderr) = serve(&dir.path().join("data"), Some(&config), false);
+        assert_ne!(code, 0);
+        assert!(stderr.contains("[provenance] provider_name"), "{stderr}");
+    }
+}

@@ -73,6 +73,13 @@ pub struct Verification {
     /// likeness's own assertion (`org.likeness.request`): request, asset and
     /// consent receipt ids, when the signer was a likeness gateway.
     pub likeness: Option<serde_json::Value>,
+    /// The provider the manifest names (schema.org `CreativeWork`'s
+    /// `provider`): who offers the generation service.
+    pub provider: Option<String>,
+    /// The asset's identifier (`CreativeWork`'s `identifier`).
+    pub asset: Option<String>,
+    /// When it was created (`CreativeWork`'s `dateCreated`).
+    pub created: Option<String>,
     /// Whether the signing certificate chains to a trust anchor, when the
     /// validator said either way.
     #[serde(skip)]
@@ -96,6 +103,9 @@ impl Verification {
             remote_url: None,
             soft_bindings: vec![],
             likeness: None,
+            provider: None,
+            asset: None,
+            created: None,
             signer_trusted: None,
         }
     }
@@ -301,6 +311,15 @@ fn summarize(reader: &Reader) -> Verification {
     for assertion in manifest.assertions() {
         if assertion.label() == crate::REQUEST_ASSERTION {
             v.likeness = assertion.value().ok().cloned();
+            continue;
+        }
+        if assertion.label() == crate::CREATIVE_WORK_ASSERTION {
+            if let Ok(work) = assertion.value() {
+                let text = |v: Option<&serde_json::Value>| v.and_then(|x| x.as_str()).map(str::to_string);
+                v.provider = text(work.get("provider").and_then(|p| p.get("name")));
+                v.asset = text(work.get("identifier"));
+                v.created = text(work.get("dateCreated"));
+            }
             continue;
         }
         if assertion.label() == crate::SOFT_BINDING_ASSERTION {
