@@ -195,6 +195,11 @@ pub struct ProvenanceSettings {
     /// Corp"): named in every manifest, as the AI-disclosure laws ask.
     /// Required unless `--dev`.
     pub provider_name: Option<String>,
+    /// PEM certificates the public detection API (`POST /v1/verify`)
+    /// trusts signers under: your CA, and any other whose outputs you vouch
+    /// for. Unset: with `--dev`, the development CA; otherwise none (intact
+    /// credentials answer `valid`, never `trusted`).
+    pub trust_anchors: Option<PathBuf>,
 }
 
 /// The policy folder and how it is reloaded.

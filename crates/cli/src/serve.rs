@@ -148,7 +148,19 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         request_limits,
         policies.clone(),
     ));
+    let trust_anchors = match &config.provenance.trust_anchors {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading [provenance] trust_anchors {}", path.display()))?,
+        ),
+        None if args.dev => std::fs::read_to_string(data_dir.keys().join(keys::CA_FILE)).ok(),
+        None => None,
+    };
+    if let Some(pem) = &trust_anchors {
+        likeness_provenance::Verifier::new(Some(pem)).context("loading [provenance] trust_anchors")?;
+    }
     let http_config = HttpConfig {
+        trust_anchors,
         max_body_bytes: limits.max_body_bytes,
         max_concurrent_generations: limits.max_concurrent_generations,
         resolver: likeness_http::ResolverConfig {

@@ -24,6 +24,19 @@ pub(crate) async fn read(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
+    read_within(body, limit, timeout, too_large).await
+}
+
+/// The same without looking at the declared length first: the body is read
+/// up to the limit before a refusal, so a client that writes its whole body
+/// before reading the answer still reads the 413 (the connection is not
+/// closed under it).
+async fn read_within(
+    body: Body,
+    limit: usize,
+    timeout: Duration,
+    too_large: impl Fn() -> ApiError,
+) -> Result<Bytes, ApiError> {
     match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
@@ -59,7 +72,7 @@ pub(crate) async fn read_json(
         ));
     }
     let limit = state.config.max_body_bytes;
-    read(headers, body, limit, state.config.server.body_timeout, || {
+    read_within(body, limit, state.config.server.body_timeout, || {
         ApiError::new(ErrorCode::RequestTooLarge, "the request body is over the size limit")
     })
     .await

@@ -33,6 +33,7 @@ mod server;
 mod state;
 mod subjects;
 mod upload;
+mod verify;
 
 use std::sync::Arc;
 
@@ -75,6 +76,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/subjects/{id}/usage", get(subjects::usage))
         .route("/v1/subjects/{id}/withdraw", post(subjects::withdraw))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::app_or_person));
+    // The public detection API: the resolver's rate limit and upload limits.
+    let detect = Router::new()
+        .route("/v1/verify", post(verify::verify))
+        .route_layer(middleware::from_fn_with_state(state.clone(), resolver_rate_limit));
     // Confirmation: public, rate-limited per address.
     let confirm = Router::new()
         .route("/v1/subjects/{id}/confirm", post(subjects::confirm))
@@ -94,6 +99,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(api)
         .merge(person)
         .merge(confirm)
+        .merge(detect)
         .merge(openai)
         .merge(resolver::routes(state.clone()))
         .fallback(health::not_found)
@@ -115,6 +121,15 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener, state: Arc<AppStat
         .layer(middleware::from_fn(request_id::request_id))
         .with_state(state);
     server::serve(listener, app, config, std::future::pending()).await
+}
+
+async fn resolver_rate_limit(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    rate_limit::per_address(&state, &state.resolver_limiter, likeness_codes::ErrorCode::ResolverRateLimited, req, next)
+        .await
 }
 
 async fn subject_rate_limit(

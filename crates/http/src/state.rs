@@ -69,6 +69,9 @@ pub struct HttpConfig {
     pub trusted_proxies: Vec<crate::client::Cidr>,
     /// The listener's timeouts and connection cap.
     pub server: crate::server::ServerConfig,
+    /// PEM certificates the public detection API (`POST /v1/verify`) trusts
+    /// signers under; none: intact manifests are `valid`, never `trusted`.
+    pub trust_anchors: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -98,6 +101,7 @@ impl Default for HttpConfig {
             subjects: SubjectsConfig::default(),
             trusted_proxies: Vec::new(),
             server: crate::server::ServerConfig::default(),
+            trust_anchors: None,
         }
     }
 }
@@ -127,6 +131,9 @@ pub struct AppState {
     pub(crate) uploads: Arc<Semaphore>,
     /// The tenants' generation quotas.
     pub(crate) quotas: crate::quota::Quotas,
+    /// Checks Content Credentials for the detection API, against the
+    /// configured trust anchors (or why they could not be loaded).
+    pub(crate) verifier: Result<Arc<likeness_provenance::Verifier>, String>,
     /// Counters and histograms for `/metrics`.
     pub(crate) metrics: crate::metrics::Metrics,
     /// The last database check `/readyz` made, and when.
@@ -178,6 +185,9 @@ impl AppState {
             detections: Arc::new(Semaphore::new(config.resolver.max_concurrent_detections.max(1))),
             storage_check: tokio::sync::Mutex::new(None),
             metrics: crate::metrics::Metrics::default(),
+            verifier: likeness_provenance::Verifier::new(config.trust_anchors.as_deref())
+                .map(Arc::new)
+                .map_err(|e| format!("the trust anchors do not load: {e}")),
             quotas: crate::quota::Quotas::new(&p.tenants),
             uploads: Arc::new(Semaphore::new(config.resolver.max_uploads_in_flight.max(1))),
             pipeline: p.pipeline,

@@ -140,9 +140,11 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
 
 /// A development signing identity, made in memory.
 pub fn signer() -> (Signer, String) {
-    let id = keys::generate_dev_identity("likeness test").unwrap();
+    // One identity per test process, so a test can trust the pipeline's signer.
+    static ID: std::sync::OnceLock<keys::DevIdentity> = std::sync::OnceLock::new();
+    let id = ID.get_or_init(|| keys::generate_dev_identity("likeness test").unwrap());
     let signer = Signer::new(id.chain_pem.as_bytes(), keys::parse_signing_key(&id.key_pem).unwrap()).unwrap();
-    (signer, id.ca_cert_pem)
+    (signer, id.ca_cert_pem.clone())
 }
 
 pub const WATERMARK_KEY: [u8; 32] = [7; 32];

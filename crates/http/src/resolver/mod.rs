@@ -220,7 +220,11 @@ async fn by_content(
 /// received (so anonymous clients cannot hold memory open by sending
 /// slowly); cut when it passes the limit or takes longer than
 /// `upload_timeout`.
-async fn read_upload(state: &AppState, headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_upload(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Bytes, ApiError> {
     let limit = state.pipeline.limits().decode.max_bytes;
     let too_large = || {
         ApiError::new(
@@ -239,7 +243,7 @@ async fn read_upload(state: &AppState, headers: &HeaderMap, body: axum::body::Bo
 
 /// An uploaded image that cannot be read: the resolver's own codes for what
 /// a reference photo would be refused with.
-fn upload_error(e: MediaError) -> ApiError {
+pub(crate) fn upload_error(e: MediaError) -> ApiError {
     let code = match e.code() {
         ErrorCode::ReferenceTooLarge | ErrorCode::ReferenceTooManyPixels => ErrorCode::ResolverImageTooLarge,
         ErrorCode::ReferenceUnsupportedFormat => ErrorCode::ResolverUnsupportedMediaType,
@@ -248,7 +252,7 @@ fn upload_error(e: MediaError) -> ApiError {
     ApiError::new(code, e.to_string())
 }
 
-fn busy() -> ApiError {
+pub(crate) fn busy() -> ApiError {
     ApiError::new(ErrorCode::ResolverBusy, "too many images are being read; retry later")
 }
 

@@ -1,0 +1,150 @@
+//! `POST /v1/verify`: the public detection API. Anyone sends an image and
+//! learns what its Content Credentials say, checked against the gateway's
+//! trust anchors, and, when they were stripped, what the invisible
+//! watermark recovers from this gateway's own records. Public and
+//! rate-limited like the resolver, with its upload limits; nothing sent is
+//! kept, and the answer is system provenance only: who provided the system,
+//! which system, when, which asset, never a user.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use likeness_codes::ErrorCode;
+use likeness_provenance::{TrustState, Verification};
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Serialize)]
+pub(crate) struct VerifyAnswer {
+    /// The verdict in plain words.
+    verdict: String,
+    /// `credentials` (a manifest in the file), `watermark` (recovered through
+    /// the invisible mark), or `none`.
+    source: &'static str,
+    /// The manifest in the file, as `likeness verify --json` reports it.
+    credentials: Option<Verification>,
+    watermark: WatermarkAnswer,
+    /// The manifest the watermark led to, checked the same way (its hard
+    /// binding set aside: the pixels were re-encoded since).
+    recovered: Option<Recovered>,
+}
+
+#[derive(Serialize)]
+struct WatermarkAnswer {
+    detected: bool,
+    alg: &'static str,
+}
+
+#[derive(Serialize)]
+struct Recovered {
+    manifest_id: String,
+    /// The signer's trust state, the hard binding set aside.
+    state: TrustState,
+    credentials: Verification,
+}
+
+pub(crate) async fn verify(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<VerifyAnswer>, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !(essence.starts_with("image/") || essence == "application/octet-stream") {
+        return Err(ApiError::new(
+            ErrorCode::ResolverUnsupportedMediaType,
+            "send the image as the body, with Content-Type image/jpeg, image/png or image/webp",
+        ));
+    }
+    let bytes = crate::resolver::read_upload(&state, &headers, body).await?;
+    if bytes.is_empty() {
+        return Err(ApiError::new(ErrorCode::ResolverInvalidQuery, "the body is empty; send the image"));
+    }
+    let verifier = state.verifier.clone().map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
+    let slot = tokio::time::timeout(Duration::from_secs(5), state.detections.clone().acquire_owned())
+        .await
+        .map_err(|_| crate::resolver::busy())?
+        .map_err(|_| crate::resolver::busy())?;
+    let pipeline = state.pipeline.clone();
+    let image = bytes.clone();
+    let checker = verifier.clone();
+    let (credentials, mark) = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let credentials = checker.verify_bytes(&image).ok().filter(|v| v.state != TrustState::None);
+        (credentials, pipeline.read_watermark(&image))
+    })
+    .await
+    .map_err(ApiError::task_failed)?;
+    let mark = mark.map_err(crate::resolver::upload_error)?;
+    let intact = credentials.as_ref().is_some_and(|v| matches!(v.state, TrustState::Trusted | TrustState::Valid));
+    let mut recovered = None;
+    if let (false, Some(found)) = (intact, &mark) {
+        let value = likeness_pipeline::soft_binding(&found.payload).value;
+        let ids = state.store.manifests_by_binding(likeness_watermark::ALG, &value, 1).await?;
+        if let Some(id) = ids.into_iter().next() {
+            if let Some(record) = state.store.manifest(&id).await? {
+                let checker = verifier.clone();
+                let found =
+                    tokio::task::spawn_blocking(move || checker.verify_with_manifest(&record.manifest_store, &bytes))
+                        .await
+                        .map_err(ApiError::task_failed)?;
+                if let Ok(v) = found {
+                    recovered =
+                        Some(Recovered { manifest_id: id, state: v.state_apart_from_hard_binding(), credentials: v });
+                }
+            }
+        }
+    }
+    let source = if intact {
+        "credentials"
+    } else if recovered.is_some() {
+        "watermark"
+    } else {
+        "none"
+    };
+    let verdict = verdict(credentials.as_ref(), recovered.as_ref(), mark.is_some());
+    Ok(Json(VerifyAnswer {
+        verdict,
+        source,
+        credentials,
+        watermark: WatermarkAnswer { detected: mark.is_some(), alg: likeness_watermark::ALG },
+        recovered,
+    }))
+}
+
+/// What a person reads first.
+fn verdict(credentials: Option<&Verification>, recovered: Option<&Recovered>, marked: bool) -> String {
+    let made = |v: &Verification, state: TrustState| {
+        let by = v.provider.as_deref().map(|p| format!(" by {p}")).unwrap_or_default();
+        let with = v.claim_generator.as_deref().map(|g| format!("'s {g}")).unwrap_or_default();
+        let on = v.created.as_deref().and_then(|t| t.get(..10)).map(|d| format!(", on {d}")).unwrap_or_default();
+        let trust = match state {
+            TrustState::Trusted => "signed by a trusted signer",
+            _ => "signed, but by a signer this gateway does not trust",
+        };
+        format!("Made with AI{by}{with}{on}; {trust}")
+    };
+    let intact = |v: &&Verification| matches!(v.state, TrustState::Trusted | TrustState::Valid);
+    match (credentials.filter(intact), recovered) {
+        (Some(v), _) => format!("{}.", made(v, v.state)),
+        (None, Some(r)) => format!(
+            "{}; credentials recovered from the invisible watermark after they were stripped or broken.",
+            made(&r.credentials, r.state)
+        ),
+        (None, None) if credentials.is_some() => {
+            "The file's Content Credentials do not match it: it was changed after signing, or they are malformed."
+                .into()
+        }
+        (None, None) if marked => "The image carries this gateway's watermark, but no record of it was found.".into(),
+        (None, None) => {
+            "No Content Credentials and no watermark from this gateway. That does not tell whether it was made with AI."
+                .into()
+        }
+    }
+}
