@@ -79,7 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     // The public detection API: the resolver's rate limit and upload limits.
     let detect = Router::new()
         .route("/v1/verify", post(verify::verify))
-        .route_layer(middleware::from_fn_with_state(state.clone(), resolver_rate_limit));
+        .route_layer(middleware::from_fn_with_state(state.clone(), resolver::rate_limit));
     // Confirmation: public, rate-limited per address.
     let confirm = Router::new()
         .route("/v1/subjects/{id}/confirm", post(subjects::confirm))
@@ -121,15 +121,6 @@ pub async fn serve_metrics(listener: tokio::net::TcpListener, state: Arc<AppStat
         .layer(middleware::from_fn(request_id::request_id))
         .with_state(state);
     server::serve(listener, app, config, std::future::pending()).await
-}
-
-async fn resolver_rate_limit(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-    req: axum::extract::Request,
-    next: middleware::Next,
-) -> axum::response::Response {
-    rate_limit::per_address(&state, &state.resolver_limiter, likeness_codes::ErrorCode::ResolverRateLimited, req, next)
-        .await
 }
 
 async fn subject_rate_limit(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::Json;
 use likeness_codes::ErrorCode;
 use likeness_provenance::{TrustState, Verification};
@@ -54,14 +54,7 @@ pub(crate) async fn verify(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<VerifyAnswer>, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if !(essence.starts_with("image/") || essence == "application/octet-stream") {
-        return Err(ApiError::new(
-            ErrorCode::ResolverUnsupportedMediaType,
-            "send the image as the body, with Content-Type image/jpeg, image/png or image/webp",
-        ));
-    }
+    crate::resolver::require_image(&headers)?;
     let bytes = crate::resolver::read_upload(&state, &headers, body).await?;
     if bytes.is_empty() {
         return Err(ApiError::new(ErrorCode::ResolverInvalidQuery, "the body is empty; send the image"));

@@ -68,6 +68,18 @@ fn lake() -> serde_json::Value {
     json!({"user": "u", "prompt": "a lake", "size": "256x256", "n": 2})
 }
 
+/// One generation, with `meanwhile` done while the generator holds it.
+async fn held_generation(app: &Arc<App>, hold: &Hold, meanwhile: impl FnOnce()) -> (u16, serde_json::Value) {
+    let running = tokio::spawn({
+        let app = app.clone();
+        async move { app.generate(lake()).await }
+    });
+    hold.wait_started().await;
+    meanwhile();
+    hold.release.send(()).unwrap();
+    running.await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_going_away_mid_request_fails_closed_leaves_nothing_and_recovers() {
     let db = TempDatabase::for_tests().await;
@@ -88,26 +100,13 @@ async fn postgres_going_away_mid_request_fails_closed_leaves_nothing_and_recover
         .await,
     );
 
-    let first = tokio::spawn({
-        let app = app.clone();
-        async move { app.generate(lake()).await }
-    });
-    hold.wait_started().await;
-    hold.release.send(()).unwrap();
-    let (status, body) = first.await.unwrap();
+    let (status, body) = held_generation(&app, &hold, || {}).await;
     assert_eq!(status, 200, "{body}");
     let before = record_counts(&db.url).await;
 
     // The database goes away while a generation runs: it fails closed,
     // naming its request, and no image leaves.
-    let second = tokio::spawn({
-        let app = app.clone();
-        async move { app.generate(lake()).await }
-    });
-    hold.wait_started().await;
-    relay.cut();
-    hold.release.send(()).unwrap();
-    let (status, body) = second.await.unwrap();
+    let (status, body) = held_generation(&app, &hold, || relay.cut()).await;
     assert_eq!((status, code(&body)), (503, "storage.unavailable"), "{body}");
     assert!(body.get("images").is_none() && body["error"]["request_id"].is_string(), "{body}");
     assert_eq!(record_counts(&db.url).await, before, "a failed request left records behind");
@@ -116,13 +115,7 @@ async fn postgres_going_away_mid_request_fails_closed_leaves_nothing_and_recover
 
     // It comes back: the next request works, without a restart.
     relay.restore();
-    let third = tokio::spawn({
-        let app = app.clone();
-        async move { app.generate(lake()).await }
-    });
-    hold.wait_started().await;
-    hold.release.send(()).unwrap();
-    let (status, body) = third.await.unwrap();
+    let (status, body) = held_generation(&app, &hold, || {}).await;
     assert_eq!(status, 200, "{body}");
     let after = record_counts(&db.url).await;
     for ((table, b), (_, a)) in before.iter().zip(&after) {

@@ -36,8 +36,9 @@ pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route_layer(middleware::from_fn_with_state(state, rate_limit))
 }
 
-/// Middleware on the resolver's routes: 429 with `Retry-After` past the rate.
-async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+/// Middleware on the resolver's routes (and the detection API, which
+/// shares its budget): 429 with `Retry-After` past the rate.
+pub(crate) async fn rate_limit(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     crate::rate_limit::per_address(&state, &state.resolver_limiter, ErrorCode::ResolverRateLimited, req, next).await
 }
 
@@ -184,14 +185,7 @@ async fn by_content(
         check_alg(alg)?;
     }
     let limit = max_results(q.max_results)?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if !(essence.starts_with("image/") || essence == "application/octet-stream") {
-        return Err(ApiError::new(
-            ErrorCode::ResolverUnsupportedMediaType,
-            "send the image as the body, with Content-Type image/jpeg, image/png or image/webp",
-        ));
-    }
+    require_image(&headers)?;
     let body = read_upload(&state, &headers, body).await?;
     if body.is_empty() {
         return Err(bad_query("the body is empty; send the image"));
@@ -213,6 +207,19 @@ async fn by_content(
     // Match or no match, never how clearly: a graded score would tell
     // someone trying to scrub the mark how far they have got.
     Ok(Json(matches(&state, likeness_watermark::ALG, &value, limit, 100).await?))
+}
+
+/// An upload must say it is an image (or just bytes).
+pub(crate) fn require_image(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence.starts_with("image/") || essence == "application/octet-stream" {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::ResolverUnsupportedMediaType,
+        "send the image as the body, with Content-Type image/jpeg, image/png or image/webp",
+    ))
 }
 
 /// Receives an upload: refused at once when it says it is larger than
