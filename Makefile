@@ -6,6 +6,7 @@ CACHE := $(CURDIR)/.cache
 PYTHON ?= python3
 C2PA_PYTHON_VERSION := 0.38.1
 OPENAI_PYTHON_VERSION := 3.51.0
+PLAYWRIGHT_VERSION := 1.64.1
 REFERENCE_VENV := $(CACHE)/c2pa-python
 ORT_VERSION := 1.31.1
 ORT_DIR := $(CACHE)/onnxruntime
@@ -15,7 +16,7 @@ export ORT_DYLIB_PATH := $(ORT_LIB)
 
 ARGS ?=
 
-.PHONY: setup setup-test postgres run test bench load build clippy clean
+.PHONY: setup setup-test postgres chromium run test bench load build clippy clean
 
 ## What the gateway needs to run: ONNX Runtime, taken from the onnxruntime
 ## wheel on the Python registry (ort's own download cannot work here).
@@ -33,9 +34,15 @@ $(ORT_LIB):
 	@rm -rf $(ORT_DIR)/wheel
 
 ## What the tests need on top: the C2PA reference reader (c2pa-python) that
-## the end-to-end tests compare against, and the official openai SDK that
-## the OpenAI-compatible front door is tested with.
-setup-test: setup $(REFERENCE_VENV)/.installed postgres
+## the end-to-end tests compare against, the official openai SDK that the
+## OpenAI-compatible front door is tested with, and a real browser for the
+## verify page (Debian's Chromium, driven by Playwright).
+setup-test: setup $(REFERENCE_VENV)/.installed postgres chromium
+
+## Debian's Chromium (Playwright's own browser download cannot work here).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 ## The PostgreSQL suite needs a server: 127.0.0.1:5432 (database `test`,
 ## trust auth), started here if it is installed but stopped. Point the tests
@@ -49,7 +56,7 @@ postgres:
 $(REFERENCE_VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(REFERENCE_VENV)
 	$(REFERENCE_VENV)/bin/pip install --quiet --disable-pip-version-check --only-binary=:all: \
-		c2pa-python==$(C2PA_PYTHON_VERSION) openai==$(OPENAI_PYTHON_VERSION)
+		c2pa-python==$(C2PA_PYTHON_VERSION) openai==$(OPENAI_PYTHON_VERSION) playwright==$(PLAYWRIGHT_VERSION)
 	@touch $@
 
 build: setup

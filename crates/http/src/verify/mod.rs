@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use likeness_codes::ErrorCode;
 use likeness_provenance::{TrustState, Verification};
@@ -19,6 +20,37 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+
+/// The verify page: one self-contained file, its script and styles inline
+/// (no CDN, no build step), served by the binary.
+const PAGE: &str = include_str!("page.html");
+
+/// `GET /verify`, with a content security policy that allows exactly the
+/// page's own inline script and styles (by hash) and calls to this origin.
+pub(crate) async fn page() -> Response {
+    static POLICY: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    let policy = POLICY.get_or_init(|| {
+        let hash = |tag: &str| {
+            use base64::Engine as _;
+            use sha2::Digest as _;
+            let open = format!("<{tag}>");
+            let inner = PAGE.split_once(&open).and_then(|(_, rest)| rest.split_once(&format!("</{tag}>")));
+            let digest = sha2::Sha256::digest(inner.map_or("", |(text, _)| text).as_bytes());
+            format!("'sha256-{}'", base64::engine::general_purpose::STANDARD.encode(digest))
+        };
+        let csp = format!(
+            "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; base-uri 'none'; \
+             form-action 'none'; frame-ancestors 'none'",
+            hash("script"),
+            hash("style")
+        );
+        HeaderValue::from_str(&csp).unwrap_or(HeaderValue::from_static("default-src 'none'"))
+    });
+    let mut resp = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response();
+    resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, policy.clone());
+    resp.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    resp
+}
 
 #[derive(Serialize)]
 pub(crate) struct VerifyAnswer {
