@@ -40,7 +40,7 @@ async fn the_detection_api_reads_credentials_recovers_them_from_the_watermark_an
     // Stripped (decoded and re-encoded, no metadata): recovered through the mark.
     let pixels = likeness_media::decode(&output, None, &Default::default()).unwrap().pixels;
     let stripped = likeness_media::encode(&pixels, likeness_media::OutputFormat::Jpeg { quality: 85 }).unwrap();
-    let (status, copy) = verify(&app, "image/jpeg", stripped).await;
+    let (status, copy) = verify(&app, "image/jpeg", stripped.clone()).await;
     assert_eq!(status, 200, "{copy}");
     assert_eq!(copy["source"], "watermark", "{copy}");
     assert!(copy["credentials"].is_null());
@@ -51,6 +51,15 @@ async fn the_detection_api_reads_credentials_recovers_them_from_the_watermark_an
         format!("urn:likeness:asset:{}", image["asset_id"].as_str().unwrap())
     );
     assert!(copy["verdict"].as_str().unwrap().contains("recovered from the invisible watermark"), "{copy}");
+
+    // The same as a form upload (the field `file`).
+    let (content_type, form) = multipart(&[("note", "x")], &[("file", "copy.jpg", &stripped)]);
+    let (status, by_form) = verify(&app, &content_type, form).await;
+    assert_eq!(status, 200, "{by_form}");
+    assert_eq!(by_form["recovered"]["manifest_id"], image["manifest_id"]);
+    let (content_type, form) = multipart(&[("note", "x")], &[]);
+    let (status, body) = verify(&app, &content_type, form).await;
+    assert_eq!((status, code(&body)), (400, "resolver.invalid_query"), "{body}");
 
     // An unrelated photo: nothing to say either way.
     let (status, other) = verify(&app, "image/png", likeness_testkit::png(300, 200)).await;

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{FromRequest as _, Multipart, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -81,13 +81,14 @@ struct Recovered {
     credentials: Verification,
 }
 
-pub(crate) async fn verify(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Json<VerifyAnswer>, ApiError> {
-    crate::resolver::require_image(&headers)?;
-    let bytes = crate::resolver::read_upload(&state, &headers, body).await?;
+pub(crate) async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Result<Json<VerifyAnswer>, ApiError> {
+    let headers = req.headers().clone();
+    let bytes = if is_multipart(&headers) {
+        read_form(&state, req).await?
+    } else {
+        crate::resolver::require_image(&headers)?;
+        crate::resolver::read_upload(&state, &headers, req.into_body()).await?
+    };
     if bytes.is_empty() {
         return Err(ApiError::new(ErrorCode::ResolverInvalidQuery, "the body is empty; send the image"));
     }
@@ -141,6 +142,52 @@ pub(crate) async fn verify(
         watermark: WatermarkAnswer { detected: mark.is_some(), alg: likeness_watermark::ALG },
         recovered,
     }))
+}
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+}
+
+/// The image of a form upload (the field `file`, as the page's form would
+/// send it), with the same bounds as a raw upload: the resolver's uploads
+/// in flight, the decode size limit and the upload timeout.
+async fn read_form(state: &Arc<AppState>, req: Request) -> Result<Bytes, ApiError> {
+    let limit = state.pipeline.limits().decode.max_bytes;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::ResolverImageTooLarge,
+            format!("the upload is over {limit} bytes, the most an image may be"),
+        )
+    };
+    let malformed = |e: String| ApiError::new(ErrorCode::RequestMalformed, format!("the form could not be read: {e}"));
+    let _receiving = state.uploads.clone().try_acquire_owned().map_err(|_| crate::resolver::busy())?;
+    let read = async {
+        let mut form = Multipart::from_request(req, state).await.map_err(|e| malformed(e.body_text()))?;
+        while let Some(mut field) = form.next_field().await.map_err(|e| malformed(e.body_text()))? {
+            if field.name() != Some("file") {
+                continue;
+            }
+            let mut bytes = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
+                if bytes.len() + chunk.len() > limit {
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            return Ok(Bytes::from(bytes));
+        }
+        Err(ApiError::new(ErrorCode::ResolverInvalidQuery, "the form has no `file` field; send the image in it"))
+    };
+    let timeout = state.config.resolver.upload_timeout;
+    tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            ErrorCode::RequestBodyTimeout,
+            format!("the upload did not arrive within {} s", timeout.as_secs()),
+        ))
+    })
 }
 
 /// What a person reads first.
