@@ -33,22 +33,29 @@ fn without_a_signing_identity_serve_needs_dev() {
     assert!(!dir.path().join("keys/signer.key").exists(), "nothing was made");
 }
 
+/// A signing identity made by `keys init` in `dir/keys`: its folder and the
+/// `[signing]` section naming it.
+fn signing_identity(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let keys = dir.join("keys");
+    let (code, out, err) = likeness(&["keys", "init", "--dir", keys.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let section = format!(
+        "[signing]\nchain = {:?}\nkey = {:?}\n",
+        keys.join("signer-chain.pem").display().to_string(),
+        keys.join("signer.key").display().to_string()
+    );
+    (keys, section)
+}
+
 #[test]
 fn a_key_file_others_can_read_stops_the_start() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    let (code, out, err) = likeness(&["keys", "init", "--dir", keys.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
+    let (keys, signing) = signing_identity(dir.path());
     assert!(!keys.join("ca.key").exists(), "the development CA's key is dropped");
-    let key = keys.join("signer.key");
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(keys.join("signer.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
     let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!("[signing]\nchain = {:?}\nkey = {:?}\n", keys.join("signer-chain.pem"), key.display().to_string()),
-    )
-    .unwrap();
+    std::fs::write(&config, signing).unwrap();
     let (code, stderr) = serve(&dir.path().join("data"), Some(&config), false);
     assert_ne!(code, 0);
     assert!(stderr.contains("chmod 600"), "{stderr}");
@@ -98,15 +105,8 @@ fn another_embedding_key_stops_the_start() {
 #[test]
 fn without_a_provider_name_serve_does_not_start() {
     let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    let (code, out, err) = likeness(&["keys", "init", "--dir", keys.to_str().unwrap()]);
-    assert_eq!(code, 0, "{out}{err}");
+    let (_, signing) = signing_identity(dir.path());
     let config = dir.path().join("config.toml");
-    let signing = format!(
-        "[signing]\nchain = {:?}\nkey = {:?}\n",
-        keys.join("signer-chain.pem").display().to_string(),
-        keys.join("signer.key").display().to_string()
-    );
     for extra in ["", "[provenance]\nprovider_name = \"  \"\n"] {
         std::fs::write(&config, format!("{signing}{extra}")).unwrap();
         let (code, stderr) = serve(&dir.path().join("data"), Some(&config), false);

@@ -10,28 +10,21 @@ use likeness_codes::ErrorCode;
 
 use crate::error::ApiError;
 
-/// Reads `body` whole: refused at once when its declared length is over
-/// `limit`, cut when it passes it (`too_large`) or takes over `timeout`.
-pub(crate) async fn read(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-    timeout: Duration,
-    too_large: impl Fn() -> ApiError,
-) -> Result<Bytes, ApiError> {
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    read_within(body, limit, timeout, too_large).await
+/// Whether the request says its body is over `limit` bytes: refusing it
+/// then costs nothing, but closes the connection under a client that writes
+/// its whole body before reading the answer (fine for anonymous uploads,
+/// not for a generation whose client should read its 413).
+pub(crate) fn declared_over(headers: &HeaderMap, limit: usize) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > limit as u64)
 }
 
-/// The same without looking at the declared length first: the body is read
-/// up to the limit before a refusal, so a client that writes its whole body
-/// before reading the answer still reads the 413 (the connection is not
-/// closed under it).
-async fn read_within(
+/// Reads `body` whole, cut when it passes `limit` (`too_large`) or takes
+/// over `timeout`.
+pub(crate) async fn read(
     body: Body,
     limit: usize,
     timeout: Duration,
@@ -41,11 +34,13 @@ async fn read_within(
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
         Ok(Err(e)) => Err(ApiError::new(ErrorCode::RequestMalformed, format!("the body could not be read: {e}"))),
-        Err(_) => Err(ApiError::new(
-            ErrorCode::RequestBodyTimeout,
-            format!("the body did not arrive within {} s", timeout.as_secs()),
-        )),
+        Err(_) => Err(timed_out(timeout)),
     }
+}
+
+/// A body (or form) that did not arrive in time.
+pub(crate) fn timed_out(timeout: Duration) -> ApiError {
+    ApiError::new(ErrorCode::RequestBodyTimeout, format!("the body did not arrive within {} s", timeout.as_secs()))
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {
@@ -59,30 +54,33 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-/// A JSON body of at most `max_body_bytes`, read within the body timeout.
+/// A JSON body (`application/json` or any `+json` type, as axum's `Json`
+/// accepts) of at most `max_body_bytes`, read within the body timeout and
+/// up to the limit before a 413.
 pub(crate) async fn read_json(
     state: &crate::state::AppState,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Bytes, ApiError> {
-    if !is_json(headers) {
+    let media = media_type(headers);
+    if !(media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))) {
         return Err(ApiError::new(
             ErrorCode::RequestUnsupportedMediaType,
             "send the body as JSON with Content-Type: application/json",
         ));
     }
     let limit = state.config.max_body_bytes;
-    read_within(body, limit, state.config.server.body_timeout, || {
+    read(body, limit, state.config.server.body_timeout, || {
         ApiError::new(ErrorCode::RequestTooLarge, "the request body is over the size limit")
     })
     .await
 }
 
-/// `application/json` or any `+json` type, as axum's `Json` accepts.
-fn is_json(headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else { return false };
-    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+/// The request's media type, lower case, without parameters (empty when
+/// there is none).
+pub(crate) fn media_type(headers: &HeaderMap) -> String {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
 }
 
 /// Runs CPU work of a request (parsing a large body, encoding a large

@@ -83,10 +83,10 @@ pub(crate) async fn generate(
         Err(Failure::Pipeline(e)) => return Err(who.refused(state, e, &fingerprint).await),
         Err(Failure::Api(e)) => return Err(e),
     };
-    let storing = std::time::Instant::now();
-    let stored = recording.store(state, &who, &outcome).await;
-    state.pipeline.step_times().record(Step::Store, storing.elapsed());
-    stored?;
+    {
+        let _timing = state.pipeline.step_times().timer(Step::Store);
+        recording.store(state, &who, &outcome).await?;
+    }
     Ok(outcome)
 }
 
@@ -133,9 +133,10 @@ async fn produce(
         })
         .await?
         .map_err(Failure::Pipeline)?;
-    let waited = std::time::Instant::now();
-    let images = backend.generate(&job, options).await;
-    state.pipeline.step_times().record(Step::Generate, waited.elapsed());
+    let images = {
+        let _timing = state.pipeline.step_times().timer(Step::Generate);
+        backend.generate(&job, options).await
+    };
     let images = images.map_err(|e| {
         state.metrics.backend_error(backend.name(), e.code().as_str());
         Failure::Api(e.into())

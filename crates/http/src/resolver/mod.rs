@@ -190,10 +190,7 @@ async fn by_content(
     if body.is_empty() {
         return Err(bad_query("the body is empty; send the image"));
     }
-    let slot = tokio::time::timeout(Duration::from_secs(5), state.detections.clone().acquire_owned())
-        .await
-        .map_err(|_| busy())?
-        .map_err(|_| busy())?;
+    let slot = detection_slot(&state).await?;
     let pipeline = state.pipeline.clone();
     let read = tokio::task::spawn_blocking(move || {
         let _slot = slot;
@@ -211,9 +208,8 @@ async fn by_content(
 
 /// An upload must say it is an image (or just bytes).
 pub(crate) fn require_image(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if essence.starts_with("image/") || essence == "application/octet-stream" {
+    let media = crate::body::media_type(headers);
+    if media.starts_with("image/") || media == "application/octet-stream" {
         return Ok(());
     }
     Err(ApiError::new(
@@ -233,19 +229,28 @@ pub(crate) async fn read_upload(
     body: axum::body::Body,
 ) -> Result<Bytes, ApiError> {
     let limit = state.pipeline.limits().decode.max_bytes;
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::ResolverImageTooLarge,
-            format!("the upload is over {limit} bytes, the most an image may be"),
-        )
-    };
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+    if crate::body::declared_over(headers, limit) {
+        return Err(image_too_large(limit));
     }
     let _receiving = state.uploads.clone().try_acquire_owned().map_err(|_| busy())?;
-    crate::body::read(headers, body, limit, state.config.resolver.upload_timeout, too_large).await
+    crate::body::read(body, limit, state.config.resolver.upload_timeout, || image_too_large(limit)).await
+}
+
+/// An upload over `limit` bytes, the most decoding accepts.
+pub(crate) fn image_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::ResolverImageTooLarge,
+        format!("the upload is over {limit} bytes, the most an image may be"),
+    )
+}
+
+/// A slot to read an uploaded image's watermark in, apart from the
+/// generations' CPU slots; busy after 5 s.
+pub(crate) async fn detection_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    tokio::time::timeout(Duration::from_secs(5), state.detections.clone().acquire_owned())
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())
 }
 
 /// An uploaded image that cannot be read: the resolver's own codes for what

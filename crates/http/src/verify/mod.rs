@@ -7,7 +7,6 @@
 //! which system, when, which asset, never a user.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest as _, Multipart, Request, State};
@@ -93,10 +92,7 @@ pub(crate) async fn verify(State(state): State<Arc<AppState>>, req: Request) -> 
         return Err(ApiError::new(ErrorCode::ResolverInvalidQuery, "the body is empty; send the image"));
     }
     let verifier = state.verifier.clone().map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
-    let slot = tokio::time::timeout(Duration::from_secs(5), state.detections.clone().acquire_owned())
-        .await
-        .map_err(|_| crate::resolver::busy())?
-        .map_err(|_| crate::resolver::busy())?;
+    let slot = crate::resolver::detection_slot(&state).await?;
     let pipeline = state.pipeline.clone();
     let image = bytes.clone();
     let checker = verifier.clone();
@@ -108,7 +104,7 @@ pub(crate) async fn verify(State(state): State<Arc<AppState>>, req: Request) -> 
     .await
     .map_err(ApiError::task_failed)?;
     let mark = mark.map_err(crate::resolver::upload_error)?;
-    let intact = credentials.as_ref().is_some_and(|v| matches!(v.state, TrustState::Trusted | TrustState::Valid));
+    let intact = credentials.as_ref().is_some_and(intact);
     let mut recovered = None;
     if let (false, Some(found)) = (intact, &mark) {
         let value = likeness_pipeline::soft_binding(&found.payload).value;
@@ -145,10 +141,12 @@ pub(crate) async fn verify(State(state): State<Arc<AppState>>, req: Request) -> 
 }
 
 fn is_multipart(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
+    crate::body::media_type(headers) == "multipart/form-data"
+}
+
+/// Credentials that still hold for this file: well signed and matching it.
+fn intact(v: &Verification) -> bool {
+    matches!(v.state, TrustState::Trusted | TrustState::Valid)
 }
 
 /// The image of a form upload (the field `file`, as the page's form would
@@ -156,12 +154,6 @@ fn is_multipart(headers: &HeaderMap) -> bool {
 /// in flight, the decode size limit and the upload timeout.
 async fn read_form(state: &Arc<AppState>, req: Request) -> Result<Bytes, ApiError> {
     let limit = state.pipeline.limits().decode.max_bytes;
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::ResolverImageTooLarge,
-            format!("the upload is over {limit} bytes, the most an image may be"),
-        )
-    };
     let malformed = |e: String| ApiError::new(ErrorCode::RequestMalformed, format!("the form could not be read: {e}"));
     let _receiving = state.uploads.clone().try_acquire_owned().map_err(|_| crate::resolver::busy())?;
     let read = async {
@@ -173,7 +165,7 @@ async fn read_form(state: &Arc<AppState>, req: Request) -> Result<Bytes, ApiErro
             let mut bytes = Vec::new();
             while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
                 if bytes.len() + chunk.len() > limit {
-                    return Err(too_large());
+                    return Err(crate::resolver::image_too_large(limit));
                 }
                 bytes.extend_from_slice(&chunk);
             }
@@ -182,12 +174,7 @@ async fn read_form(state: &Arc<AppState>, req: Request) -> Result<Bytes, ApiErro
         Err(ApiError::new(ErrorCode::ResolverInvalidQuery, "the form has no `file` field; send the image in it"))
     };
     let timeout = state.config.resolver.upload_timeout;
-    tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| {
-        Err(ApiError::new(
-            ErrorCode::RequestBodyTimeout,
-            format!("the upload did not arrive within {} s", timeout.as_secs()),
-        ))
-    })
+    tokio::time::timeout(timeout, read).await.unwrap_or_else(|_| Err(crate::body::timed_out(timeout)))
 }
 
 /// What a person reads first.
@@ -202,8 +189,7 @@ fn verdict(credentials: Option<&Verification>, recovered: Option<&Recovered>, ma
         };
         format!("Made with AI{by}{with}{on}; {trust}")
     };
-    let intact = |v: &&Verification| matches!(v.state, TrustState::Trusted | TrustState::Valid);
-    match (credentials.filter(intact), recovered) {
+    match (credentials.filter(|v| intact(v)), recovered) {
         (Some(v), _) => format!("{}.", made(v, v.state)),
         (None, Some(r)) => format!(
             "{}; credentials recovered from the invisible watermark after they were stripped or broken.",
