@@ -38,6 +38,8 @@ pub struct Config {
     #[serde(default)]
     pub resolver: ResolverSettings,
     #[serde(default)]
+    pub verify: VerifySettings,
+    #[serde(default)]
     pub subjects: SubjectsSettings,
     #[serde(default)]
     pub server: ServerSettings,
@@ -284,6 +286,32 @@ pub struct ResolverSettings {
     pub max_uploads_in_flight: usize,
     /// How long an upload may take to arrive.
     pub upload_timeout_secs: u64,
+}
+
+/// The public detection API (`POST /v1/verify`) and its feedback.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifySettings {
+    /// Origins (`host` or `host:port`) a `{"url": ...}` may name though they
+    /// are not public addresses (e.g. an internal media server); they may
+    /// also be plain `http`. Every other host must be public and `https`.
+    pub exempt_origins: Vec<String>,
+    /// Deadline for fetching one URL: connecting, redirects and the body.
+    pub fetch_timeout_secs: u64,
+    /// Days feedback on verdicts is kept.
+    pub feedback_retention_days: u64,
+}
+
+impl Default for VerifySettings {
+    fn default() -> Self {
+        let web = likeness_photos::WebConfig::default();
+        let http = likeness_http::HttpConfig::default();
+        VerifySettings {
+            exempt_origins: web.exempt_origins,
+            fetch_timeout_secs: web.timeout.as_secs(),
+            feedback_retention_days: http.feedback_retention.as_secs() / 86_400,
+        }
+    }
 }
 
 /// The listener (`[server]`).

@@ -2,6 +2,7 @@
 
 mod audit;
 mod config;
+mod feedback;
 mod keys;
 mod policy;
 mod serve;
@@ -54,6 +55,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Feedback people sent on the detection tool's verdicts, as JSON lines.
+    Feedback(feedback::FeedbackArgs),
     /// Check, test, explain and replay policy files.
     Policy {
         #[command(subcommand)]
@@ -164,6 +167,7 @@ fn main() -> ExitCode {
                 AuditCommand::Export(args) => audit::export(args, &data_dir),
             })
         }
+        Command::Feedback(args) => report(feedback::list(args, &keys::DataDir::new(data_dir))),
         Command::Gallery { command: GalleryCommand::Add(args) } => report(vision::gallery_add(args)),
         Command::Watermark { command: WatermarkCommand::Embed(args) } => {
             report(watermark::embed(args, &keys::DataDir::new(data_dir)))

@@ -161,6 +161,7 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     }
     let http_config = HttpConfig {
         trust_anchors,
+        feedback_retention: std::time::Duration::from_secs(config.verify.feedback_retention_days.max(1) * 86_400),
         max_body_bytes: limits.max_body_bytes,
         max_concurrent_generations: limits.max_concurrent_generations,
         resolver: likeness_http::ResolverConfig {
@@ -193,6 +194,11 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         api_base: args.photo_api.or(config.photos.api_base.clone()),
     })
     .context("the photo-library settings")?;
+    let web = likeness_photos::WebImages::new(likeness_photos::WebConfig {
+        exempt_origins: config.verify.exempt_origins.clone(),
+        timeout: std::time::Duration::from_secs(config.verify.fetch_timeout_secs.max(1)),
+    })
+    .context("the [verify] settings")?;
     if photos.is_enabled() {
         tracing::info!(hosts = ?photos.allowed_hosts(), "photo library enabled");
     }
@@ -223,6 +229,7 @@ pub fn run(args: ServeArgs, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
             pipeline,
             store,
             photos,
+            web,
             tenants,
             config: http_config,
             clock: Arc::new(likeness_http::SystemClock),

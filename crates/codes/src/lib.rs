@@ -159,6 +159,10 @@ registry! {
     ResolverUnsupportedMediaType = "resolver.unsupported_media_type", 415, "the upload is not an image";
     ResolverRateLimited = "resolver.rate_limited", 429, "too many requests from this address";
     ResolverBusy = "resolver.busy", 503, "too many images are being read";
+    // The public detection API's `{"url": ...}`.
+    VerifyUrlInvalid = "verify.url_invalid", 422, "the url is not https, not a URL, or carries user info";
+    VerifyUrlNotPublic = "verify.url_not_public", 422, "the url's host is or resolves to a private, loopback or link-local address";
+    VerifyUrlUnavailable = "verify.url_unavailable", 502, "the site failed, timed out, refused or redirected too often";
 }
 
 impl ErrorCode {

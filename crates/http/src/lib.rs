@@ -76,9 +76,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/subjects/{id}/usage", get(subjects::usage))
         .route("/v1/subjects/{id}/withdraw", post(subjects::withdraw))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::app_or_person));
-    // The public detection API: the resolver's rate limit and upload limits.
+    // The public detection API and feedback on its verdicts: the resolver's
+    // rate limit and upload limits.
     let detect = Router::new()
         .route("/v1/verify", post(verify::verify))
+        .route("/v1/verify/feedback", post(verify::feedback::create))
         .route_layer(middleware::from_fn_with_state(state.clone(), resolver::rate_limit));
     // Confirmation: public, rate-limited per address.
     let confirm = Router::new()

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::admission::Admission;
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::rate_limit::RateLimiter;
 
 /// A tenant: an app allowed to call the gateway. Only the SHA-256 of its API
@@ -72,6 +72,8 @@ pub struct HttpConfig {
     /// PEM certificates the public detection API (`POST /v1/verify`) trusts
     /// signers under; none: intact manifests are `valid`, never `trusted`.
     pub trust_anchors: Option<String>,
+    /// How long feedback on the detection tool's verdicts is kept.
+    pub feedback_retention: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +104,7 @@ impl Default for HttpConfig {
             trusted_proxies: Vec::new(),
             server: crate::server::ServerConfig::default(),
             trust_anchors: None,
+            feedback_retention: Duration::from_secs(365 * 24 * 3600),
         }
     }
 }
@@ -113,6 +116,8 @@ pub struct AppState {
     /// The photo-library source; without a provider API, library references
     /// are refused.
     pub photos: Arc<likeness_photos::PhotoLibrary>,
+    /// Images on the public web, fetched by URL for the detection API.
+    pub web: likeness_photos::WebImages,
     pub tenants: Vec<Tenant>,
     pub config: HttpConfig,
     /// The time consent is judged at.
@@ -145,6 +150,8 @@ pub struct Parts {
     pub pipeline: Arc<Pipeline>,
     pub store: likeness_store::Store,
     pub photos: likeness_photos::PhotoLibrary,
+    /// Images fetched by URL for the detection API.
+    pub web: likeness_photos::WebImages,
     pub tenants: Vec<Tenant>,
     pub config: HttpConfig,
     pub clock: Arc<dyn Clock>,
@@ -152,29 +159,6 @@ pub struct Parts {
 }
 
 impl AppState {
-    pub fn new(
-        pipeline: Arc<Pipeline>,
-        store: likeness_store::Store,
-        photos: likeness_photos::PhotoLibrary,
-        tenants: Vec<Tenant>,
-        config: HttpConfig,
-    ) -> Arc<AppState> {
-        AppState::with_clock(pipeline, store, photos, tenants, config, Arc::new(SystemClock))
-    }
-
-    /// The same, judging consent by `clock`.
-    pub fn with_clock(
-        pipeline: Arc<Pipeline>,
-        store: likeness_store::Store,
-        photos: likeness_photos::PhotoLibrary,
-        tenants: Vec<Tenant>,
-        config: HttpConfig,
-        clock: Arc<dyn Clock>,
-    ) -> Arc<AppState> {
-        let backends = likeness_backends::Backends::default();
-        AppState::from_parts(Parts { pipeline, store, photos, tenants, config, clock, backends })
-    }
-
     pub fn from_parts(p: Parts) -> Arc<AppState> {
         let config = p.config;
         let running = config.max_concurrent_generations.max(1);
@@ -193,6 +177,7 @@ impl AppState {
             pipeline: p.pipeline,
             store: p.store,
             photos: Arc::new(p.photos),
+            web: p.web,
             tenants: p.tenants,
             config,
             clock: p.clock,

@@ -20,8 +20,14 @@
 //!
 //! Photos stay in memory. Access tokens are never logged, stored or put in
 //! an error message.
+//!
+//! [`web`] fetches images anyone names by URL, for the public detection
+//! API, under stricter rules: any public host, never a private one.
 
 use std::time::Duration;
+
+pub mod web;
+pub use web::{WebConfig, WebError, WebImages};
 
 use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use url::Url;

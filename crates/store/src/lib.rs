@@ -4,8 +4,9 @@
 //!
 //! What is stored: manifests of signed outputs (for the soft-binding
 //! resolver), photo-access grants, subjects and their enrolled face
-//! embeddings, consent receipts, the hash-chained decision log and the
-//! review queue. Never reference photos.
+//! embeddings, consent receipts, the hash-chained decision log, the
+//! review queue and feedback on the detection tool's verdicts. Never
+//! reference photos, never an image sent to be verified.
 //!
 //! Nothing here caches: every consent question is asked of the database at
 //! the moment it matters, so a revocation through one replica holds on every
@@ -14,6 +15,7 @@
 mod audit;
 mod confirmation;
 mod consent;
+mod feedback;
 mod reviews;
 mod sealed;
 
@@ -23,6 +25,7 @@ pub use audit::{
 };
 pub use confirmation::{Confirmed, Reissued, SubjectAccess, SubjectEvent, SubjectUse};
 pub use consent::{ConsentCheck, GenerationRecord, NotRecorded, ReceiptRecord, Revoked};
+pub use feedback::{Feedback, FeedbackChoice};
 pub use reviews::{Resolution, Resolved, Review, ReviewStatus};
 pub use sealed::EmbeddingKey;
 
@@ -255,6 +258,21 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
                 PRIMARY KEY (subject_id, receipt_id)
             )",
             "CREATE INDEX manifests_by_request ON manifests (request_id)",
+        ],
+    ),
+    (
+        6,
+        &[
+            // Feedback on the public detection tool's verdicts: no image,
+            // no URL, no address.
+            "CREATE TABLE verify_feedback (
+                id TEXT PRIMARY KEY,
+                verdict_id TEXT NOT NULL,
+                choice TEXT NOT NULL,
+                comment TEXT NOT NULL,
+                received_at_ms BIGINT NOT NULL
+            )",
+            "CREATE INDEX verify_feedback_by_time ON verify_feedback (received_at_ms)",
         ],
     ),
 ];

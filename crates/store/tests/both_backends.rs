@@ -4,8 +4,8 @@
 
 use likeness_consent::{Actor, Confirmation, ConfirmationRule, ConsentError, Grant, Purpose, Relationship, Subject};
 use likeness_store::{
-    Backend, Confirmed, DecisionRecord, GenerationRecord, Kind, ManifestRecord, NotRecorded, ReceiptRecord, Reissued,
-    Revoked, SoftBindingRecord, Store,
+    Backend, Confirmed, DecisionRecord, Feedback, FeedbackChoice, GenerationRecord, Kind, ManifestRecord, NotRecorded,
+    ReceiptRecord, Reissued, Revoked, SoftBindingRecord, Store,
 };
 
 fn manifest(n: u8) -> ManifestRecord {
@@ -36,6 +36,42 @@ async fn cases(store: &Store, url: &str) {
     consent_cases(store).await;
     confirmation_cases(store).await;
     a_revocation_waits_for_a_recording_in_progress(store, url).await;
+    feedback_cases(store).await;
+}
+
+/// Feedback on verdicts: stored, listed oldest first from a time, and
+/// deleted once older than the retention.
+async fn feedback_cases(store: &Store) {
+    let piece = |n: i64, choice| Feedback {
+        id: format!("fb_{n}"),
+        verdict_id: format!("req_{n}"),
+        choice,
+        comment: format!("comment {n}: \u{e9}t\u{e9} \u{1f600}"),
+        received_at_ms: 1_000 * n,
+    };
+    for (n, choice) in [(1, FeedbackChoice::Correct), (2, FeedbackChoice::Incorrect), (3, FeedbackChoice::Unclear)] {
+        store.put_feedback(&piece(n, choice), 0).await.unwrap();
+    }
+    let all = store.feedback(0, None, 10).await.unwrap();
+    assert_eq!(
+        all,
+        [piece(1, FeedbackChoice::Correct), piece(2, FeedbackChoice::Incorrect), piece(3, FeedbackChoice::Unclear)]
+    );
+    assert_eq!(store.feedback(2_000, None, 10).await.unwrap().len(), 2);
+    assert_eq!(store.feedback(0, None, 1).await.unwrap(), [all[0].clone()]);
+    // Pages go on after the last one seen, even at the same time.
+    let mut same_time = piece(5, FeedbackChoice::Unclear);
+    same_time.received_at_ms = all[1].received_at_ms;
+    store.put_feedback(&same_time, 0).await.unwrap();
+    let next = store.feedback(0, Some((all[1].received_at_ms, &all[1].id)), 10).await.unwrap();
+    let ids: Vec<&str> = next.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(ids, ["fb_5", "fb_3"]);
+    // Storing with a retention boundary deletes what is older.
+    store.put_feedback(&piece(4, FeedbackChoice::Correct), 2_500).await.unwrap();
+    let kept: Vec<String> = store.feedback(0, None, 10).await.unwrap().into_iter().map(|f| f.id).collect();
+    assert_eq!(kept, ["fb_3", "fb_4"]);
+    // An id is never stored twice.
+    assert!(store.put_feedback(&piece(4, FeedbackChoice::Correct), 0).await.is_err());
 }
 
 /// The resolver's lookups: by (alg, value), newest first, bounded; a

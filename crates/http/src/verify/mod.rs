@@ -9,16 +9,19 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest as _, Multipart, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::extract::{Extension, FromRequest as _, Multipart, Request, State};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use likeness_codes::ErrorCode;
 use likeness_provenance::{TrustState, Verification};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::request_id::RequestId;
 use crate::state::AppState;
+
+pub(crate) mod feedback;
 
 /// The verify page: one self-contained file, its script and styles inline
 /// (no CDN, no build step), served by the binary.
@@ -53,6 +56,8 @@ pub(crate) async fn page() -> Response {
 
 #[derive(Serialize)]
 pub(crate) struct VerifyAnswer {
+    /// This answer's id (the request id): what feedback on it names.
+    verdict_id: String,
     /// The verdict in plain words.
     verdict: String,
     /// `credentials` (a manifest in the file), `watermark` (recovered through
@@ -80,16 +85,22 @@ struct Recovered {
     credentials: Verification,
 }
 
-pub(crate) async fn verify(State(state): State<Arc<AppState>>, req: Request) -> Result<Json<VerifyAnswer>, ApiError> {
+pub(crate) async fn verify(
+    State(state): State<Arc<AppState>>,
+    Extension(request): Extension<RequestId>,
+    req: Request,
+) -> Result<Json<VerifyAnswer>, ApiError> {
     let headers = req.headers().clone();
-    let bytes = if is_multipart(&headers) {
-        read_form(&state, req).await?
-    } else {
-        crate::resolver::require_image(&headers)?;
-        crate::resolver::read_upload(&state, &headers, req.into_body()).await?
+    let bytes = match crate::body::media_type(&headers).as_str() {
+        "multipart/form-data" => read_form(&state, req).await?,
+        "application/json" => fetch_url(&state, req).await?,
+        _ => {
+            crate::resolver::require_image(&headers)?;
+            crate::resolver::read_upload(&state, &headers, req.into_body()).await?
+        }
     };
     if bytes.is_empty() {
-        return Err(ApiError::new(ErrorCode::ResolverInvalidQuery, "the body is empty; send the image"));
+        return Err(ApiError::new(ErrorCode::ResolverInvalidQuery, "the image is empty"));
     }
     let verifier = state.verifier.clone().map_err(|e| ApiError::new(ErrorCode::Internal, e))?;
     let slot = crate::resolver::detection_slot(&state).await?;
@@ -131,7 +142,11 @@ pub(crate) async fn verify(State(state): State<Arc<AppState>>, req: Request) -> 
         "none"
     };
     let verdict = verdict(credentials.as_ref(), recovered.as_ref(), mark.is_some());
+    // What was answered, under the request id a person's feedback names;
+    // never the image, its URL or anything in it.
+    tracing::info!(source, watermark = mark.is_some(), "verdict");
     Ok(Json(VerifyAnswer {
+        verdict_id: request.0,
         verdict,
         source,
         credentials,
@@ -140,8 +155,42 @@ pub(crate) async fn verify(State(state): State<Arc<AppState>>, req: Request) -> 
     }))
 }
 
-fn is_multipart(headers: &HeaderMap) -> bool {
-    crate::body::media_type(headers) == "multipart/form-data"
+/// `{"url": "https://..."}`: the image on the public web, fetched with the
+/// SSRF guards of [`likeness_photos::web`] and the bounds of an upload (its
+/// slot among the uploads in flight, the decode byte limit).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UrlQuery {
+    url: String,
+}
+
+/// The most a public JSON body (a URL, feedback) may hold.
+const MAX_SMALL_BODY: usize = 16 * 1024;
+
+/// A small JSON body from anyone: at most [`MAX_SMALL_BODY`] bytes, within
+/// the upload timeout.
+pub(crate) async fn small_json<T: serde::de::DeserializeOwned>(state: &AppState, req: Request) -> Result<T, ApiError> {
+    if crate::body::media_type(req.headers()) != "application/json" {
+        return Err(ApiError::new(
+            ErrorCode::RequestUnsupportedMediaType,
+            "send the body as JSON with Content-Type: application/json",
+        ));
+    }
+    let timeout = state.config.resolver.upload_timeout;
+    let body = crate::body::read(req.into_body(), MAX_SMALL_BODY, timeout, || {
+        ApiError::new(ErrorCode::RequestTooLarge, format!("this body is at most {MAX_SMALL_BODY} bytes"))
+    })
+    .await?;
+    let Json(value) = Json::<T>::from_bytes(&body)?;
+    Ok(value)
+}
+
+async fn fetch_url(state: &Arc<AppState>, req: Request) -> Result<Bytes, ApiError> {
+    let query: UrlQuery = small_json(state, req).await?;
+    let limit = state.pipeline.limits().decode.max_bytes;
+    let _receiving = state.uploads.clone().try_acquire_owned().map_err(|_| crate::resolver::busy())?;
+    let fetched = state.web.fetch(&query.url, limit).await.map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+    Ok(Bytes::from(fetched.bytes))
 }
 
 /// Credentials that still hold for this file: well signed and matching it.

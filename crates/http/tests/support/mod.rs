@@ -108,6 +108,7 @@ impl App {
             pipeline,
             store,
             photos,
+            web: likeness_photos::WebImages::new(setup.web).unwrap(),
             tenants,
             config,
             clock: clock.clone(),
@@ -153,6 +154,9 @@ pub struct Setup {
     pub database: Option<String>,
     pub default_backend: Option<String>,
     pub tenant: Option<fn(&mut Tenant)>,
+    /// How `POST /v1/verify` fetches a URL (the test exempts its loopback
+    /// servers from the public-address rule).
+    pub web: likeness_photos::WebConfig,
 }
 
 pub async fn json(resp: Response<Body>) -> (u16, Value) {
