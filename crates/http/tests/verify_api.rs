@@ -84,6 +84,26 @@ async fn the_detection_api_reads_credentials_recovers_them_from_the_watermark_an
     assert_eq!((status, code(&body)), (400, "resolver.invalid_query"), "{body}");
 }
 
+/// `n` chunks of 1 MiB with no length announced (sent chunked), so the cut
+/// is made while reading, not on `Content-Length`.
+struct Endless(usize);
+
+impl http_body::Body for Endless {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if self.0 == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        self.0 -= 1;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(vec![0u8; 1 << 20].into()))))
+    }
+}
+
 /// A loopback web server for `{"url": ...}`: images by path, redirects of
 /// every kind, an error, a huge answer and a slow one.
 async fn web_server(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
@@ -107,6 +127,7 @@ async fn web_server(files: Vec<(&'static str, Vec<u8>)>) -> u16 {
                 "/to-http" => redirect("http://example.com/x.jpg".into()),
                 "/missing" => StatusCode::NOT_FOUND.into_response(),
                 "/huge" => vec![0u8; 26 * 1024 * 1024].into_response(),
+                "/huge-streamed" => axum::body::Body::new(Endless(26)).into_response(),
                 "/slow" => {
                     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
                     StatusCode::OK.into_response()
@@ -202,6 +223,7 @@ async fn an_image_is_checked_by_url_and_no_url_reaches_a_private_address() {
         ("/missing", 502, "verify.url_unavailable"),
         ("/slow", 502, "verify.url_unavailable"),
         ("/huge", 413, "resolver.image_too_large"),
+        ("/huge-streamed", 413, "resolver.image_too_large"),
     ];
     for (url, want_status, want_code) in cases {
         let url = if url.starts_with('/') { format!("{base}{url}") } else { url.to_string() };
