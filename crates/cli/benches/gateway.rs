@@ -226,8 +226,11 @@ fn backend_overhead(root: &std::path::Path, pixels: &image::RgbImage, quick: boo
     let png = std::sync::Arc::new(likeness_media::encode(pixels, OutputFormat::Png).unwrap());
     let fake = FakeBackend::openai("sk-bench");
     fake.behave(Behaviour::Fixed(png.clone()));
+    // LIKENESS_BENCH_CONFIG: TOML added to this server's config, to compare
+    // settings (e.g. "[vision]\nsessions = 1") in one run of the same build.
+    let extra = std::env::var("LIKENESS_BENCH_CONFIG").unwrap_or_default();
     let config = format!(
-        "[[backends]]\nname = \"instant\"\ntype = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"BENCH_OPENAI_KEY\"\nmodel = \"gpt-image-1\"\nmax_concurrent = 8\n",
+        "{extra}\n[[backends]]\nname = \"instant\"\ntype = \"openai\"\nbase_url = \"{}\"\napi_key_env = \"BENCH_OPENAI_KEY\"\nmodel = \"gpt-image-1\"\nmax_concurrent = 8\n",
         fake.base
     );
     let (mut child, base, key, _dir) = serve(root, &config, &[("BENCH_OPENAI_KEY", "sk-bench")]);

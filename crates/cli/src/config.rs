@@ -401,7 +401,12 @@ pub struct VisionSettings {
     /// P(age < 18) at or above which an enrollment photo is a possible
     /// minor's. Generation uses the policy's `minor_threshold`.
     pub minor_threshold: f32,
-    /// Sessions per model (images analysed at once).
+    /// Sessions per model: how many images one model analyses at once.
+    /// Each holds its own copy of the weights and its own working memory.
+    /// The default, one per two cores, costs no throughput: a request spends
+    /// its vision time across four models, so two requests rarely wait for
+    /// the same one. Measured on 2 cores: 349 MB peak at 11.0 requests/s
+    /// with one session, 556 MB at 11.5 with two.
     pub sessions: usize,
 }
 
@@ -414,7 +419,7 @@ impl Default for VisionSettings {
             gallery: None,
             match_threshold: t.match_distance,
             minor_threshold: t.minor,
-            sessions: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            sessions: std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2)),
         }
     }
 }

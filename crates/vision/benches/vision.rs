@@ -48,7 +48,7 @@ fn main() {
     let faces = vision.detect(&img).unwrap();
     assert_eq!(faces.len(), 1);
     let rows = [
-        ("face detection (CenterFace, 640 px)", p50(time(30, || vision.detect(&img).unwrap()))),
+        ("face detection (all turns: 640 px upright, 384 turned)", p50(time(30, || vision.detect(&img).unwrap()))),
         (
             "alignment (two chips)",
             p50(time(30, || {

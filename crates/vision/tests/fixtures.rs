@@ -218,3 +218,40 @@ fn an_image_with_more_faces_than_are_checked_is_refused_whole() {
         other => panic!("expected TooManyFaces, got {:?}", other.map(|a| a.faces.len())),
     }
 }
+
+/// A generated output is checked for faces too, at a lower resolution than
+/// what users send: a face 40 px wide in a 1024x1024 output (here Obama's,
+/// scaled down and pasted into a scene) must still be found, where it is.
+#[test]
+fn a_face_40_px_wide_in_a_1024_output_is_found() {
+    let read = |name: &str| {
+        let bytes = std::fs::read(root().join("fixtures").join(name)).unwrap();
+        likeness_media::decode(&bytes, None, &Default::default()).unwrap().pixels
+    };
+    let portrait = read("faces/obama.jpg");
+    let face = vision().analyze(&portrait).unwrap().faces[0].bbox;
+    for width in [40.0f32, 48.0] {
+        let scale = width / face[2];
+        let (w, h) =
+            ((portrait.width() as f32 * scale).round() as u32, (portrait.height() as f32 * scale).round() as u32);
+        let small = image::imageops::resize(&portrait, w, h, image::imageops::FilterType::Triangle);
+        let mut output =
+            image::imageops::resize(&read("scenes/coffee.png"), 1024, 1024, image::imageops::FilterType::Triangle);
+        let (ox, oy) = (700i64, 260i64);
+        image::imageops::overlay(&mut output, &small, ox, oy);
+        let found = vision().analyze_output(&output).unwrap();
+        let expected = [ox as f32 + face[0] * scale, oy as f32 + face[1] * scale];
+        let near: Vec<_> = found
+            .faces
+            .iter()
+            .filter(|f| (f.bbox[0] - expected[0]).abs() < 12.0 && (f.bbox[1] - expected[1]).abs() < 12.0)
+            .collect();
+        assert_eq!(
+            near.len(),
+            1,
+            "{width} px: {:?}",
+            found.faces.iter().map(|f| (f.bbox, f.score)).collect::<Vec<_>>()
+        );
+        assert!((near[0].bbox[2] - width).abs() < 0.35 * width, "{width} px: box {:?}", near[0].bbox);
+    }
+}
