@@ -14,6 +14,47 @@ pub struct Detection {
     pub landmarks: [[f32; 2]; 5],
 }
 
+/// `img` scaled to `w`x`h` (smaller): a box average by the largest whole
+/// factor that stays at or above the target, then a triangle filter for the
+/// rest. It looks like the triangle filter alone (both average every source
+/// pixel) at a fraction of its cost on large images, where the triangle
+/// filter's wide kernel is what costs.
+pub fn shrink(img: &RgbImage, w: u32, h: u32) -> RgbImage {
+    let k = (img.width() / w.max(1)).min(img.height() / h.max(1));
+    if k < 2 {
+        return image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
+    }
+    let (bw, bh) = (img.width() / k, img.height() / k);
+    let src = img.as_raw();
+    let stride = img.width() as usize * 3;
+    let mut boxed = vec![0u8; bw as usize * bh as usize * 3];
+    let mut row = vec![0u32; bw as usize * 3];
+    let area = k * k;
+    for by in 0..bh as usize {
+        row.iter_mut().for_each(|v| *v = 0);
+        for y in by * k as usize..(by + 1) * k as usize {
+            let line = &src[y * stride..y * stride + bw as usize * k as usize * 3];
+            for (bx, block) in line.chunks_exact(k as usize * 3).enumerate() {
+                for px in block.chunks_exact(3) {
+                    row[bx * 3] += u32::from(px[0]);
+                    row[bx * 3 + 1] += u32::from(px[1]);
+                    row[bx * 3 + 2] += u32::from(px[2]);
+                }
+            }
+        }
+        let out = &mut boxed[by * bw as usize * 3..(by + 1) * bw as usize * 3];
+        for (o, sum) in out.iter_mut().zip(&row) {
+            *o = ((sum + area / 2) / area) as u8;
+        }
+    }
+    let boxed = RgbImage::from_raw(bw, bh, boxed).expect("a buffer of the image's size");
+    if (bw, bh) == (w, h) {
+        boxed
+    } else {
+        image::imageops::resize(&boxed, w, h, image::imageops::FilterType::Triangle)
+    }
+}
+
 /// The network input for an image: longer side at most `max_side`, each side
 /// padded up to a multiple of 32. Returns the NCHW data, its (H, W) and the
 /// scale from original to network pixels.
@@ -25,7 +66,7 @@ pub fn prepare(img: &RgbImage, max_side: u32) -> (Vec<f32>, usize, usize, f32) {
     let src = if (rw, rh) == (w, h) {
         img
     } else {
-        resized = image::imageops::resize(img, rw, rh, image::imageops::FilterType::Triangle);
+        resized = shrink(img, rw, rh);
         &resized
     };
     let (nw, nh) = ((rw as usize).div_ceil(32) * 32, (rh as usize).div_ceil(32) * 32);
@@ -286,6 +327,26 @@ mod tests {
         // Network coordinates: centre (14, 10), size 16; scale 0.5 doubles them.
         assert_eq!(b, [12.0, 4.0, 32.0, 32.0]);
         assert_eq!(d[0].landmarks[0], [28.0, 20.0]);
+    }
+
+    #[test]
+    fn shrinking_averages_every_pixel_and_keeps_the_size_asked() {
+        // A fine checkerboard averages to mid-grey; a flat image stays flat.
+        let board = RgbImage::from_fn(1024, 768, |x, y| {
+            if (x + y) % 2 == 0 {
+                image::Rgb([0, 0, 0])
+            } else {
+                image::Rgb([255, 255, 255])
+            }
+        });
+        for (w, h) in [(256, 192), (480, 360), (300, 200), (1000, 700)] {
+            let small = shrink(&board, w, h);
+            assert_eq!(small.dimensions(), (w, h));
+            let mean = small.pixels().map(|p| f64::from(p[0])).sum::<f64>() / f64::from(w * h);
+            assert!((mean - 127.5).abs() < 3.0, "{w}x{h}: mean {mean}");
+        }
+        let flat = RgbImage::from_pixel(1024, 1024, image::Rgb([10, 200, 90]));
+        assert!(shrink(&flat, 256, 256).pixels().all(|p| p.0 == [10, 200, 90]));
     }
 
     #[test]

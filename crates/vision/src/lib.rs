@@ -357,7 +357,7 @@ impl Vision {
 
     pub fn nsfw(&self, img: &RgbImage) -> Result<f32, VisionError> {
         // The reference pre-processing: 256x256, a JPEG round trip, centre crop 224.
-        let small = image::imageops::resize(img, 256, 256, image::imageops::FilterType::Triangle);
+        let small = detect::shrink(img, 256, 256);
         let jpeg = likeness_media::encode(&small, likeness_media::OutputFormat::Jpeg { quality: 75 })
             .map_err(|e| VisionError::Inference { model: "nsfw", message: e.to_string() })?;
         let small = likeness_media::decode(&jpeg, None, &likeness_media::DecodeLimits::default())
