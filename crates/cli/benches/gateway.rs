@@ -301,6 +301,29 @@ fn backend_overhead(root: &std::path::Path, pixels: &image::RgbImage, quick: boo
     if let Some(mb) = common::peak_rss_mb(child.id()) {
         println!("{:<44} {mb:.0} MB", "peak resident memory (server, VmHWM)");
     }
+    // Where the server's time went over all of the above, by its own
+    // /metrics: mean per step and per model run (CPU time, not latency).
+    let metrics = client().get(format!("{base}/metrics")).bearer_auth(&key).send().unwrap().text().unwrap();
+    println!("mean time per step, from the server's /metrics (all requests above):");
+    for (family, label) in [("likeness_stage_duration_seconds", "stage"), ("likeness_model_inference_seconds", "model")]
+    {
+        let value = |suffix: &str, name: &str| -> Option<f64> {
+            let prefix = format!("{family}_{suffix}{{{label}=\"{name}\"}} ");
+            metrics.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok())
+        };
+        let names: Vec<String> = metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{family}_count{{{label}=\"")))
+            .filter_map(|rest| rest.split_once('"').map(|(name, _)| name.to_string()))
+            .collect();
+        for name in names {
+            if let (Some(sum), Some(count)) = (value("sum", &name), value("count", &name)) {
+                if count > 0.0 {
+                    println!("  {:<42} {:>8.2} ms   (n={count})", format!("{label} {name}"), 1000.0 * sum / count);
+                }
+            }
+        }
+    }
     let _ = child.kill();
     let _ = child.wait();
 }
