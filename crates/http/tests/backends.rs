@@ -265,4 +265,11 @@ async fn the_openai_door_edits_one_or_several_images_and_refuses_in_openais_shap
     let (status, e) = json(openai_call(&app, "/v1/images/edits", &ct, body, &[("x-likeness-user", "u")]).await).await;
     assert_eq!(status, 422, "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains("mask"));
+    // Not a form: the body's type is wrong (415), as JSON's routes answer.
+    for content_type in ["application/json", "multipart/form-data"] {
+        let body = br#"{"prompt": "x"}"#.to_vec();
+        let (status, e) =
+            json(openai_call(&app, "/v1/images/edits", content_type, body, &[("x-likeness-user", "u")]).await).await;
+        assert_eq!((status, e["error"]["code"].as_str()), (415, Some("request.unsupported_media_type")), "{e}");
+    }
 }

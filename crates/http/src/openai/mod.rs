@@ -49,7 +49,15 @@ pub(crate) async fn edits(
     Extension(admitted): Extension<Admitted>,
     form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let form = form.map_err(|e| ApiError::new(ErrorCode::RequestMalformed, e.body_text()))?;
+    let form = form.map_err(|e| match e {
+        // Not a form at all (another content type, or no boundary): the
+        // body's type is what is wrong, as for JSON sent to a JSON route.
+        axum::extract::multipart::MultipartRejection::InvalidBoundary(_) => ApiError::new(
+            ErrorCode::RequestUnsupportedMediaType,
+            "send the edit as a multipart/form-data form, as OpenAI's API takes it",
+        ),
+        other => ApiError::new(ErrorCode::RequestMalformed, other.body_text()),
+    })?;
     let form = EditForm::read(form, state.pipeline.limits().max_references).await?;
     let personal = Personal::from_headers(&headers, form.common.user.as_deref())?;
     let order = form.into_order(request_id, personal, &state)?;
