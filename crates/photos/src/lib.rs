@@ -417,7 +417,7 @@ impl PhotoLibrary {
 }
 
 /// The body of a successful answer, within `limit` bytes; failures mapped.
-async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<(Option<String>, Vec<u8>), PhotoError> {
+async fn read_body(resp: reqwest::Response, limit: usize) -> Result<(Option<String>, Vec<u8>), PhotoError> {
     let status = resp.status().as_u16();
     match status {
         200..=299 => {}
@@ -427,17 +427,33 @@ async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<(Option<
         400..=499 => return Err(PhotoError::Rejected { status }),
         _ => return Err(PhotoError::Unavailable(format!("HTTP {status}"))),
     }
+    let cut = |c| match c {
+        Cut::TooLarge => PhotoError::TooLarge { limit },
+        Cut::Broken(m) => PhotoError::Unavailable(m),
+    };
+    read_bounded(resp, limit).await.map_err(cut)
+}
+
+/// Why a bounded read stopped.
+enum Cut {
+    TooLarge,
+    Broken(String),
+}
+
+/// An answer's declared media type and body, at most `limit` bytes:
+/// refused on a larger `Content-Length`, cut while reading past it.
+async fn read_bounded(mut resp: reqwest::Response, limit: usize) -> Result<(Option<String>, Vec<u8>), Cut> {
     let declared_len =
         resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared_len.is_some_and(|n| n > limit as u64) {
-        return Err(PhotoError::TooLarge { limit });
+        return Err(Cut::TooLarge);
     }
     let content_type =
         resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_ascii_lowercase());
-    let mut bytes = Vec::with_capacity(declared_len.map_or(64 * 1024, |n| n as usize));
-    while let Some(chunk) = resp.chunk().await.map_err(|e| PhotoError::Unavailable(describe(&e)))? {
+    let mut bytes = Vec::with_capacity(declared_len.map_or(64 * 1024, |n| n.min(limit as u64) as usize));
+    while let Some(chunk) = resp.chunk().await.map_err(|e| Cut::Broken(describe(&e)))? {
         if bytes.len() + chunk.len() > limit {
-            return Err(PhotoError::TooLarge { limit });
+            return Err(Cut::TooLarge);
         }
         bytes.extend_from_slice(&chunk);
     }

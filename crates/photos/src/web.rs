@@ -25,10 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::header::LOCATION;
 use url::Url;
 
-use crate::{describe, parse_allowed, AllowedHost, Fetched};
+use crate::{describe, parse_allowed, read_bounded, AllowedHost, Cut, Fetched};
 
 /// Redirects followed at most.
 pub const MAX_REDIRECTS: usize = 5;
@@ -186,25 +186,16 @@ impl WebImages {
 }
 
 /// The body of a successful answer, within `limit` bytes.
-async fn read(mut resp: reqwest::Response, limit: usize) -> Result<Fetched, WebError> {
+async fn read(resp: reqwest::Response, limit: usize) -> Result<Fetched, WebError> {
     let status = resp.status().as_u16();
     if !(200..=299).contains(&status) {
         return Err(WebError::Refused { status });
     }
-    let declared = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(WebError::TooLarge { limit });
+    match read_bounded(resp, limit).await {
+        Ok((content_type, bytes)) => Ok(Fetched { bytes, content_type }),
+        Err(Cut::TooLarge) => Err(WebError::TooLarge { limit }),
+        Err(Cut::Broken(m)) => Err(WebError::Unavailable(m)),
     }
-    let content_type =
-        resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_ascii_lowercase());
-    let mut bytes = Vec::with_capacity(declared.map_or(64 * 1024, |n| n as usize));
-    while let Some(chunk) = resp.chunk().await.map_err(|e| WebError::Unavailable(describe(&e)))? {
-        if bytes.len() + chunk.len() > limit {
-            return Err(WebError::TooLarge { limit });
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(Fetched { bytes, content_type })
 }
 
 /// Resolves names with the system resolver, then keeps only public
