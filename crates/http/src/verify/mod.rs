@@ -1,5 +1,6 @@
-//! `POST /v1/verify`: the public detection API. Anyone sends an image and
-//! learns what its Content Credentials say, checked against the gateway's
+//! `POST /v1/verify`: the public detection API. Anyone sends an image (the
+//! body, a form's `file`, or `{"url": ...}` on a public host) and learns
+//! what its Content Credentials say, checked against the gateway's
 //! trust anchors, and, when they were stripped, what the invisible
 //! watermark recovers from this gateway's own records. Public and
 //! rate-limited like the resolver, with its upload limits; nothing sent is
