@@ -103,7 +103,8 @@ fn a_turned_photo_still_shows_the_same_man() {
     // upside down, the face is found weakly, so it is.
     let a = vision().analyze_output(&image::imageops::rotate180(&img)).unwrap();
     assert_eq!(a.faces.len(), 1);
-    assert!(a.faces[0].embedding.distance_to(&other.0) < 0.55);
+    let d = a.faces[0].embedding.distance_to(&other.0);
+    assert!(d < 0.55, "an output upside down: distance {d} to his other photo");
     // Upright and clear, one search is enough, and finds the same.
     let upright = vision().analyze_output(&img).unwrap();
     assert_eq!(upright.faces.len(), 1);
