@@ -59,7 +59,9 @@ pub enum Search {
     EveryTurn,
     /// Upright, and turned too when the upright search is unsure: a
     /// candidate scored between [`UNSURE_FLOOR`] and [`SURE`] (a face
-    /// upside down is found weakly). For generated outputs, where four
+    /// upside down is found weakly), or a face whose landmarks do not have
+    /// a face's proportions (the int8 detector finds an upside-down face
+    /// with a sure score and squeezed landmarks). For generated outputs, where four
     /// runs on every image would cost more than the check is worth; a turned
     /// face the upright search misses entirely is not looked for.
     TurnsWhenUnsure,
@@ -74,13 +76,15 @@ pub const SURE: f32 = 0.8;
 /// Images are scaled down to it, never up.
 pub const DETECT_SIDE: u32 = 640;
 /// The same in generated outputs, at 56% of the cost of 640. A face 40 px
-/// wide in a 1024x1024 output is found at 384 and missed at 288 (a test
-/// holds it); 480 keeps a margin for faces a style makes harder to see.
+/// wide in a 1024x1024 output is found at 384 (int8 and float models) and
+/// was missed at 288 (float; a test holds it); 480 keeps a margin for faces
+/// a style makes harder to see.
 pub const OUTPUT_DETECT_SIDE: u32 = 480;
 /// The same for the turned searches, which are there for faces turned to
 /// hide from the upright search: a person turns the whole photo, not a
-/// small face in it. The turned fixture is still matched at 320 and lost
-/// at 224; 384 keeps a margin at a third of the cost of 640.
+/// small face in it. The turned fixture is still matched at 320 (int8 and
+/// float) and was lost at 224 (float); 384 keeps a margin at a third of the
+/// cost of 640.
 pub const TURNED_DETECT_SIDE: u32 = 384;
 
 /// Faces checked per image. An image with more is refused as a whole: a
@@ -299,7 +303,9 @@ impl Vision {
         let upright = self.detect_upright(img, threshold.min(UNSURE_FLOOR), side)?;
         let turn = match search {
             Search::EveryTurn => true,
-            Search::TurnsWhenUnsure => upright.iter().any(|d| d.score < SURE),
+            // Unsure: a weak candidate, or a face whose landmarks have no
+            // face's proportions (a face turned, found with squeezed eyes).
+            Search::TurnsWhenUnsure => upright.iter().any(|d| d.score < SURE || !detect::plausible(d)),
         };
         let mut all = upright;
         if turn {
