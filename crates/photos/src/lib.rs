@@ -396,12 +396,7 @@ impl PhotoLibrary {
             if !resp.status().is_redirection() {
                 break resp;
             }
-            let location = resp
-                .headers()
-                .get(LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .ok_or_else(|| PhotoError::Unavailable(format!("HTTP {} without a Location", resp.status())))?;
-            let next = url.join(location).map_err(|e| PhotoError::Unavailable(format!("bad redirect: {e}")))?;
+            let next = redirect_target(&resp, &url).map_err(PhotoError::Unavailable)?;
             if next.origin() != origin {
                 let to = next.host_str().unwrap_or("?").to_string();
                 return Err(PhotoError::RedirectElsewhere { to });
@@ -432,6 +427,16 @@ async fn read_body(resp: reqwest::Response, limit: usize) -> Result<(Option<Stri
         Cut::Broken(m) => PhotoError::Unavailable(m),
     };
     read_bounded(resp, limit).await.map_err(cut)
+}
+
+/// Where a redirect points, resolved against the URL that answered it.
+fn redirect_target(resp: &reqwest::Response, url: &Url) -> Result<Url, String> {
+    let location = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .ok_or_else(|| format!("HTTP {} without a Location", resp.status()))?;
+    url.join(location).map_err(|e| format!("bad redirect: {e}"))
 }
 
 /// Why a bounded read stopped.

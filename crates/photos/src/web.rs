@@ -25,10 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::LOCATION;
 use url::Url;
 
-use crate::{describe, parse_allowed, read_bounded, AllowedHost, Cut, Fetched};
+use crate::{describe, parse_allowed, read_bounded, redirect_target, AllowedHost, Cut, Fetched};
 
 /// Redirects followed at most.
 pub const MAX_REDIRECTS: usize = 5;
@@ -114,12 +113,7 @@ impl WebImages {
                 if !resp.status().is_redirection() {
                     break resp;
                 }
-                let location = resp
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|l| l.to_str().ok())
-                    .ok_or_else(|| WebError::Unavailable(format!("HTTP {} without a Location", resp.status())))?;
-                let next = url.join(location).map_err(|e| WebError::Unavailable(format!("bad redirect: {e}")))?;
+                let next = redirect_target(&resp, &url).map_err(WebError::Unavailable)?;
                 hops += 1;
                 if hops > MAX_REDIRECTS {
                     return Err(WebError::Unavailable(format!("more than {MAX_REDIRECTS} redirects")));
