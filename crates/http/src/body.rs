@@ -64,16 +64,38 @@ pub(crate) async fn read_json(
 ) -> Result<Bytes, ApiError> {
     let media = media_type(headers);
     if !(media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))) {
-        return Err(ApiError::new(
-            ErrorCode::RequestUnsupportedMediaType,
-            "send the body as JSON with Content-Type: application/json",
-        ));
+        return Err(not_json());
     }
     let limit = state.config.max_body_bytes;
     read(body, limit, state.config.server.body_timeout, || {
         ApiError::new(ErrorCode::RequestTooLarge, "the request body is over the size limit")
     })
     .await
+}
+
+/// The most a public JSON body (a URL to verify, feedback) may hold.
+const MAX_SMALL_BODY: usize = 16 * 1024;
+
+/// A small JSON body from anyone (`application/json` only): at most
+/// [`MAX_SMALL_BODY`] bytes, within the resolver's upload timeout.
+pub(crate) async fn read_small_json<T: serde::de::DeserializeOwned>(
+    state: &crate::state::AppState,
+    req: axum::extract::Request,
+) -> Result<T, ApiError> {
+    if media_type(req.headers()) != "application/json" {
+        return Err(not_json());
+    }
+    let timeout = state.config.resolver.upload_timeout;
+    let body = read(req.into_body(), MAX_SMALL_BODY, timeout, || {
+        ApiError::new(ErrorCode::RequestTooLarge, format!("this body is at most {MAX_SMALL_BODY} bytes"))
+    })
+    .await?;
+    let axum::Json(value) = axum::Json::<T>::from_bytes(&body)?;
+    Ok(value)
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(ErrorCode::RequestUnsupportedMediaType, "send the body as JSON with Content-Type: application/json")
 }
 
 /// The request's media type, lower case, without parameters (empty when

@@ -182,6 +182,16 @@ struct AllowedHost {
     port: Option<u16>,
 }
 
+impl AllowedHost {
+    /// Whether `url` is on this host and port (without a port: the
+    /// scheme's default).
+    fn matches(&self, url: &Url) -> bool {
+        let port = url.port_or_known_default();
+        url.host_str().is_some_and(|h| h.eq_ignore_ascii_case(&self.host))
+            && self.port.map_or_else(|| port == default_port(url.scheme()), |p| Some(p) == port)
+    }
+}
+
 /// A client for photo providers, shared by all requests.
 pub struct PhotoLibrary {
     client: reqwest::Client,
@@ -242,7 +252,6 @@ impl PhotoLibrary {
             return Err(PhotoError::InvalidUrl(format!("{}:// is not allowed: use https", url.scheme())));
         }
         let host = url.host_str().ok_or_else(|| PhotoError::InvalidUrl("no host".into()))?.to_ascii_lowercase();
-        let port = url.port_or_known_default();
         let shown = match url.port() {
             Some(p) => format!("{host}:{p}"),
             None => host.clone(),
@@ -258,11 +267,7 @@ impl PhotoLibrary {
                 url.scheme()
             )));
         }
-        let allowed = self
-            .allowed
-            .iter()
-            .any(|a| a.host == host && a.port.map_or_else(|| port == default_port(url.scheme()), |p| Some(p) == port));
-        if !allowed {
+        if !self.allowed.iter().any(|a| a.matches(url)) {
             return Err(PhotoError::HostNotAllowed { host: shown });
         }
         Ok(())

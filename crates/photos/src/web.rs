@@ -129,14 +129,7 @@ impl WebImages {
     }
 
     fn is_exempt(&self, url: &Url) -> bool {
-        let Some(host) = url.host_str().map(str::to_ascii_lowercase) else { return false };
-        let port = url.port_or_known_default();
-        let default = match url.scheme() {
-            "https" => Some(443),
-            "http" => Some(80),
-            _ => None,
-        };
-        self.exempt.iter().any(|a| a.host == host && a.port.map_or(port == default, |p| Some(p) == port))
+        self.exempt.iter().any(|a| a.matches(url))
     }
 
     /// The rules every hop must pass before a connection is opened; names

@@ -232,8 +232,14 @@ pub(crate) async fn read_upload(
     if crate::body::declared_over(headers, limit) {
         return Err(image_too_large(limit));
     }
-    let _receiving = state.uploads.clone().try_acquire_owned().map_err(|_| busy())?;
+    let _receiving = upload_slot(state)?;
     crate::body::read(body, limit, state.config.resolver.upload_timeout, || image_too_large(limit)).await
+}
+
+/// A place among the uploads being received (`max_uploads_in_flight`),
+/// held while an image arrives; none free: busy at once.
+pub(crate) fn upload_slot(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    state.uploads.clone().try_acquire_owned().map_err(|_| busy())
 }
 
 /// An upload over `limit` bytes, the most decoding accepts.

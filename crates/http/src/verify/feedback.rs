@@ -39,7 +39,7 @@ pub(crate) async fn create(
     State(state): State<Arc<AppState>>,
     req: Request,
 ) -> Result<(StatusCode, Json<FeedbackReceived>), ApiError> {
-    let body: FeedbackRequest = super::small_json(&state, req).await?;
+    let body: FeedbackRequest = crate::body::read_small_json(&state, req).await?;
     let invalid = |m: String| ApiError::new(ErrorCode::RequestInvalid, m);
     if !is_verdict_id(&body.verdict_id) {
         return Err(invalid("verdict_id is the `verdict_id` of a verify answer (req_ and 32 hex digits)".into()));

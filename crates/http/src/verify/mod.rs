@@ -165,31 +165,10 @@ struct UrlQuery {
     url: String,
 }
 
-/// The most a public JSON body (a URL, feedback) may hold.
-const MAX_SMALL_BODY: usize = 16 * 1024;
-
-/// A small JSON body from anyone: at most [`MAX_SMALL_BODY`] bytes, within
-/// the upload timeout.
-pub(crate) async fn small_json<T: serde::de::DeserializeOwned>(state: &AppState, req: Request) -> Result<T, ApiError> {
-    if crate::body::media_type(req.headers()) != "application/json" {
-        return Err(ApiError::new(
-            ErrorCode::RequestUnsupportedMediaType,
-            "send the body as JSON with Content-Type: application/json",
-        ));
-    }
-    let timeout = state.config.resolver.upload_timeout;
-    let body = crate::body::read(req.into_body(), MAX_SMALL_BODY, timeout, || {
-        ApiError::new(ErrorCode::RequestTooLarge, format!("this body is at most {MAX_SMALL_BODY} bytes"))
-    })
-    .await?;
-    let Json(value) = Json::<T>::from_bytes(&body)?;
-    Ok(value)
-}
-
 async fn fetch_url(state: &Arc<AppState>, req: Request) -> Result<Bytes, ApiError> {
-    let query: UrlQuery = small_json(state, req).await?;
+    let query: UrlQuery = crate::body::read_small_json(state, req).await?;
     let limit = state.pipeline.limits().decode.max_bytes;
-    let _receiving = state.uploads.clone().try_acquire_owned().map_err(|_| crate::resolver::busy())?;
+    let _receiving = crate::resolver::upload_slot(state)?;
     let fetched = state.web.fetch(&query.url, limit).await.map_err(|e| ApiError::new(e.code(), e.to_string()))?;
     Ok(Bytes::from(fetched.bytes))
 }
@@ -205,7 +184,7 @@ fn intact(v: &Verification) -> bool {
 async fn read_form(state: &Arc<AppState>, req: Request) -> Result<Bytes, ApiError> {
     let limit = state.pipeline.limits().decode.max_bytes;
     let malformed = |e: String| ApiError::new(ErrorCode::RequestMalformed, format!("the form could not be read: {e}"));
-    let _receiving = state.uploads.clone().try_acquire_owned().map_err(|_| crate::resolver::busy())?;
+    let _receiving = crate::resolver::upload_slot(state)?;
     let read = async {
         let mut form = Multipart::from_request(req, state).await.map_err(|e| malformed(e.body_text()))?;
         while let Some(mut field) = form.next_field().await.map_err(|e| malformed(e.body_text()))? {
