@@ -14,61 +14,40 @@ pub struct Detection {
     pub landmarks: [[f32; 2]; 5],
 }
 
-/// `img` scaled to `w`x`h` (smaller): a box average by the largest whole
-/// factor that stays at or above the target, then a triangle filter for the
-/// rest. It looks like the triangle filter alone (both average every source
-/// pixel) at a fraction of its cost on large images, where the triangle
-/// filter's wide kernel is what costs.
+/// `img` scaled to `w`x`h` (smaller) with a triangle (bilinear) filter
+/// whose support grows with the reduction, so every source pixel counts
+/// (as `image`'s `FilterType::Triangle`), but with SIMD: `image`'s took 15
+/// to 25 ms to bring a 1 MP photo to the detector's 640 px, as long as the
+/// detector itself; this takes about a millisecond.
 pub fn shrink(img: &RgbImage, w: u32, h: u32) -> RgbImage {
-    let k = (img.width() / w.max(1)).min(img.height() / h.max(1));
-    if k < 2 {
-        return image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
-    }
-    let (bw, bh) = (img.width() / k, img.height() / k);
-    let src = img.as_raw();
-    let stride = img.width() as usize * 3;
-    let mut boxed = vec![0u8; bw as usize * bh as usize * 3];
-    let mut row = vec![0u32; bw as usize * 3];
-    let area = k * k;
-    for by in 0..bh as usize {
-        row.iter_mut().for_each(|v| *v = 0);
-        for y in by * k as usize..(by + 1) * k as usize {
-            let line = &src[y * stride..y * stride + bw as usize * k as usize * 3];
-            for (bx, block) in line.chunks_exact(k as usize * 3).enumerate() {
-                for px in block.chunks_exact(3) {
-                    row[bx * 3] += u32::from(px[0]);
-                    row[bx * 3 + 1] += u32::from(px[1]);
-                    row[bx * 3 + 2] += u32::from(px[2]);
-                }
-            }
-        }
-        let out = &mut boxed[by * bw as usize * 3..(by + 1) * bw as usize * 3];
-        for (o, sum) in out.iter_mut().zip(&row) {
-            *o = ((sum + area / 2) / area) as u8;
-        }
-    }
-    let boxed = RgbImage::from_raw(bw, bh, boxed).expect("a buffer of the image's size");
-    if (bw, bh) == (w, h) {
-        boxed
-    } else {
-        image::imageops::resize(&boxed, w, h, image::imageops::FilterType::Triangle)
-    }
+    use fast_image_resize::{
+        images::Image, images::ImageRef, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer,
+    };
+    let (w, h) = (w.max(1), h.max(1));
+    let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3)
+        .expect("an RgbImage holds width x height RGB pixels");
+    let mut dst = Image::new(w, h, PixelType::U8x3);
+    Resizer::new()
+        .resize(&src, &mut dst, &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)))
+        .expect("same pixel type, non-empty sizes");
+    RgbImage::from_raw(w, h, dst.into_vec()).expect("a buffer of the image's size")
+}
+
+/// `img` shrunk so that its longer side is at most `max_side`, or `None`
+/// when it already is.
+pub fn within(img: &RgbImage, max_side: u32) -> Option<RgbImage> {
+    let (w, h) = img.dimensions();
+    let scale = max_side as f32 / w.max(h) as f32;
+    (scale < 1.0).then(|| shrink(img, (w as f32 * scale).round() as u32, (h as f32 * scale).round() as u32))
 }
 
 /// The network input for an image: longer side at most `max_side`, each side
 /// padded up to a multiple of 32. Returns the NCHW data, its (H, W) and the
 /// scale from original to network pixels.
 pub fn prepare(img: &RgbImage, max_side: u32) -> (Vec<f32>, usize, usize, f32) {
-    let (w, h) = img.dimensions();
-    let scale = (max_side as f32 / w.max(h) as f32).min(1.0);
-    let (rw, rh) = (((w as f32 * scale).round() as u32).max(1), ((h as f32 * scale).round() as u32).max(1));
-    let resized;
-    let src = if (rw, rh) == (w, h) {
-        img
-    } else {
-        resized = shrink(img, rw, rh);
-        &resized
-    };
+    let resized = within(img, max_side);
+    let src = resized.as_ref().unwrap_or(img);
+    let (w, rw, rh) = (img.width(), src.width(), src.height());
     let (nw, nh) = ((rw as usize).div_ceil(32) * 32, (rh as usize).div_ceil(32) * 32);
     let mut data = vec![0.0f32; 3 * nw * nh];
     let plane = nw * nh;
@@ -221,6 +200,18 @@ impl Turn {
             bbox: [ax.min(bx), ay.min(by), (ax - bx).abs(), (ay - by).abs()],
             score: d.score,
             landmarks: d.landmarks.map(|p| self.point_back(p, w, h)),
+        }
+    }
+}
+
+impl Detection {
+    /// The same face in an image `sx` times wider and `sy` times taller.
+    pub fn scaled(self, sx: f32, sy: f32) -> Detection {
+        let [x, y, w, h] = self.bbox;
+        Detection {
+            bbox: [x * sx, y * sy, w * sx, h * sy],
+            score: self.score,
+            landmarks: self.landmarks.map(|[px, py]| [px * sx, py * sy]),
         }
     }
 }
