@@ -247,8 +247,30 @@ impl Pipeline {
             Generated::Encoded(encoded) => self.decode_outputs(&prepared, encoded)?,
         };
         prepared.pixels = Vec::new();
-        self.check_outputs(&mut prepared, &outputs)?;
-        self.mark_and_sign(prepared, outputs)
+        // Moderating an output and marking it both only read the generated
+        // pixels, so they run side by side (vision's models on one core,
+        // the mark on the other): the request waits for the longer of the
+        // two, not their sum. The marked bytes are dropped unless the
+        // `post` stage allows the outputs, and a refusal is reported before
+        // a mark that failed.
+        let output = prepared.request.output;
+        let asset_ids: Vec<AssetId> = outputs.iter().map(|_| AssetId::random()).collect();
+        let (checked, marked) = std::thread::scope(|s| {
+            let marking = s.spawn(|| {
+                outputs
+                    .iter()
+                    .zip(&asset_ids)
+                    .enumerate()
+                    .map(|(i, (pixels, id))| self.watermark_and_encode(pixels, &watermark_payload(*id), output, i + 1))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            let checked = self.check_outputs(&mut prepared, &outputs);
+            (checked, marking.join())
+        });
+        checked?;
+        let encoded = marked.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        drop(outputs);
+        self.sign(prepared, asset_ids.into_iter().zip(encoded))
     }
 
     /// A backend's answer as pixels, refused unless it is exactly what was asked.
@@ -393,23 +415,23 @@ impl Pipeline {
         self.times.time(Step::Policy, || apply(&checked.policy, &input, &mut checked.decision, review_approved))
     }
 
-    /// Marks every output with its asset id, encodes it, reads the mark back
-    /// and signs it.
-    fn mark_and_sign(&self, mut checked: Prepared, outputs: Vec<RgbImage>) -> Result<GenerationOutcome, PipelineError> {
+    /// Signs every marked output with its asset id in the manifest.
+    fn sign(
+        &self,
+        mut checked: Prepared,
+        marked: impl Iterator<Item = (AssetId, Vec<u8>)>,
+    ) -> Result<GenerationOutcome, PipelineError> {
         checked.decision.checks.push(Check::Watermark);
         let output = checked.request.output;
-        let mut assets = Vec::with_capacity(outputs.len());
-        for (i, pixels) in outputs.into_iter().enumerate() {
-            let asset_id = AssetId::random();
-            let payload = watermark_payload(asset_id);
-            let encoded = self.watermark_and_encode(pixels, &payload, output, i + 1)?;
+        let mut assets = Vec::new();
+        for (asset_id, encoded) in marked {
             let description = AssetDescription {
                 asset_id,
                 request_id: checked.request.request_id.clone(),
                 generator: checked.decision.generator.clone(),
                 ingredient_hashes: checked.decision.references.clone(),
                 receipt_id: checked.consent.receipt_id.clone(),
-                soft_binding: Some(soft_binding(&payload)),
+                soft_binding: Some(soft_binding(&watermark_payload(asset_id))),
                 policy_version: checked.decision.policy.version.clone(),
                 labels: checked.decision.labels.clone(),
             };
@@ -431,7 +453,7 @@ impl Pipeline {
     /// rather than return an image whose mark cannot be found.
     fn watermark_and_encode(
         &self,
-        pixels: RgbImage,
+        pixels: &RgbImage,
         payload: &[u8; 8],
         output: OutputFormat,
         index: usize,
