@@ -65,6 +65,18 @@ fn horizontal_sum(src: &[f32], out: &mut [f32], r: usize) {
     }
 }
 
+fn add(sum: &mut [f32], row: &[f32]) {
+    for (s, v) in sum.iter_mut().zip(row) {
+        *s += v;
+    }
+}
+
+fn slide(sum: &mut [f32], enters: &[f32], leaves: &[f32]) {
+    for ((s, e), l) in sum.iter_mut().zip(enters).zip(leaves) {
+        *s += e - l;
+    }
+}
+
 /// Rows computed on demand and kept in a few slots, by row number.
 struct Rows<const N: usize> {
     tag: [usize; N],
@@ -150,37 +162,57 @@ pub(crate) fn analyse(img: &RgbImage, wants: Wants) -> Analysis {
                 horizontal_sum(&scratch, squares, LOCAL);
             });
         }
-        energy.iter_mut().for_each(|e| *e = 0.0);
-        activity.iter_mut().for_each(|a| *a = 0.0);
-        for k in -(LOCAL as isize)..=LOCAL as isize {
-            let r = clamp_row(y as isize + k);
-            for (e, s) in energy.iter_mut().zip(high.get(r, 1)) {
-                *e += s;
+        // The 7-row sums slide: the row entering the window is added, the
+        // one leaving it taken away (rows past the edges repeat the edge
+        // row, as everywhere here). Exact enough: the energy only ever
+        // enters as `energy / 49 + 4`.
+        let wants_activity = wants.mask || wants.folds;
+        if y == 0 {
+            energy.iter_mut().for_each(|e| *e = 0.0);
+            activity.iter_mut().for_each(|a| *a = 0.0);
+            for k in -(LOCAL as isize)..=LOCAL as isize {
+                let r = clamp_row(k);
+                add(&mut energy, high.get(r, 1));
+                if wants_activity {
+                    add(&mut activity, high.get(r, 2));
+                }
             }
-            if wants.mask || wants.folds {
-                for (a, s) in activity.iter_mut().zip(high.get(r, 2)) {
-                    *a += s;
+        } else {
+            let (enters, leaves) = (clamp_row((y + LOCAL) as isize), clamp_row(y as isize - LOCAL as isize - 1));
+            if enters != leaves {
+                slide(&mut energy, high.get(enters, 1), high.get(leaves, 1));
+                if wants_activity {
+                    slide(&mut activity, high.get(enters, 2), high.get(leaves, 2));
                 }
             }
         }
         let row = y * w..(y + 1) * w;
         let clamped = high.get(y, 0);
-        let fold_row = (y % PERIOD) * PERIOD;
-        for x in 0..w {
-            let weight = 1.0 / (energy[x] * inv_local + 4.0).sqrt();
-            let residual = clamped[x] * weight;
-            if wants.residual {
-                out.residual[row.start + x] = residual;
+        // Separate simple loops over the row, which vectorise.
+        for (s, e) in scratch.iter_mut().zip(&energy) {
+            *s = 1.0 / (e * inv_local + 4.0).sqrt();
+        }
+        let weight = &scratch;
+        if wants.residual {
+            for ((o, c), wt) in out.residual[row.clone()].iter_mut().zip(clamped).zip(weight) {
+                *o = c * wt;
             }
-            if wants.mask || wants.folds {
-                let mask = 1.9 * (1.5 + activity[x] * inv_local / 6.0).min(2.2);
-                out.mask[row.start + x] = mask;
-                if wants.folds {
-                    out.residual_fold[fold_row + x % PERIOD] += residual;
-                    // Where the picture's own high-pass is at the clamp, a
-                    // mark added there is clamped away.
-                    if clamped[x].abs() < CLAMP {
-                        out.response_fold[fold_row + x % PERIOD] += mask * weight;
+        }
+        if wants_activity {
+            let mask = &mut out.mask[row.clone()];
+            for (m, a) in mask.iter_mut().zip(&activity) {
+                *m = 1.9 * (1.5 + a * inv_local / 6.0).min(2.2);
+            }
+            if wants.folds {
+                let fold_row = (y % PERIOD) * PERIOD;
+                let residual_fold = &mut out.residual_fold[fold_row..fold_row + PERIOD];
+                let response_fold = &mut out.response_fold[fold_row..fold_row + PERIOD];
+                for ((c, wt), m) in clamped.chunks(PERIOD).zip(weight.chunks(PERIOD)).zip(mask.chunks(PERIOD)) {
+                    for i in 0..c.len() {
+                        residual_fold[i] += c[i] * wt[i];
+                        // Where the picture's own high-pass is at the clamp, a
+                        // mark added there is clamped away.
+                        response_fold[i] += if c[i].abs() < CLAMP { m[i] * wt[i] } else { 0.0 };
                     }
                 }
             }
