@@ -2,7 +2,10 @@
 //!
 //! 1. C2PA sign and verify of a 1 MP JPEG (in process).
 //! 2. The generation pipeline's stages for one 1024x1024 output from one
-//!    reference (in process): decode, generate, encode, sign.
+//!    reference (in process): decode, vision, generate, encode, watermark;
+//!    then a real `Pipeline` around an already generated output, as a
+//!    request runs it (`prepare`, then `finish` with vision on the output
+//!    beside the watermark): "gateway work around generation".
 //! 3. `POST /v1/generations` end to end against the real binary on loopback:
 //!    p50/p99 over sequential requests, then throughput with 2 clients.
 //! 4. Consent on the same server (SQLite): creating and listing grants, and a
