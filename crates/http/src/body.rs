@@ -23,35 +23,66 @@ pub(crate) fn declared_over(headers: &HeaderMap, limit: usize) -> bool {
 }
 
 /// Reads `body` whole, cut when it passes `limit` (`too_large`) or takes
-/// over `timeout`.
+/// over `timeout`. Past the limit it goes on reading, and dropping, up to
+/// [`LINGER_BYTES`] for at most [`LINGER`] before answering: a client that
+/// writes its whole body before reading the answer then reads its 413
+/// instead of a connection closed under it (as a server's lingering close
+/// does).
 pub(crate) async fn read(
     body: Body,
     limit: usize,
     timeout: Duration,
     too_large: impl Fn() -> ApiError,
 ) -> Result<Bytes, ApiError> {
-    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(e)) if is_length_limit(&e) => Err(too_large()),
-        Ok(Err(e)) => Err(ApiError::new(ErrorCode::RequestMalformed, format!("the body could not be read: {e}"))),
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let whole = async {
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame
+                .map_err(|e| ApiError::new(ErrorCode::RequestMalformed, format!("the body could not be read: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                if bytes.len() + data.len() > limit {
+                    return Ok(None);
+                }
+                bytes.extend_from_slice(data);
+            }
+        }
+        Ok(Some(Bytes::from(bytes)))
+    };
+    match tokio::time::timeout(timeout, whole).await {
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => {
+            linger(body).await;
+            Err(too_large())
+        }
+        Ok(Err(e)) => Err(e),
         Err(_) => Err(timed_out(timeout)),
     }
+}
+
+/// How much of a body past its limit is still read (and dropped).
+const LINGER_BYTES: usize = 4 * 1024 * 1024;
+/// How long that may take.
+const LINGER: Duration = Duration::from_secs(2);
+
+async fn linger(mut body: Body) {
+    use http_body_util::BodyExt as _;
+    let drain = async {
+        let mut dropped = 0;
+        while dropped <= LINGER_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => dropped += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// A body (or form) that did not arrive in time.
 pub(crate) fn timed_out(timeout: Duration) -> ApiError {
     ApiError::new(ErrorCode::RequestBodyTimeout, format!("the body did not arrive within {} s", timeout.as_secs()))
-}
-
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
 }
 
 /// A JSON body (`application/json` or any `+json` type, as axum's `Json`
