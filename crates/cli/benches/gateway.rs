@@ -162,7 +162,7 @@ fn main() {
     };
     let consent =
         || RequestConsent { receipt_id: "bench".into(), grant_id: None, references: vec![], subjects: vec![] };
-    let (mut before, mut after, mut whole) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut prepare, mut finish, mut whole) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..20 {
         let t = Instant::now();
         let prepared = pipeline.prepare(request(), consent(), RequestContext::default()).unwrap();
@@ -171,15 +171,15 @@ fn main() {
         let t = Instant::now();
         std::hint::black_box(pipeline.finish(prepared, generated).unwrap());
         let finished_in = t.elapsed();
-        before.push(prepared_in);
-        after.push(finished_in);
+        prepare.push(prepared_in);
+        finish.push(finished_in);
         whole.push(prepared_in + finished_in);
     }
     println!("\n== the pipeline around generation, as a request runs it");
-    let before = report("before: decode, vision on the reference, policy", before);
-    let after = report("after: vision on the output | watermark, sign", after);
-    report("before + after, per request", whole);
-    println!("{:<44} {}", "gateway work around generation (p50 sum)", ms(before + after));
+    let prepare = report("prepare: decode, vision on the ref., policy", prepare);
+    let finish = report("finish: vision on the output | watermark, sign", finish);
+    report("prepare + finish, per request", whole);
+    println!("{:<44} {}", "gateway work around generation (p50 sum)", ms(prepare + finish));
     println!("{:<44} {}", "  of which vision on the reference", ms(vision_ref));
     println!("{:<44} {}", "  of which vision on the output", ms(vision_out));
     println!("{:<44} {}", "  of which the watermark", ms(mark));

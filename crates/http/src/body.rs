@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap};
+use http_body_util::BodyExt as _;
 use likeness_codes::ErrorCode;
 
 use crate::error::ApiError;
@@ -29,13 +30,11 @@ pub(crate) fn declared_over(headers: &HeaderMap, limit: usize) -> bool {
 /// instead of a connection closed under it (as a server's lingering close
 /// does).
 pub(crate) async fn read(
-    body: Body,
+    mut body: Body,
     limit: usize,
     timeout: Duration,
     too_large: impl Fn() -> ApiError,
 ) -> Result<Bytes, ApiError> {
-    use http_body_util::BodyExt as _;
-    let mut body = body;
     let whole = async {
         let mut bytes = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -67,7 +66,6 @@ const LINGER_BYTES: usize = 4 * 1024 * 1024;
 const LINGER: Duration = Duration::from_secs(2);
 
 async fn linger(mut body: Body) {
-    use http_body_util::BodyExt as _;
     let drain = async {
         let mut dropped = 0;
         while dropped <= LINGER_BYTES {
