@@ -80,5 +80,10 @@ pub struct ModelRef {
 pub struct GenerationOutcome {
     pub request_id: String,
     pub assets: Vec<SignedAsset>,
+    /// Per asset, the fingerprint of its marked pixels
+    /// ([`likeness_watermark::Fingerprint`], as bytes): kept beside its
+    /// manifest, so that a mark recovered later is checked against the
+    /// picture it was made in. Never returned to the client.
+    pub fingerprints: Vec<(likeness_provenance::AssetId, Vec<u8>)>,
     pub decision: Decision,
 }

@@ -419,12 +419,14 @@ impl Pipeline {
     fn sign(
         &self,
         mut checked: Prepared,
-        marked: impl Iterator<Item = (AssetId, Vec<u8>)>,
+        marked: impl Iterator<Item = (AssetId, Marked)>,
     ) -> Result<GenerationOutcome, PipelineError> {
         checked.decision.checks.push(Check::Watermark);
         let output = checked.request.output;
         let mut assets = Vec::new();
-        for (asset_id, encoded) in marked {
+        let mut fingerprints = Vec::new();
+        for (asset_id, Marked { encoded, fingerprint }) in marked {
+            fingerprints.push((asset_id, fingerprint));
             let description = AssetDescription {
                 asset_id,
                 request_id: checked.request.request_id.clone(),
@@ -437,15 +439,21 @@ impl Pipeline {
             };
             assets.push(self.times.time(Step::Sign, || self.signer.sign(&encoded, output.media_type(), &description))?);
         }
-        Ok(GenerationOutcome { request_id: checked.request.request_id, assets, decision: checked.decision })
+        Ok(GenerationOutcome {
+            request_id: checked.request.request_id,
+            assets,
+            fingerprints,
+            decision: checked.decision,
+        })
     }
 
     /// Reads the watermark of an uploaded image (decoded in memory within
     /// the request limits; nothing kept). CPU-bound: call it off the async
     /// workers.
-    pub fn read_watermark(&self, bytes: &[u8]) -> Result<Option<likeness_watermark::Detection>, MediaError> {
+    pub fn read_watermark(&self, bytes: &[u8]) -> Result<Option<WatermarkReading>, MediaError> {
         let decoded = likeness_media::decode(bytes, None, &self.limits.decode)?;
-        Ok(likeness_watermark::detect(&decoded.pixels, &self.watermark))
+        Ok(likeness_watermark::detect(&decoded.pixels, &self.watermark)
+            .map(|detection| WatermarkReading { content: detection.content(&decoded.pixels), detection }))
     }
 
     /// Marks `pixels` with `payload`, encodes, and decodes the result to
@@ -457,7 +465,7 @@ impl Pipeline {
         payload: &[u8; 8],
         output: OutputFormat,
         index: usize,
-    ) -> Result<Vec<u8>, PipelineError> {
+    ) -> Result<Marked, PipelineError> {
         for strength in WATERMARK_STRENGTHS {
             let mut marked = pixels.clone();
             // Informed: the embedder reads its own result and strengthens the
@@ -474,11 +482,28 @@ impl Pipeline {
                     .map(|decoded| likeness_watermark::detect(&decoded.pixels, &self.watermark))
             });
             if read_back.map_err(PipelineError::Encode)?.is_some_and(|d| &d.payload == payload) {
-                return Ok(encoded);
+                let fingerprint =
+                    self.times.time(Step::Watermark, || likeness_watermark::Fingerprint::of(&marked).to_bytes());
+                return Ok(Marked { encoded, fingerprint });
             }
         }
         Err(PipelineError::Watermark { index })
     }
+}
+
+/// An output marked and encoded, with the fingerprint of its marked pixels.
+struct Marked {
+    encoded: Vec<u8>,
+    fingerprint: Vec<u8>,
+}
+
+/// A watermark read from an uploaded image, with what the content check
+/// needs of the image (its block means, placed by the mark's geometry; no
+/// finer picture).
+#[derive(Debug)]
+pub struct WatermarkReading {
+    pub detection: likeness_watermark::Detection,
+    pub content: likeness_watermark::ContentView,
 }
 
 /// The watermark carries the asset id's first 8 bytes: enough to look the

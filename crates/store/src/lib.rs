@@ -71,6 +71,19 @@ pub struct ManifestRecord {
     /// The soft bindings (algorithm, value) by which the resolver finds it:
     /// the watermark's payload.
     pub soft_bindings: Vec<SoftBindingRecord>,
+    /// The fingerprint of the marked output's coarse structure (the
+    /// watermark crate's content check): what a mark recovered from pixels
+    /// is checked against, so that a mark carried onto another picture
+    /// does not resolve. Kept here, not in the manifest. `None` for assets
+    /// signed before it was kept.
+    pub fingerprint: Option<FingerprintRecord>,
+}
+
+/// A fingerprint of an output: its algorithm's name and its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FingerprintRecord {
+    pub alg: String,
+    pub value: Vec<u8>,
 }
 
 /// One soft binding of a manifest: the algorithm's name and the value
@@ -275,6 +288,19 @@ const MIGRATIONS: &[(i64, &[&str])] = &[
             "CREATE INDEX verify_feedback_by_time ON verify_feedback (received_at_ms)",
         ],
     ),
+    (
+        7,
+        &[
+            // One per manifest, in a table of its own: too long for the
+            // soft bindings' key (2 KB for a 2048x2048 output), and never
+            // looked up by value.
+            "CREATE TABLE fingerprints (
+                manifest_id TEXT PRIMARY KEY REFERENCES manifests (manifest_id),
+                alg TEXT NOT NULL,
+                value {bytes} NOT NULL
+            )",
+        ],
+    ),
 ];
 
 /// Most manifests one soft-binding query answers.
@@ -427,6 +453,13 @@ impl Store {
         for b in bindings {
             record.soft_bindings.push(SoftBindingRecord { alg: b.try_get(0)?, value: b.try_get(1)? });
         }
+        let fingerprint = sqlx::query("SELECT alg, value FROM fingerprints WHERE manifest_id = $1")
+            .bind(&record.manifest_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(f) = fingerprint {
+            record.fingerprint = Some(FingerprintRecord { alg: f.try_get(0)?, value: f.try_get(1)? });
+        }
         Ok(Some(record))
     }
 }
@@ -449,6 +482,14 @@ async fn insert_manifest(conn: &mut sqlx::AnyConnection, m: &ManifestRecord) -> 
             .bind(&m.manifest_id)
             .bind(&b.alg)
             .bind(&b.value)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if let Some(f) = &m.fingerprint {
+        sqlx::query("INSERT INTO fingerprints (manifest_id, alg, value) VALUES ($1, $2, $3)")
+            .bind(&m.manifest_id)
+            .bind(&f.alg)
+            .bind(&f.value)
             .execute(&mut *conn)
             .await?;
     }
@@ -611,14 +652,14 @@ pub mod testing {
     }
 
     /// How many rows each table of a generation's record holds (manifests,
-    /// soft bindings, consent receipts, decisions), read on a connection of
+    /// soft bindings, fingerprints, consent receipts, decisions), read on a connection of
     /// its own: for tests that check a failed request left nothing behind.
     pub async fn record_counts(url: &str) -> Vec<(&'static str, i64)> {
         use sqlx::Row;
         let (_, url, _) = super::connect_url(url).unwrap();
         let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
         let mut counts = Vec::new();
-        for table in ["manifests", "soft_bindings", "consent_receipts", "decisions"] {
+        for table in ["manifests", "soft_bindings", "fingerprints", "consent_receipts", "decisions"] {
             let row = sqlx::query(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut conn).await.unwrap();
             counts.push((table, row.get::<i64, _>(0)));
         }
@@ -659,6 +700,7 @@ fn manifest_from_row(r: &AnyRow) -> Result<ManifestRecord, StoreError> {
         created_at_ms: r.try_get(4)?,
         manifest_store: r.try_get(5)?,
         soft_bindings: Vec::new(),
+        fingerprint: None,
     })
 }
 

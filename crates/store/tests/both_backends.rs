@@ -4,8 +4,8 @@
 
 use likeness_consent::{Actor, Confirmation, ConfirmationRule, ConsentError, Grant, Purpose, Relationship, Subject};
 use likeness_store::{
-    Backend, Confirmed, DecisionRecord, Feedback, FeedbackChoice, GenerationRecord, Kind, ManifestRecord, NotRecorded,
-    ReceiptRecord, Reissued, Revoked, SoftBindingRecord, Store,
+    Backend, Confirmed, DecisionRecord, Feedback, FeedbackChoice, FingerprintRecord, GenerationRecord, Kind,
+    ManifestRecord, NotRecorded, ReceiptRecord, Reissued, Revoked, SoftBindingRecord, Store,
 };
 
 fn manifest(n: u8) -> ManifestRecord {
@@ -17,6 +17,10 @@ fn manifest(n: u8) -> ManifestRecord {
         created_at_ms: 1_700_000_000_000 + i64::from(n),
         manifest_store: vec![0, 1, 2, 255, n],
         soft_bindings: vec![SoftBindingRecord { alg: "org.likeness.wm.1".into(), value: format!("AAAAAAAAAA{n}=") }],
+        // Odd ones with a fingerprint (bytes, any of them), even ones
+        // without, as assets signed before fingerprints were kept.
+        fingerprint: (n % 2 == 1)
+            .then(|| FingerprintRecord { alg: "org.likeness.fp.1".into(), value: vec![1, 0, 255, 3, n] }),
     }
 }
 

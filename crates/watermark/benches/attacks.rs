@@ -14,7 +14,7 @@ mod common;
 
 use common::*;
 use image::{Rgb, RgbImage};
-use likeness_watermark::{detect, embed_informed, read_unchecked, Key};
+use likeness_watermark::{detect, embed_informed, read_unchecked, ContentVerdict, Fingerprint, Key};
 use rand::{Rng, SeedableRng};
 
 fn images() -> Vec<(String, RgbImage)> {
@@ -149,23 +149,43 @@ fn main() {
         embed_ms_per_mp.push(t.elapsed().as_secs_f64() * 1000.0 / (f64::from(img.width() * img.height()) / 1e6));
         psnrs.push((name.clone(), psnr(img, &m)));
         ssims.push(ssim(img, &m));
-        marked.push((payload, m));
+        let fingerprint = Fingerprint::of(&m);
+        marked.push((payload, m, fingerprint));
     }
     println!("{} images, 64-bit payloads\n", imgs.len());
-    println!("{:<28} {:>14} {:>16}", "attack", "bit accuracy", "exact recovery");
+    println!(
+        "{:<28} {:>14} {:>16}   content check of the recovered: matches / inconclusive / differs",
+        "attack", "bit accuracy", "exact recovery"
+    );
+    let mut content_totals = [0usize; 3];
     let mut detect_ms_per_mp = Vec::new();
     for (name, attack) in &attacks {
         let (mut bits_ok, mut exact) = (0usize, 0usize);
+        let mut content = [0usize; 3];
+        let mut differing = Vec::new();
         let mut missed = Vec::new();
-        for (index, (payload, m)) in marked.iter().enumerate() {
+        for (index, (payload, m, fingerprint)) in marked.iter().enumerate() {
             let a = attack(m);
             let t = Instant::now();
             let found = detect(&a, &key);
             if *name == "none" {
                 detect_ms_per_mp.push(t.elapsed().as_secs_f64() * 1000.0 / (f64::from(a.width() * a.height()) / 1e6));
             }
-            if found.as_ref().is_some_and(|d| &d.payload == payload) {
+            if let Some(d) = found.as_ref().filter(|d| &d.payload == payload) {
                 exact += 1;
+                let check = d.content(&a).check(fingerprint);
+                let slot = match check.verdict {
+                    ContentVerdict::Matches => 0,
+                    ContentVerdict::Inconclusive => 1,
+                    ContentVerdict::Differs => 2,
+                };
+                content[slot] += 1;
+                if slot > 0 {
+                    differing.push(format!(
+                        "{} ({:?}, {}/{} pairs agree)",
+                        imgs[index].0, check.verdict, check.agreeing, check.pairs
+                    ));
+                }
             } else {
                 missed.push(imgs[index].0.as_str());
             }
@@ -182,15 +202,28 @@ fn main() {
         }
         let n = marked.len();
         println!(
-            "{name:<28} {:>13.1}% {:>10}/{n} ({:.0}%)",
+            "{name:<28} {:>13.1}% {:>10}/{n} ({:.0}%)   {} / {} / {}",
             100.0 * bits_ok as f64 / (64 * n) as f64,
             exact,
-            100.0 * exact as f64 / n as f64
+            100.0 * exact as f64 / n as f64,
+            content[0],
+            content[1],
+            content[2]
         );
-        if !missed.is_empty() && std::env::var_os("LIKENESS_WM_MISSES").is_some() {
-            println!("    missed: {}", missed.join(", "));
+        content_totals.iter_mut().zip(content).for_each(|(t, c)| *t += c);
+        if std::env::var_os("LIKENESS_WM_MISSES").is_some() {
+            if !missed.is_empty() {
+                println!("    missed: {}", missed.join(", "));
+            }
+            if !differing.is_empty() {
+                println!("    content not confirmed: {}", differing.join(", "));
+            }
         }
     }
+    println!(
+        "content check of every exact recovery: {} match, {} inconclusive, {} differ (a false rejection)",
+        content_totals[0], content_totals[1], content_totals[2]
+    );
     println!("\n{:<28} {:>9} {:>8}", "image", "PSNR", "SSIM");
     for ((name, p), q) in psnrs.iter().zip(&ssims) {
         println!("{name:<28} {p:>6.1} dB {q:>8.4}");
@@ -416,23 +449,35 @@ fn copy_and_removal(imgs: &[(String, RgbImage)], key: &Key) {
         }
     }
     println!("  forgery (the averaged estimate added to {} unmarked images): read as marked in {forged}", imgs.len());
-    // (3) Copy: one output's detail added to another, unmarked photo.
+    // (3) Copy: one output's detail added to another, unmarked photo; the
+    // resolver then checks the picture against the source's fingerprint.
     let (mut copied, mut copy_psnr, mut n) = (0, 0.0, 0);
+    let mut verdicts = [0usize; 3];
     for (_, target) in imgs {
         let (payload, source) = output(&mut rng);
+        let fingerprint = Fingerprint::of(&source);
         let d = detail(&source);
         let (w, h) = (target.width().min(SIDE), target.height().min(SIDE));
         let target = image::imageops::crop_imm(target, 0, 0, w, h).to_image();
         let fake = add(&target, &|x, y| d[y * SIDE as usize + x]);
         copy_psnr += psnr(&target, &fake);
         n += 1;
-        if detect(&fake, key).is_some_and(|f| f.payload == payload) {
+        if let Some(found) = detect(&fake, key).filter(|f| f.payload == payload) {
             copied += 1;
+            match found.content(&fake).check(&fingerprint).verdict {
+                ContentVerdict::Matches => verdicts[0] += 1,
+                ContentVerdict::Inconclusive => verdicts[1] += 1,
+                ContentVerdict::Differs => verdicts[2] += 1,
+            }
         }
     }
     println!(
-        "  copy (one output's fine detail added to another photo): resolves to the source in {copied}/{n} \
-         (PSNR of the forgery against the photo {:.1} dB)",
-        copy_psnr / n as f64
+        "  copy (one output's fine detail added to another photo): the mark reads as the source's in {copied}/{n} \
+         (PSNR of the forgery against the photo {:.1} dB); the content check says: {} match (would resolve), \
+         {} inconclusive (would resolve, flagged), {} differ (refused)",
+        copy_psnr / n as f64,
+        verdicts[0],
+        verdicts[1],
+        verdicts[2]
     );
 }

@@ -74,6 +74,9 @@
 
 mod analysis;
 mod code;
+mod content;
+
+pub use content::{ContentCheck, ContentVerdict, ContentView, Fingerprint, FingerprintError, FINGERPRINT_ALG};
 
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
@@ -148,6 +151,18 @@ pub struct Detection {
     pub angle: f32,
     /// Whether the image was mirrored since marking.
     pub mirrored: bool,
+    /// Where the received pixels sit in the marked image.
+    alignment: content::Alignment,
+}
+
+impl Detection {
+    /// The received image's coarse structure, placed on the marked
+    /// output's grid by the geometry found, for the content check
+    /// ([`ContentView::check`] against the output's [`Fingerprint`]).
+    /// `img` must be the image this detection was made on.
+    pub fn content(&self, img: &RgbImage) -> ContentView {
+        ContentView::new(img, &self.alignment)
+    }
 }
 
 /// The key's pattern: per cell, the sync chip, the whitening sign and which
@@ -342,6 +357,7 @@ pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
                 scale: g.scale(),
                 angle: (g.angle() + TURN_ANGLES[turn]).rem_euclid(360.0),
                 mirrored: turn >= 4,
+                alignment: received.alignment(&g, &TURNS[turn], offset),
             })
         };
         let (turn, offset) = fold.best_sync(&pattern);
@@ -511,6 +527,22 @@ impl Received {
                 new
             })
             .take(MAX_HYPOTHESES)
+    }
+
+    /// Where received pixels sit in the marked image when the fold under
+    /// `g`, turned by `m`, reads the mark at `offset`: the fold places
+    /// pixel p at f = g·(p − centre), and the reading takes marked
+    /// position q from m·(q + offset), so q = mᵀ·g·(p − centre) − offset.
+    fn alignment(&self, g: &Geometry, m: &[i32; 4], offset: (usize, usize)) -> content::Alignment {
+        let t = [m[0], m[2], m[1], m[3]].map(|v| v as f32);
+        let [a, b, c, d] = g.0;
+        // The fold of the image as received is not centred (see `fold`).
+        let centre = if g == &Geometry::IDENTITY { (0.0, 0.0) } else { (self.w as f32 / 2.0, self.h as f32 / 2.0) };
+        content::Alignment {
+            m: [t[0] * a + t[1] * c, t[0] * b + t[1] * d, t[2] * a + t[3] * c, t[2] * b + t[3] * d],
+            centre,
+            offset: (offset.0 as f32, offset.1 as f32),
+        }
     }
 
     /// Sums the residual onto one period of the marked image's pattern,

@@ -8,7 +8,9 @@ use std::time::Duration;
 use likeness_codes::ErrorCode;
 use likeness_consent::{self as consent, ConsentError, Grant, Purpose, Subject};
 use likeness_pipeline::{GenerationOutcome, RequestConsent};
-use likeness_store::{GenerationRecord, ManifestRecord, NotRecorded, ReceiptRecord, SoftBindingRecord, StoreError};
+use likeness_store::{
+    FingerprintRecord, GenerationRecord, ManifestRecord, NotRecorded, ReceiptRecord, SoftBindingRecord, StoreError,
+};
 
 use super::log::Requester;
 use super::order::Order;
@@ -78,6 +80,9 @@ impl Recording {
                     .map(|b| SoftBindingRecord { alg: b.alg.clone(), value: b.value.clone() })
                     .into_iter()
                     .collect(),
+                fingerprint: outcome.fingerprints.iter().find(|(id, _)| *id == a.asset_id()).map(|(_, value)| {
+                    FingerprintRecord { alg: likeness_watermark::FINGERPRINT_ALG.to_string(), value: value.clone() }
+                }),
             })
             .collect();
         let assets: Vec<String> = manifests.iter().map(|m| m.asset_id.clone()).collect();

@@ -20,6 +20,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use likeness_codes::ErrorCode;
 use likeness_media::MediaError;
+use likeness_store::ManifestRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -200,10 +201,53 @@ async fn by_content(
     .map_err(ApiError::task_failed)?;
     let found = read.map_err(upload_error)?;
     let Some(found) = found else { return Ok(Json(QueryResult { matches: vec![] })) };
-    let value = likeness_pipeline::soft_binding(&found.payload).value;
-    // Match or no match, never how clearly: a graded score would tell
-    // someone trying to scrub the mark how far they have got.
-    Ok(Json(matches(&state, likeness_watermark::ALG, &value, limit, 100).await?))
+    let value = likeness_pipeline::soft_binding(&found.detection.payload).value;
+    // A manifest whose picture this is not (its mark was carried onto
+    // another image) is no match.
+    let mut matches = Vec::new();
+    for manifest_id in state.store.manifests_by_binding(likeness_watermark::ALG, &value, limit).await? {
+        let Some(record) = state.store.manifest(&manifest_id).await? else { continue };
+        if content_of(&record, &found.content) != Content::Differs {
+            // Match or no match, never how clearly: a graded score would
+            // tell someone trying to scrub the mark how far they have got.
+            matches.push(Match { manifest_id, similarity_score: 100 });
+        }
+    }
+    Ok(Json(QueryResult { matches }))
+}
+
+/// Whether the picture a mark was read from is the output it was made in:
+/// the watermark crate's content check, against the fingerprint kept with
+/// the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Content {
+    Matches,
+    /// Another picture carrying the output's mark: the manifest is not its.
+    Differs,
+    /// Too little of the picture to tell (a small crop, a featureless image).
+    Inconclusive,
+    /// No fingerprint was kept (assets signed before it was).
+    Unchecked,
+}
+
+pub(crate) fn content_of(record: &ManifestRecord, view: &likeness_watermark::ContentView) -> Content {
+    let Some(stored) = record.fingerprint.as_ref().filter(|f| f.alg == likeness_watermark::FINGERPRINT_ALG) else {
+        return Content::Unchecked;
+    };
+    match likeness_watermark::Fingerprint::from_bytes(&stored.value) {
+        Ok(fingerprint) => match view.check(&fingerprint).verdict {
+            likeness_watermark::ContentVerdict::Matches => Content::Matches,
+            likeness_watermark::ContentVerdict::Differs => Content::Differs,
+            likeness_watermark::ContentVerdict::Inconclusive => Content::Inconclusive,
+        },
+        Err(e) => {
+            // The gateway's own record: worth an operator's look, not a
+            // refusal of every lookup of this asset.
+            tracing::error!(manifest_id = %record.manifest_id, error = %e, "stored fingerprint unreadable");
+            Content::Unchecked
+        }
+    }
 }
 
 /// An upload must say it is an image (or just bytes).

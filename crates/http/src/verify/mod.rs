@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::request_id::RequestId;
+use crate::resolver::{content_of, Content};
 use crate::state::AppState;
 
 pub(crate) mod feedback;
@@ -76,6 +77,13 @@ pub(crate) struct VerifyAnswer {
 struct WatermarkAnswer {
     detected: bool,
     alg: &'static str,
+    /// When a record was found for the mark: whether this picture is the
+    /// output it was made in (`matches`), another one carrying its mark
+    /// (`differs`: nothing is recovered), too little to tell
+    /// (`inconclusive`), or an asset kept without a fingerprint
+    /// (`unchecked`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<Content>,
 }
 
 #[derive(Serialize)]
@@ -118,11 +126,16 @@ pub(crate) async fn verify(
     let mark = mark.map_err(crate::resolver::upload_error)?;
     let intact = credentials.as_ref().is_some_and(intact);
     let mut recovered = None;
+    let mut content = None;
     if let (false, Some(found)) = (intact, &mark) {
-        let value = likeness_pipeline::soft_binding(&found.payload).value;
+        let value = likeness_pipeline::soft_binding(&found.detection.payload).value;
         let ids = state.store.manifests_by_binding(likeness_watermark::ALG, &value, 1).await?;
         if let Some(id) = ids.into_iter().next() {
-            if let Some(record) = state.store.manifest(&id).await? {
+            let record = state.store.manifest(&id).await?;
+            content = record.as_ref().map(|r| content_of(r, &found.content));
+            // Another picture carrying this output's mark: its manifest is
+            // not this image's.
+            if let Some(record) = record.filter(|_| content != Some(Content::Differs)) {
                 let checker = verifier.clone();
                 let found =
                     tokio::task::spawn_blocking(move || checker.verify_with_manifest(&record.manifest_store, &bytes))
@@ -142,7 +155,7 @@ pub(crate) async fn verify(
     } else {
         "none"
     };
-    let verdict = verdict(credentials.as_ref(), recovered.as_ref(), mark.is_some());
+    let verdict = verdict(credentials.as_ref(), recovered.as_ref(), mark.is_some(), content);
     // What was answered, under the request id a person's feedback names;
     // never the image, its URL or anything in it.
     tracing::info!(source, watermark = mark.is_some(), "verdict");
@@ -151,7 +164,7 @@ pub(crate) async fn verify(
         verdict,
         source,
         credentials,
-        watermark: WatermarkAnswer { detected: mark.is_some(), alg: likeness_watermark::ALG },
+        watermark: WatermarkAnswer { detected: mark.is_some(), alg: likeness_watermark::ALG, content },
         recovered,
     }))
 }
@@ -207,7 +220,12 @@ async fn read_form(state: &Arc<AppState>, req: Request) -> Result<Bytes, ApiErro
 }
 
 /// What a person reads first.
-fn verdict(credentials: Option<&Verification>, recovered: Option<&Recovered>, marked: bool) -> String {
+fn verdict(
+    credentials: Option<&Verification>,
+    recovered: Option<&Recovered>,
+    marked: bool,
+    content: Option<Content>,
+) -> String {
     let made = |v: &Verification, state: TrustState| {
         let by = v.provider.as_deref().map(|p| format!(" by {p}")).unwrap_or_default();
         let with = v.claim_generator.as_deref().map(|g| format!("'s {g}")).unwrap_or_default();
@@ -221,11 +239,21 @@ fn verdict(credentials: Option<&Verification>, recovered: Option<&Recovered>, ma
     match (credentials.filter(|v| intact(v)), recovered) {
         (Some(v), _) => format!("{}.", made(v, v.state)),
         (None, Some(r)) => format!(
-            "{}; credentials recovered from the invisible watermark after they were stripped or broken.",
-            made(&r.credentials, r.state)
+            "{}; credentials recovered from the invisible watermark after they were stripped or broken.{}",
+            made(&r.credentials, r.state),
+            if content == Some(Content::Inconclusive) {
+                " Too little of the picture is left to confirm it is the one they were made for."
+            } else {
+                ""
+            }
         ),
         (None, None) if credentials.is_some() => {
             "The file's Content Credentials do not match it: it was changed after signing, or they are malformed."
+                .into()
+        }
+        (None, None) if content == Some(Content::Differs) => {
+            "The image carries a watermark from this gateway, but it is not the picture that watermark was made in: \
+             the mark was copied onto another image. No credentials are recovered for it."
                 .into()
         }
         (None, None) if marked => "The image carries this gateway's watermark, but no record of it was found.".into(),

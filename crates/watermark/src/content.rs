@@ -1,0 +1,409 @@
+//! The content check: what ties a recovered mark to the picture it was
+//! made in.
+//!
+//! The mark alone cannot. Someone can lift one output's fine detail (the
+//! mark comes with it) and add it to another photo, which then carries the
+//! first output's payload: the copy attack, or a transplant. So the
+//! gateway keeps, beside each manifest, a [`Fingerprint`] of the marked
+//! output's coarse structure, and the resolver compares it with the
+//! received image, placed by the geometry the detector found
+//! ([`crate::Detection::content`]). A transplanted mark brings its payload
+//! but not its picture.
+//!
+//! The fingerprint cuts the image into blocks of [`BLOCK`] pixels, four per
+//! period of the pattern, so that the detector's offset (known modulo the
+//! period) places them up to a whole number of periods. For each block and
+//! its right and lower neighbour it keeps whether the mean luma rises,
+//! falls or stays within [`FLAT`] levels: two bits per pair, 512 bytes for
+//! a 1024×1024 output. That is which way brightness changes at 1/32 scale,
+//! not a picture. Block means shrug off what the mark survives (JPEG,
+//! noise, blur, rescaling); brightness and contrast scale the changes but
+//! keep their signs.
+//!
+//! A received image matches when, for some placement (the whole periods
+//! the offset leaves open), the pairs it can be compared on agree well
+//! beyond chance: at least [`AGREEMENT`] of them, and [`Z_MATCH`] standard
+//! deviations above the half that unrelated pictures agree on. Pairs
+//! count when the output changed there, or when the received image
+//! changes strongly ([`STRONG`]) where the output did not. A picture that
+//! does not match is [`ContentVerdict::Differs`] with at least
+//! [`MIN_PAIRS`] pairs, and [`ContentVerdict::Inconclusive`] with fewer (a
+//! small crop, a featureless picture): never a match by default.
+
+use image::RgbImage;
+
+/// The fingerprint's name where it is stored beside the watermark's
+/// binding; the version changes with anything that changes the values.
+pub const FINGERPRINT_ALG: &str = "org.likeness.fp.1";
+
+/// Block side, in pixels of the marked image: a quarter of the pattern's
+/// period, so block edges fall on period edges.
+pub const BLOCK: usize = 32;
+const _: () = assert!(crate::PERIOD.is_multiple_of(BLOCK));
+const PER_PERIOD: i64 = (crate::PERIOD / BLOCK) as i64;
+
+/// A change of mean luma between neighbouring blocks within this many
+/// levels (of 255) counts as none.
+pub const FLAT: f32 = 2.0;
+
+/// Where the output had no change, a received change this strong is a
+/// disagreement.
+pub const STRONG: f32 = 6.0;
+
+/// Least fraction of the compared pairs that must agree for a match.
+pub const AGREEMENT: f32 = 0.8;
+
+/// Least z-score of the agreement against chance (half the pairs) for a
+/// match. About 3e-7 per placement under independent pairs; natural
+/// pictures are not independent, which is what [`AGREEMENT`] is for.
+pub const Z_MATCH: f32 = 5.0;
+
+/// Fewest compared pairs for a [`ContentVerdict::Differs`]: below it, a
+/// picture that does not match is inconclusive.
+pub const MIN_PAIRS: usize = 40;
+
+/// A received block counts when at least this fraction of the pixels a
+/// whole block would hold landed in it (crop edges make partial blocks,
+/// whose means are off).
+const FULL: f32 = 0.85;
+
+/// How the mean luma changes from a block to its neighbour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Flat = 0,
+    Rises = 1,
+    Falls = 2,
+    /// No neighbour there (the last column or row).
+    None = 3,
+}
+
+impl Change {
+    fn of(delta: f32) -> Change {
+        if delta > FLAT {
+            Change::Rises
+        } else if delta < -FLAT {
+            Change::Falls
+        } else {
+            Change::Flat
+        }
+    }
+
+    fn from_bits(b: u8) -> Change {
+        match b & 3 {
+            0 => Change::Flat,
+            1 => Change::Rises,
+            2 => Change::Falls,
+            _ => Change::None,
+        }
+    }
+}
+
+/// A marked output's coarse structure: per block, how the mean luma
+/// changes to the right and downwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    columns: usize,
+    rows: usize,
+    /// Per block, row by row: [to the right, downwards].
+    changes: Vec<[Change; 2]>,
+}
+
+/// A stored fingerprint that cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not a {FINGERPRINT_ALG} fingerprint: {0}")]
+pub struct FingerprintError(&'static str);
+
+const FORMAT: u8 = 1;
+
+impl Fingerprint {
+    /// The fingerprint of a marked image, in its own coordinates (the
+    /// mark's origin is its top-left corner). Blocks cut by the right or
+    /// bottom edge are left out.
+    pub fn of(img: &RgbImage) -> Fingerprint {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let (columns, rows) = (w / BLOCK, h / BLOCK);
+        let mut sums = vec![0.0f32; columns * rows];
+        for (y, row) in img.chunks_exact(3 * w).enumerate().take(rows * BLOCK) {
+            let line = &mut sums[(y / BLOCK) * columns..][..columns];
+            for (x, px) in row.chunks_exact(3).enumerate().take(columns * BLOCK) {
+                line[x / BLOCK] += luma(px);
+            }
+        }
+        let means: Vec<f32> = sums.iter().map(|s| s / (BLOCK * BLOCK) as f32).collect();
+        let changes = (0..rows * columns)
+            .map(|i| {
+                let (c, r) = (i % columns, i / columns);
+                let right = if c + 1 < columns { Change::of(means[i + 1] - means[i]) } else { Change::None };
+                let down = if r + 1 < rows { Change::of(means[i + columns] - means[i]) } else { Change::None };
+                [right, down]
+            })
+            .collect();
+        Fingerprint { columns, rows, changes }
+    }
+
+    /// The stored form: a format byte, the block columns and rows (two
+    /// bytes each, big-endian), then two bits per change, four per byte.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(5 + self.changes.len().div_ceil(2));
+        out.push(FORMAT);
+        out.extend_from_slice(&(self.columns as u16).to_be_bytes());
+        out.extend_from_slice(&(self.rows as u16).to_be_bytes());
+        for pair in self.changes.chunks(2) {
+            let mut byte = 0u8;
+            for (i, c) in pair.iter().flatten().enumerate() {
+                byte |= (*c as u8) << (6 - 2 * i);
+            }
+            out.push(byte);
+        }
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Fingerprint, FingerprintError> {
+        let (&format, rest) = bytes.split_first().ok_or(FingerprintError("empty"))?;
+        if format != FORMAT {
+            return Err(FingerprintError("unknown format"));
+        }
+        if rest.len() < 4 {
+            return Err(FingerprintError("truncated header"));
+        }
+        let columns = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let rows = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        let blocks = columns * rows;
+        let packed = &rest[4..];
+        if packed.len() != blocks.div_ceil(2) {
+            return Err(FingerprintError("length does not match its size"));
+        }
+        let changes = (0..blocks)
+            .map(|b| {
+                let byte = packed[b / 2];
+                let shift = if b % 2 == 0 { 6 } else { 2 };
+                [Change::from_bits(byte >> shift), Change::from_bits(byte >> (shift - 2))]
+            })
+            .collect();
+        Ok(Fingerprint { columns, rows, changes })
+    }
+}
+
+fn luma(px: &[u8]) -> f32 {
+    0.299 * f32::from(px[0]) + 0.587 * f32::from(px[1]) + 0.114 * f32::from(px[2])
+}
+
+/// Where a received image's pixels came from in the marked image, as the
+/// detector found it: `marked = m · (received − centre) − offset`, modulo
+/// the pattern's period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Alignment {
+    pub(crate) m: [f32; 4],
+    pub(crate) centre: (f32, f32),
+    pub(crate) offset: (f32, f32),
+}
+
+impl Alignment {
+    fn marked(&self, x: f32, y: f32) -> (f32, f32) {
+        let [a, b, c, d] = self.m;
+        let (dx, dy) = (x - self.centre.0, y - self.centre.1);
+        (a * dx + b * dy - self.offset.0, c * dx + d * dy - self.offset.1)
+    }
+}
+
+/// A received image's block means, on the marked image's block grid up
+/// to a whole number of periods. Made from the pixels once; holds no
+/// picture finer than the blocks.
+#[derive(Clone, PartialEq)]
+pub struct ContentView {
+    /// The grid's first block, in blocks of the marked image (before the
+    /// unknown whole periods).
+    first: (i64, i64),
+    columns: usize,
+    rows: usize,
+    /// Mean luma per block; `None` where too little of the block was
+    /// received.
+    means: Vec<Option<f32>>,
+}
+
+impl std::fmt::Debug for ContentView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ContentView({}x{} blocks)", self.columns, self.rows)
+    }
+}
+
+/// What the content check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentVerdict {
+    /// The received picture is the marked output's (edited or not).
+    Matches,
+    /// Enough of it could be compared, and it is not: the mark was carried
+    /// onto another picture.
+    Differs,
+    /// Too little to compare: a small crop, or a picture with almost no
+    /// coarse structure.
+    Inconclusive,
+}
+
+/// The check's verdict and the figures behind it (at the best placement).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContentCheck {
+    pub verdict: ContentVerdict,
+    /// Pairs of neighbouring blocks compared.
+    pub pairs: usize,
+    /// How many of them agreed.
+    pub agreeing: usize,
+}
+
+impl ContentView {
+    pub(crate) fn new(img: &RgbImage, alignment: &Alignment) -> ContentView {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let block = BLOCK as f32;
+        // The grid spans the blocks the image's corners fall in.
+        let corners =
+            [(0.0, 0.0), (w as f32, 0.0), (0.0, h as f32), (w as f32, h as f32)].map(|(x, y)| alignment.marked(x, y));
+        let lo = |i: usize| corners.iter().map(|c| if i == 0 { c.0 } else { c.1 }).fold(f32::MAX, f32::min);
+        let hi = |i: usize| corners.iter().map(|c| if i == 0 { c.0 } else { c.1 }).fold(f32::MIN, f32::max);
+        let first = ((lo(0) / block).floor() as i64, (lo(1) / block).floor() as i64);
+        let columns = ((hi(0) / block).floor() as i64 - first.0 + 1) as usize;
+        let rows = ((hi(1) / block).floor() as i64 - first.1 + 1) as usize;
+        let mut sums = vec![0.0f32; columns * rows];
+        let mut counts = vec![0u32; columns * rows];
+        let [a, _, c, _] = alignment.m;
+        // Shifted so that the block index is a truncation of a positive number.
+        let (sx, sy) = (first.0 as f32 * block, first.1 as f32 * block);
+        for (y, row) in img.chunks_exact(3 * w).enumerate() {
+            let (u0, v0) = alignment.marked(0.5, y as f32 + 0.5);
+            for (x, px) in row.chunks_exact(3).enumerate() {
+                let (u, v) = (u0 + a * x as f32 - sx, v0 + c * x as f32 - sy);
+                let (i, j) = ((u / block) as usize, (v / block) as usize);
+                if u >= 0.0 && v >= 0.0 && i < columns && j < rows {
+                    sums[j * columns + i] += luma(px);
+                    counts[j * columns + i] += 1;
+                }
+            }
+        }
+        // Each received pixel covers |det m| marked pixels.
+        let [a, b, c, d] = alignment.m;
+        let whole = (BLOCK * BLOCK) as f32 / (a * d - b * c).abs().max(1e-6);
+        let means = sums.iter().zip(&counts).map(|(s, &n)| (n as f32 >= FULL * whole).then(|| s / n as f32)).collect();
+        ContentView { first, columns, rows, means }
+    }
+
+    /// Compares the view with an output's fingerprint at every placement
+    /// the offset leaves open, and answers for the best one.
+    pub fn check(&self, fp: &Fingerprint) -> ContentCheck {
+        let mut best = ContentCheck { verdict: ContentVerdict::Inconclusive, pairs: 0, agreeing: 0 };
+        let mut best_rank = (0u8, f32::MIN);
+        // Block (i, j) of the view is block (first + (i, j) + PER_PERIOD·k)
+        // of the output, for a whole number of periods k.
+        let range = |first: i64, len: usize, stored: usize| {
+            let lo = (-(first + len as i64 - 1)).div_euclid(PER_PERIOD);
+            let hi = (stored as i64 - 1 - first).div_euclid(PER_PERIOD);
+            lo..=hi
+        };
+        for ky in range(self.first.1, self.rows, fp.rows) {
+            for kx in range(self.first.0, self.columns, fp.columns) {
+                let shift = (self.first.0 + PER_PERIOD * kx, self.first.1 + PER_PERIOD * ky);
+                let (pairs, agreeing) = self.compare(fp, shift);
+                let verdict = verdict(pairs, agreeing);
+                // Ranked by verdict (a match beats everything), then agreement.
+                let rank = match verdict {
+                    ContentVerdict::Matches => 2,
+                    ContentVerdict::Differs => 1,
+                    ContentVerdict::Inconclusive => 0,
+                };
+                let score = agreeing as f32 / pairs.max(1) as f32;
+                if (rank, score) > best_rank {
+                    best_rank = (rank, score);
+                    best = ContentCheck { verdict, pairs, agreeing };
+                }
+            }
+        }
+        best
+    }
+
+    /// Pairs compared and agreeing, with view block (0, 0) on output block
+    /// `shift`.
+    fn compare(&self, fp: &Fingerprint, shift: (i64, i64)) -> (usize, usize) {
+        let (mut pairs, mut agreeing) = (0, 0);
+        let mean = |i: i64, j: i64| -> Option<f32> {
+            if i < 0 || j < 0 || i >= self.columns as i64 || j >= self.rows as i64 {
+                return None;
+            }
+            self.means[j as usize * self.columns + i as usize]
+        };
+        for r in 0..fp.rows {
+            let j = r as i64 - shift.1;
+            if j < -1 || j > self.rows as i64 {
+                continue;
+            }
+            for c in 0..fp.columns {
+                let i = c as i64 - shift.0;
+                let Some(here) = mean(i, j) else { continue };
+                for (dir, (di, dj)) in [(1, 0), (0, 1)].into_iter().enumerate() {
+                    let stored = fp.changes[r * fp.columns + c][dir];
+                    let Some(there) = mean(i + di, j + dj) else { continue };
+                    let delta = there - here;
+                    match stored {
+                        Change::None => {}
+                        Change::Flat => {
+                            if delta.abs() > STRONG {
+                                pairs += 1;
+                            }
+                        }
+                        Change::Rises | Change::Falls => {
+                            pairs += 1;
+                            if (stored == Change::Rises) == (delta > 0.0) && delta != 0.0 {
+                                agreeing += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (pairs, agreeing)
+    }
+}
+
+fn verdict(pairs: usize, agreeing: usize) -> ContentVerdict {
+    let (n, a) = (pairs as f32, agreeing as f32);
+    let z = (2.0 * a - n) / n.max(1.0).sqrt();
+    // The z-score alone asks nearly every pair to agree when there are few
+    // (all of 25, 29 of 30), so a small crop can match; refusing takes
+    // more pairs, since a few disagreements are no proof.
+    if a >= AGREEMENT * n && z >= Z_MATCH {
+        ContentVerdict::Matches
+    } else if pairs >= MIN_PAIRS {
+        ContentVerdict::Differs
+    } else {
+        ContentVerdict::Inconclusive
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_round_trip_and_bad_bytes_are_refused() {
+        let img =
+            RgbImage::from_fn(200, 100, |x, y| image::Rgb([(x % 256) as u8, (y * 2) as u8, ((x * y) % 256) as u8]));
+        let fp = Fingerprint::of(&img);
+        assert_eq!((fp.columns, fp.rows), (6, 3));
+        assert_eq!(Fingerprint::from_bytes(&fp.to_bytes()), Ok(fp.clone()));
+        let bytes = fp.to_bytes();
+        assert!(Fingerprint::from_bytes(&[]).is_err());
+        assert!(Fingerprint::from_bytes(&[2, 0, 6, 0, 3]).is_err());
+        assert!(Fingerprint::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        assert!(Fingerprint::from_bytes(&bytes[..3]).is_err());
+    }
+
+    #[test]
+    fn verdicts_follow_the_figures() {
+        assert_eq!(verdict(0, 0), ContentVerdict::Inconclusive);
+        assert_eq!(verdict(24, 24), ContentVerdict::Inconclusive);
+        assert_eq!(verdict(30, 29), ContentVerdict::Matches);
+        assert_eq!(verdict(30, 28), ContentVerdict::Inconclusive);
+        assert_eq!(verdict(39, 30), ContentVerdict::Inconclusive);
+        assert_eq!(verdict(40, 36), ContentVerdict::Matches);
+        assert_eq!(verdict(40, 30), ContentVerdict::Differs);
+        assert_eq!(verdict(400, 330), ContentVerdict::Matches);
+        assert_eq!(verdict(400, 300), ContentVerdict::Differs);
+    }
+}
