@@ -396,9 +396,11 @@ const TURN_ANGLES: [f32; 8] = [0.0, 90.0, 180.0, 270.0, 0.0, 0.0, 90.0, 270.0];
 
 /// `m · (x, y)` on the period's torus.
 fn turn(m: &[i32; 4], x: usize, y: usize) -> (usize, usize) {
+    // PERIOD is a power of two: the wrap is a mask (on two's complement,
+    // also for negative values), not a division.
+    const WRAP: i32 = PERIOD as i32 - 1;
     let (x, y) = (x as i32, y as i32);
-    let p = PERIOD as i32;
-    ((m[0] * x + m[1] * y).rem_euclid(p) as usize, (m[2] * x + m[3] * y).rem_euclid(p) as usize)
+    (((m[0] * x + m[1] * y) & WRAP) as usize, ((m[2] * x + m[3] * y) & WRAP) as usize)
 }
 
 /// Where the mark starts in a `w`×`h` image that is a whole marked image
@@ -782,15 +784,15 @@ fn estimate_geometry(residual: &[f32], w: usize, h: usize) -> Vec<Geometry> {
             window[y * m + x] = Complex32::new(residual[(y0 + y) * w + x0 + x], 0.0);
         }
     }
-    let spectrum = fft2_n(window, m, false);
+    // Rows past the n-th are zeros, and so is their transform.
+    let mut spectrum = fft2_rows_n(window, m, n, false);
     // Whitened (|F| instead of |F|²): sharper peaks, the picture's own
     // low-frequency energy counts less. (Clipping its strongest
     // frequencies, as the fold's are, was measured: it freed the text-like
     // image at small rotations but lost flat images to aspect changes,
     // whose strongest frequencies are the pattern's own.)
-    let magnitudes: Vec<f32> = spectrum.iter().map(magnitude).collect();
-    let acf: Vec<f32> =
-        fft2_n(magnitudes.iter().map(|&v| Complex32::new(v, 0.0)).collect(), m, true).iter().map(|c| c.re).collect();
+    spectrum.iter_mut().for_each(|c| *c = Complex32::new(magnitude(c), 0.0));
+    let acf: Vec<f32> = fft2_n(spectrum, m, true).iter().map(|c| c.re).collect();
     let at = |dx: i64, dy: i64| acf[(dy.rem_euclid(m as i64) as usize) * m + dx.rem_euclid(m as i64) as usize];
     // Padded to twice its side, the autocorrelation no longer wraps; past
     // 3/4 of the side the window overlaps itself too little to trust.
@@ -939,7 +941,12 @@ fn fft2(data: Vec<Complex32>, inverse: bool) -> Vec<Complex32> {
 }
 
 /// 2-D FFT of an n×n array (unnormalised).
-fn fft2_n(mut data: Vec<Complex32>, n: usize, inverse: bool) -> Vec<Complex32> {
+fn fft2_n(data: Vec<Complex32>, n: usize, inverse: bool) -> Vec<Complex32> {
+    fft2_rows_n(data, n, n, inverse)
+}
+
+/// [`fft2_n`] of an array whose rows from `rows` on are zeros.
+fn fft2_rows_n(mut data: Vec<Complex32>, n: usize, rows: usize, inverse: bool) -> Vec<Complex32> {
     thread_local! {
         // Plans are cached by the planner; planning anew on every call cost
         // more than the small transforms themselves.
@@ -957,7 +964,7 @@ fn fft2_n(mut data: Vec<Complex32>, n: usize, inverse: bool) -> Vec<Complex32> {
     // allocate one per call); the columns the same way, as the rows of the
     // transpose.
     let mut scratch = vec![Complex32::new(0.0, 0.0); fft.get_inplace_scratch_len()];
-    fft.process_with_scratch(&mut data, &mut scratch);
+    fft.process_with_scratch(&mut data[..rows * n], &mut scratch);
     let mut columns = transpose(&data, n);
     fft.process_with_scratch(&mut columns, &mut scratch);
     transpose(&columns, n)
@@ -969,13 +976,13 @@ fn magnitude(c: &Complex32) -> f32 {
     c.norm_sqr().sqrt()
 }
 
-/// The transpose of an `n`×`n` matrix stored by rows.
+/// The transpose of an `n`×`n` matrix stored by rows. Gathered column by
+/// column into a vector built as it goes: zeroing it first cost as much as
+/// the copy (these are up to 4.5 MB).
 fn transpose(data: &[Complex32], n: usize) -> Vec<Complex32> {
-    let mut out = vec![Complex32::new(0.0, 0.0); n * n];
-    for (y, row) in data.chunks_exact(n).enumerate() {
-        for (x, v) in row.iter().enumerate() {
-            out[x * n + y] = *v;
-        }
+    let mut out = Vec::with_capacity(n * n);
+    for x in 0..n {
+        out.extend(data[x..].iter().step_by(n));
     }
     out
 }
