@@ -89,6 +89,10 @@ async fn soft_binding_cases(store: &Store, a: &ManifestRecord) {
     let mut twin = manifest(20);
     twin.soft_bindings = a.soft_bindings.clone();
     store.put_manifest(&twin).await.unwrap();
+    // Without a fingerprint (an asset signed before they were kept), it
+    // comes back without one.
+    assert_eq!(twin.fingerprint, None);
+    assert_eq!(store.manifest(&twin.manifest_id).await.unwrap(), Some(twin.clone()));
     assert_eq!(
         store.manifests_by_binding(&b.alg, &b.value, 10).await.unwrap(),
         [twin.manifest_id.clone(), a.manifest_id.clone()]
