@@ -122,14 +122,24 @@ impl Fingerprint {
     pub fn of(img: &RgbImage) -> Fingerprint {
         let (w, h) = (img.width() as usize, img.height() as usize);
         let (columns, rows) = (w / BLOCK, h / BLOCK);
-        let mut sums = vec![0.0f32; columns * rows];
+        // Channel sums in integers (a block's fit in u32 many times over),
+        // weighted into luma once per block: the gateway does this for
+        // every output.
+        let mut sums = vec![[0u32; 3]; columns * rows];
         for (y, row) in img.chunks_exact(3 * w).enumerate().take(rows * BLOCK) {
             let line = &mut sums[(y / BLOCK) * columns..][..columns];
-            for (x, px) in row.chunks_exact(3).enumerate().take(columns * BLOCK) {
-                line[x / BLOCK] += luma(px);
+            for (sum, block) in line.iter_mut().zip(row.chunks_exact(3 * BLOCK)) {
+                for px in block.chunks_exact(3) {
+                    sum[0] += u32::from(px[0]);
+                    sum[1] += u32::from(px[1]);
+                    sum[2] += u32::from(px[2]);
+                }
             }
         }
-        let means: Vec<f32> = sums.iter().map(|s| s / (BLOCK * BLOCK) as f32).collect();
+        let means: Vec<f32> = sums
+            .iter()
+            .map(|s| (0.299 * s[0] as f32 + 0.587 * s[1] as f32 + 0.114 * s[2] as f32) / (BLOCK * BLOCK) as f32)
+            .collect();
         let changes = (0..rows * columns)
             .map(|i| {
                 let (c, r) = (i % columns, i / columns);
