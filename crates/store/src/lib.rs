@@ -438,6 +438,19 @@ impl Store {
         self.manifest_where("asset_id", asset_id).await
     }
 
+    /// The fingerprint kept with a manifest, alone (the resolver's content
+    /// check needs nothing else of it).
+    pub async fn fingerprint(&self, manifest_id: &str) -> Result<Option<FingerprintRecord>, StoreError> {
+        let row = sqlx::query("SELECT alg, value FROM fingerprints WHERE manifest_id = $1")
+            .bind(manifest_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(f) => Some(FingerprintRecord { alg: f.try_get(0)?, value: f.try_get(1)? }),
+            None => None,
+        })
+    }
+
     /// One manifest by a unique column; `column` is a name from this file,
     /// never input.
     async fn manifest_where(&self, column: &'static str, value: &str) -> Result<Option<ManifestRecord>, StoreError> {
@@ -453,13 +466,7 @@ impl Store {
         for b in bindings {
             record.soft_bindings.push(SoftBindingRecord { alg: b.try_get(0)?, value: b.try_get(1)? });
         }
-        let fingerprint = sqlx::query("SELECT alg, value FROM fingerprints WHERE manifest_id = $1")
-            .bind(&record.manifest_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if let Some(f) = fingerprint {
-            record.fingerprint = Some(FingerprintRecord { alg: f.try_get(0)?, value: f.try_get(1)? });
-        }
+        record.fingerprint = self.fingerprint(&record.manifest_id).await?;
         Ok(Some(record))
     }
 }

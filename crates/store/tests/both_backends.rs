@@ -93,6 +93,8 @@ async fn soft_binding_cases(store: &Store, a: &ManifestRecord) {
     // comes back without one.
     assert_eq!(twin.fingerprint, None);
     assert_eq!(store.manifest(&twin.manifest_id).await.unwrap(), Some(twin.clone()));
+    assert_eq!(store.fingerprint(&twin.manifest_id).await.unwrap(), None);
+    assert_eq!(store.fingerprint(&a.manifest_id).await.unwrap(), a.fingerprint);
     assert_eq!(
         store.manifests_by_binding(&b.alg, &b.value, 10).await.unwrap(),
         [twin.manifest_id.clone(), a.manifest_id.clone()]

@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use likeness_codes::ErrorCode;
 use likeness_media::MediaError;
-use likeness_store::ManifestRecord;
+use likeness_store::FingerprintRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -206,8 +206,8 @@ async fn by_content(
     // another image) is no match.
     let mut matches = Vec::new();
     for manifest_id in state.store.manifests_by_binding(likeness_watermark::ALG, &value, limit).await? {
-        let Some(record) = state.store.manifest(&manifest_id).await? else { continue };
-        if content_of(&record, &found.content) != Content::Differs {
+        let fingerprint = state.store.fingerprint(&manifest_id).await?;
+        if content_of(&manifest_id, fingerprint.as_ref(), &found.content) != Content::Differs {
             // Match or no match, never how clearly: a graded score would
             // tell someone trying to scrub the mark how far they have got.
             matches.push(Match { manifest_id, similarity_score: 100 });
@@ -231,8 +231,12 @@ pub(crate) enum Content {
     Unchecked,
 }
 
-pub(crate) fn content_of(record: &ManifestRecord, view: &likeness_watermark::ContentView) -> Content {
-    let Some(stored) = record.fingerprint.as_ref().filter(|f| f.alg == likeness_watermark::FINGERPRINT_ALG) else {
+pub(crate) fn content_of(
+    manifest_id: &str,
+    fingerprint: Option<&FingerprintRecord>,
+    view: &likeness_watermark::ContentView,
+) -> Content {
+    let Some(stored) = fingerprint.filter(|f| f.alg == likeness_watermark::FINGERPRINT_ALG) else {
         return Content::Unchecked;
     };
     match likeness_watermark::Fingerprint::from_bytes(&stored.value) {
@@ -244,7 +248,7 @@ pub(crate) fn content_of(record: &ManifestRecord, view: &likeness_watermark::Con
         Err(e) => {
             // The gateway's own record: worth an operator's look, not a
             // refusal of every lookup of this asset.
-            tracing::error!(manifest_id = %record.manifest_id, error = %e, "stored fingerprint unreadable");
+            tracing::error!(manifest_id, error = %e, "stored fingerprint unreadable");
             Content::Unchecked
         }
     }

@@ -132,7 +132,7 @@ pub(crate) async fn verify(
         let ids = state.store.manifests_by_binding(likeness_watermark::ALG, &value, 1).await?;
         if let Some(id) = ids.into_iter().next() {
             let record = state.store.manifest(&id).await?;
-            content = record.as_ref().map(|r| content_of(r, &found.content));
+            content = record.as_ref().map(|r| content_of(&r.manifest_id, r.fingerprint.as_ref(), &found.content));
             // Another picture carrying this output's mark: its manifest is
             // not this image's.
             if let Some(record) = record.filter(|_| content != Some(Content::Differs)) {
