@@ -140,7 +140,7 @@ pub(crate) fn analyse(img: &RgbImage, wants: Wants) -> Analysis {
                 luma.ensure(l, |planes| {
                     let (value, sums) = planes.split_at_mut(1);
                     for (o, p) in value[0].iter_mut().zip(pixels[l * w * 3..(l + 1) * w * 3].chunks_exact(3)) {
-                        *o = 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2]);
+                        *o = crate::luma(p);
                     }
                     horizontal_sum(&value[0], &mut sums[0], HIGHPASS);
                 });

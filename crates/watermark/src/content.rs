@@ -32,6 +32,8 @@
 
 use image::RgbImage;
 
+use crate::{luma, LUMA};
+
 /// The fingerprint's name where it is stored beside the watermark's
 /// binding; the version changes with anything that changes the values.
 pub const FINGERPRINT_ALG: &str = "org.likeness.fp.1";
@@ -138,7 +140,7 @@ impl Fingerprint {
         }
         let means: Vec<f32> = sums
             .iter()
-            .map(|s| (0.299 * s[0] as f32 + 0.587 * s[1] as f32 + 0.114 * s[2] as f32) / (BLOCK * BLOCK) as f32)
+            .map(|s| (LUMA[0] * s[0] as f32 + LUMA[1] * s[1] as f32 + LUMA[2] * s[2] as f32) / (BLOCK * BLOCK) as f32)
             .collect();
         let changes = (0..rows * columns)
             .map(|i| {
@@ -192,10 +194,6 @@ impl Fingerprint {
             .collect();
         Ok(Fingerprint { columns, rows, changes })
     }
-}
-
-fn luma(px: &[u8]) -> f32 {
-    0.299 * f32::from(px[0]) + 0.587 * f32::from(px[1]) + 0.114 * f32::from(px[2])
 }
 
 /// Where a received image's pixels came from in the marked image, as the

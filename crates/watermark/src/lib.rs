@@ -316,12 +316,20 @@ fn embed_with_gains(img: &mut RgbImage, pattern: &Pattern, coded: &[f32], mask: 
     }
 }
 
+/// The weights of R, G and B in the luma the mark is added to and read from
+/// (BT.601).
+pub(crate) const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
+
+/// The luma of an RGB pixel.
+pub(crate) fn luma(px: &[u8]) -> f32 {
+    LUMA[0] * f32::from(px[0]) + LUMA[1] * f32::from(px[1]) + LUMA[2] * f32::from(px[2])
+}
+
 /// Adds `delta` to the pixel's luma, on all three channels alike; where a
 /// channel clips (saturated colours, near black or white), the shortfall
 /// goes to the channels that still have room, so the mark keeps its
 /// strength there.
 fn add_luma(px: &mut [u8; 3], delta: f32) {
-    const W: [f32; 3] = [0.299, 0.587, 0.114];
     let old = px.map(f32::from);
     // Nearly always no channel clips: add and round (+0.5 and truncate,
     // since the value is not negative; `round` is a library call here).
@@ -330,8 +338,8 @@ fn add_luma(px: &mut [u8; 3], delta: f32) {
         return;
     }
     let mut new = old.map(|v| (v + delta).clamp(0.0, 255.0));
-    let achieved: f32 = (0..3).map(|c| W[c] * (new[c] - old[c])).sum();
-    let room: f32 = (0..3).filter(|&c| new[c] > 0.0 && new[c] < 255.0).map(|c| W[c]).sum();
+    let achieved: f32 = (0..3).map(|c| LUMA[c] * (new[c] - old[c])).sum();
+    let room: f32 = (0..3).filter(|&c| new[c] > 0.0 && new[c] < 255.0).map(|c| LUMA[c]).sum();
     if room > 0.05 && (delta - achieved).abs() > 0.01 {
         let extra = (delta - achieved) / room;
         for v in new.iter_mut().filter(|v| **v > 0.0 && **v < 255.0) {
