@@ -56,25 +56,38 @@ pub fn encode(bits: &[u8]) -> Vec<f32> {
 /// Soft-decision Viterbi: `soft` holds one correlation per coded bit
 /// (positive means +1). Returns the most likely data bits.
 pub fn decode(soft: &[f32]) -> Vec<u8> {
+    const STATES: usize = 1 << (K - 1);
+    // Per encoder register (previous state and new bit), which of the four
+    // symbol pairs it emits: bit 1 for G0's parity, bit 0 for G1's.
+    const EMITS: [u8; 2 * STATES] = {
+        let mut t = [0u8; 2 * STATES];
+        let mut full = 0;
+        while full < 2 * STATES {
+            t[full] = ((((full as u32 & G0).count_ones() % 2) << 1) | ((full as u32 & G1).count_ones() % 2)) as u8;
+            full += 1;
+        }
+        t
+    };
     let steps = soft.len() / 2;
-    let states = 1usize << (K - 1);
-    let mut metric = vec![f32::NEG_INFINITY; states];
+    let mut metric = [f32::NEG_INFINITY; STATES];
     metric[0] = 0.0;
-    let mut history: Vec<Vec<u8>> = Vec::with_capacity(steps);
+    let mut history: Vec<[u8; STATES]> = Vec::with_capacity(steps);
     for t in 0..steps {
         let (s0, s1) = (soft[2 * t], soft[2 * t + 1]);
-        let mut next = vec![f32::NEG_INFINITY; states];
-        let mut from = vec![0u8; states];
+        // The four branch gains, indexed as EMITS (a set parity bit is -1).
+        let gains = [s0 + s1, s0 - s1, -s0 + s1, -s0 - s1];
+        let mut next = [f32::NEG_INFINITY; STATES];
+        let mut from = [0u8; STATES];
         for (prev, &m) in metric.iter().enumerate() {
             if m == f32::NEG_INFINITY {
                 continue;
             }
-            for b in 0..2u32 {
-                let full = ((prev as u32) << 1 | b) & ((1 << K) - 1);
-                let gain = s0 * parity(full & G0) + s1 * parity(full & G1);
-                let ns = (full as usize) & (states - 1);
-                if m + gain > next[ns] {
-                    next[ns] = m + gain;
+            for b in 0..2 {
+                let full = (prev << 1 | b) & (2 * STATES - 1);
+                let candidate = m + gains[usize::from(EMITS[full])];
+                let ns = full & (STATES - 1);
+                if candidate > next[ns] {
+                    next[ns] = candidate;
                     // Remember the dropped top bit of `prev` to walk back.
                     from[ns] = ((prev >> (K - 2)) & 1) as u8;
                 }
@@ -88,7 +101,7 @@ pub fn decode(soft: &[f32]) -> Vec<u8> {
     let mut bits = vec![0u8; steps];
     for t in (0..steps).rev() {
         bits[t] = (state & 1) as u8;
-        let top = history[t][state] as usize;
+        let top = usize::from(history[t][state]);
         state = (state >> 1) | (top << (K - 2));
     }
     bits.truncate(steps.saturating_sub(TAIL));

@@ -75,12 +75,15 @@
 mod analysis;
 mod code;
 mod content;
+mod fft;
 
 pub use content::{ContentCheck, ContentVerdict, ContentView, Fingerprint, FingerprintError, FINGERPRINT_ALG};
 
 use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use rustfft::num_complex::Complex32;
+
+use fft::{fft2, fft2_transposed, magnitude, HalfSpectrum};
 
 /// The algorithm's name in C2PA soft-binding assertions and in the Soft
 /// Binding Resolution API. Not (yet) on the C2PA soft-binding algorithm
@@ -171,9 +174,9 @@ struct Pattern {
     sync: Vec<f32>,
     sign: Vec<f32>,
     bit: Vec<usize>,
-    /// The FFT of one period of the sync chips, what every fold is
-    /// correlated with.
-    sync_spectrum: Vec<Complex32>,
+    /// The conjugate FFT of one period of the sync chips, what every
+    /// fold's spectrum is multiplied by to correlate it with the sync.
+    sync_conj: Vec<Complex32>,
 }
 
 impl Pattern {
@@ -189,9 +192,11 @@ impl Pattern {
         }
         let sync_spectrum = fft2(
             (0..PERIOD * PERIOD).map(|i| Complex32::new(sync[Pattern::cell(i % PERIOD, i / PERIOD)], 0.0)).collect(),
+            PERIOD,
             false,
         );
-        Pattern { sync, sign, bit, sync_spectrum }
+        let sync_conj = sync_spectrum.iter().map(|c| c.conj()).collect();
+        Pattern { sync, sign, bit, sync_conj }
     }
 
     fn cell(x: usize, y: usize) -> usize {
@@ -230,7 +235,7 @@ pub fn embed_informed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength
     let a = analysis::analyse(img, wants);
     let mut gains = vec![1.0f32; code::CODED_BITS];
     if img.width() as usize >= PERIOD && img.height() as usize >= PERIOD {
-        let read = |fold: Vec<f32>, clip: bool| Fold::new(fold, true, clip).soft_bits(&pattern, &TURNS[0], (0, 0));
+        let read = |fold: Vec<f32>, clip: bool| Fold::new(fold, true, clip).soft_bits(&pattern, 0, (0, 0));
         let interference = read(a.residual_fold, true);
         // The two parts of the mark as the detector's high-pass sees them
         // (a 3x3 box taken away; the pattern is periodic, so on the torus),
@@ -358,7 +363,7 @@ pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
     let found = received.hypotheses().find_map(|g| {
         let fold = received.fold_cleaned(&g)?;
         let found = |turn: usize, offset: (usize, usize)| {
-            let soft = fold.soft_bits(&pattern, &TURNS[turn], offset);
+            let soft = fold.soft_bits(&pattern, turn, offset);
             decode(&soft, key).map(|(payload, score)| Detection {
                 payload,
                 score,
@@ -399,6 +404,22 @@ const TURNS: [[i32; 4]; 8] = [
     [0, 1, 1, 0],
     [0, -1, -1, 0],
 ];
+/// For turn `t` of [`TURNS`], where each place of the period goes:
+/// `turned(t)[y * PERIOD + x]` is the index of m·(x, y). The sync search
+/// gathers every fold's spectrum through these.
+fn turned(t: usize) -> &'static [u16] {
+    const _: () = assert!(PERIOD * PERIOD <= 1 << 16);
+    static TABLES: std::sync::OnceLock<Vec<Vec<u16>>> = std::sync::OnceLock::new();
+    let tables = TABLES.get_or_init(|| {
+        let index = |m: &[i32; 4], i: usize| {
+            let (x, y) = turn(m, i % PERIOD, i / PERIOD);
+            (y * PERIOD + x) as u16
+        };
+        TURNS.iter().map(|m| (0..PERIOD * PERIOD).map(|i| index(m, i)).collect()).collect()
+    });
+    &tables[t]
+}
+
 /// The rotation each of [`TURNS`] undoes, in degrees.
 const TURN_ANGLES: [f32; 8] = [0.0, 90.0, 180.0, 270.0, 0.0, 0.0, 90.0, 270.0];
 
@@ -445,7 +466,7 @@ pub fn read_unchecked(img: &RgbImage, key: &Key) -> Vec<[u8; 8]> {
                 .fold_cleaned(&g)
                 .map(|fold| {
                     let (turn, offset) = fold.best_sync(&pattern);
-                    code::decode(&fold.soft_bits(&pattern, &TURNS[turn], offset))
+                    code::decode(&fold.soft_bits(&pattern, turn, offset))
                 })
                 .unwrap_or_default();
             let mut payload = [0u8; 8];
@@ -624,6 +645,8 @@ impl Received {
 /// and its spectrum.
 struct Fold {
     values: Vec<f32>,
+    /// The whole spectrum, by rows: the sync search reads it turned,
+    /// which is a plain gather from the whole but not from the half.
     spectrum: Vec<Complex32>,
 }
 
@@ -634,12 +657,14 @@ impl Fold {
         if short_periods {
             remove_short_periods(&mut fold);
         }
-        let mut spectrum = fft2(fold.iter().map(|&v| Complex32::new(v, 0.0)).collect(), false);
+        let mut spectrum = HalfSpectrum::of(&mut fold, PERIOD, PERIOD);
         if clip {
-            spectrum = clip_spectral_peaks(spectrum);
+            clip_spectral_peaks(&mut spectrum);
         }
         let n = (PERIOD * PERIOD) as f32;
-        let values = fft2(spectrum.clone(), true).iter().map(|c| c.re / n).collect();
+        let mut values = spectrum.inverse();
+        values.iter_mut().for_each(|v| *v /= n);
+        let spectrum = (0..PERIOD * PERIOD).map(|i| spectrum.at(i % PERIOD, i / PERIOD)).collect();
         Fold { values, spectrum }
     }
 
@@ -650,41 +675,50 @@ impl Fold {
     /// inverse FFT.
     fn best_sync(&self, pattern: &Pattern) -> (usize, (usize, usize)) {
         let mut best = (f32::MIN, 0, (0, 0));
-        let product = |m: &[i32; 4], i: usize| {
-            let (kx, ky) = turn(m, i % PERIOD, i / PERIOD);
-            self.spectrum[ky * PERIOD + kx] * pattern.sync_spectrum[i].conj()
-        };
         // Each correlation is real (its spectrum is Hermitian), so two
         // share one inverse FFT: the first as the real part, the second as
         // the imaginary part.
         for pair in (0..TURNS.len()).step_by(2) {
-            let (first, second) = (&TURNS[pair], &TURNS[pair + 1]);
-            let packed =
-                (0..PERIOD * PERIOD).map(|i| product(first, i) + Complex32::i() * product(second, i)).collect();
-            let corr = fft2(packed, true);
-            for (t, part) in [(pair, 0), (pair + 1, 1)] {
-                let value = |c: &Complex32| if part == 0 { c.re } else { c.im };
-                let (at, peak) =
-                    corr.iter()
-                        .enumerate()
-                        .fold((0, f32::MIN), |b, (i, c)| if value(c) > b.1 { (i, value(c)) } else { b });
+            let (first, second) = (turned(pair), turned(pair + 1));
+            let packed = (0..PERIOD * PERIOD)
+                .map(|i| {
+                    let (a, b) = (self.spectrum[usize::from(first[i])], self.spectrum[usize::from(second[i])]);
+                    Complex32::new(a.re - b.im, a.im + b.re) * pattern.sync_conj[i]
+                })
+                .collect();
+            // Transposed: the correlation at offset (x, y) is at x·PERIOD + y.
+            let corr = fft2_transposed(packed, PERIOD, true);
+            let (mut first_peak, mut second_peak) = ((0, f32::MIN), (0, f32::MIN));
+            for (i, c) in corr.iter().enumerate() {
+                if c.re > first_peak.1 {
+                    first_peak = (i, c.re);
+                }
+                if c.im > second_peak.1 {
+                    second_peak = (i, c.im);
+                }
+            }
+            for (t, (at, peak)) in [(pair, first_peak), (pair + 1, second_peak)] {
                 if peak > best.0 {
-                    best = (peak, t, (at % PERIOD, at / PERIOD));
+                    best = (peak, t, (at / PERIOD, at % PERIOD));
                 }
             }
         }
         (best.1, best.2)
     }
 
-    /// One soft value per coded bit, read with the fold turned by `m` and
-    /// moved by `offset`.
-    fn soft_bits(&self, pattern: &Pattern, m: &[i32; 4], (dx, dy): (usize, usize)) -> Vec<f32> {
-        let mut soft = vec![0.0f32; code::CODED_BITS];
+    /// One soft value per coded bit, read with the fold turned by turn `t`
+    /// of [`TURNS`] and moved by `offset`.
+    fn soft_bits(&self, pattern: &Pattern, t: usize, (dx, dy): (usize, usize)) -> Vec<f32> {
+        const WRAP: usize = PERIOD - 1;
+        let (table, mut soft) = (turned(t), vec![0.0f32; code::CODED_BITS]);
         for py in 0..PERIOD {
+            // Where this row of the marked period lies in the fold.
+            let row = &table[((py + dy) & WRAP) * PERIOD..][..PERIOD];
+            let cells = &pattern.bit[(py / CHIP) * TILE..][..TILE];
+            let signs = &pattern.sign[(py / CHIP) * TILE..][..TILE];
             for px in 0..PERIOD {
-                let c = Pattern::cell(px, py);
-                let (ux, uy) = turn(m, px + dx, py + dy);
-                soft[pattern.bit[c]] += self.values[uy * PERIOD + ux] * pattern.sign[c];
+                let u = usize::from(row[(px + dx) & WRAP]);
+                soft[cells[px / CHIP]] += self.values[u] * signs[px / CHIP];
             }
         }
         soft
@@ -733,19 +767,24 @@ const PEAK_CLIP: f32 = 4.0;
 /// screens, patterns, stripes) fold into a few strong frequencies; the
 /// mark is spread over all of them, so clipping the peaks takes the texture
 /// out and leaves the mark.
-fn clip_spectral_peaks(mut spectrum: Vec<Complex32>) -> Vec<Complex32> {
-    let mut mags: Vec<f32> = spectrum.iter().map(magnitude).collect();
+fn clip_spectral_peaks(spectrum: &mut HalfSpectrum) {
+    // The median over the whole spectrum: each stored frequency counted
+    // as often as it occurs there.
+    let mut mags: Vec<f32> = Vec::with_capacity(spectrum.n * spectrum.n);
+    for (i, c) in spectrum.values.iter().enumerate() {
+        let m = magnitude(c);
+        mags.extend(std::iter::repeat_n(m, spectrum.multiplicity(i)));
+    }
     let mid = mags.len() / 2;
     let limit = PEAK_CLIP * *mags.select_nth_unstable_by(mid, f32::total_cmp).1;
     if limit > 0.0 {
-        for c in spectrum.iter_mut() {
+        for c in spectrum.values.iter_mut() {
             let m = magnitude(c);
             if m > limit {
                 *c *= limit / m;
             }
         }
     }
-    spectrum
 }
 
 /// Most geometry hypotheses decoded per image: as received, up to
@@ -786,21 +825,19 @@ fn estimate_geometry(residual: &[f32], w: usize, h: usize) -> Vec<Geometry> {
     // longer than half its side.
     let m = if n < 384 { 2 * n } else { n };
     let (x0, y0) = ((w - n) / 2, (h - n) / 2);
-    let mut window = vec![Complex32::new(0.0, 0.0); m * m];
+    let mut window = vec![0.0f32; m * m];
     for y in 0..n {
-        for x in 0..n {
-            window[y * m + x] = Complex32::new(residual[(y0 + y) * w + x0 + x], 0.0);
-        }
+        window[y * m..y * m + n].copy_from_slice(&residual[(y0 + y) * w + x0..][..n]);
     }
     // Rows past the n-th are zeros, and so is their transform.
-    let mut spectrum = fft2_rows_n(window, m, n, false);
+    let mut spectrum = HalfSpectrum::of(&mut window, m, n);
     // Whitened (|F| instead of |F|²): sharper peaks, the picture's own
     // low-frequency energy counts less. (Clipping its strongest
     // frequencies, as the fold's are, was measured: it freed the text-like
     // image at small rotations but lost flat images to aspect changes,
     // whose strongest frequencies are the pattern's own.)
-    spectrum.iter_mut().for_each(|c| *c = Complex32::new(magnitude(c), 0.0));
-    let acf: Vec<f32> = fft2_n(spectrum, m, true).iter().map(|c| c.re).collect();
+    spectrum.values.iter_mut().for_each(|c| *c = Complex32::new(magnitude(c), 0.0));
+    let acf = spectrum.inverse();
     let at = |dx: i64, dy: i64| acf[(dy.rem_euclid(m as i64) as usize) * m + dx.rem_euclid(m as i64) as usize];
     // Padded to twice its side, the autocorrelation no longer wraps; past
     // 3/4 of the side the window overlaps itself too little to trust.
@@ -942,55 +979,4 @@ fn fit_lattice(at: &impl Fn(i64, i64) -> f32, p1: (f32, f32), p2: (f32, f32), ha
     }
     let p = PERIOD as f32;
     Some(Geometry([p * a[3] / det_a, -p * a[1] / det_a, -p * a[2] / det_a, p * a[0] / det_a]))
-}
-
-fn fft2(data: Vec<Complex32>, inverse: bool) -> Vec<Complex32> {
-    fft2_n(data, PERIOD, inverse)
-}
-
-/// 2-D FFT of an n×n array (unnormalised).
-fn fft2_n(data: Vec<Complex32>, n: usize, inverse: bool) -> Vec<Complex32> {
-    fft2_rows_n(data, n, n, inverse)
-}
-
-/// [`fft2_n`] of an array whose rows from `rows` on are zeros.
-fn fft2_rows_n(mut data: Vec<Complex32>, n: usize, rows: usize, inverse: bool) -> Vec<Complex32> {
-    thread_local! {
-        // Plans are cached by the planner; planning anew on every call cost
-        // more than the small transforms themselves.
-        static PLANNER: std::cell::RefCell<rustfft::FftPlanner<f32>> = std::cell::RefCell::new(rustfft::FftPlanner::new());
-    }
-    let fft = PLANNER.with(|p| {
-        let mut planner = p.borrow_mut();
-        if inverse {
-            planner.plan_fft_inverse(n)
-        } else {
-            planner.plan_fft_forward(n)
-        }
-    });
-    // Every row in one call, with one scratch buffer (`process` would
-    // allocate one per call); the columns the same way, as the rows of the
-    // transpose.
-    let mut scratch = vec![Complex32::new(0.0, 0.0); fft.get_inplace_scratch_len()];
-    fft.process_with_scratch(&mut data[..rows * n], &mut scratch);
-    let mut columns = transpose(&data, n);
-    fft.process_with_scratch(&mut columns, &mut scratch);
-    transpose(&columns, n)
-}
-
-/// |c|, without `hypot`'s care for overflow (these values are far from
-/// it), which made it a tenth of the time spent on small unmarked images.
-fn magnitude(c: &Complex32) -> f32 {
-    c.norm_sqr().sqrt()
-}
-
-/// The transpose of an `n`×`n` matrix stored by rows. Gathered column by
-/// column into a vector built as it goes: zeroing it first cost as much as
-/// the copy (these are up to 4.5 MB).
-fn transpose(data: &[Complex32], n: usize) -> Vec<Complex32> {
-    let mut out = Vec::with_capacity(n * n);
-    for x in 0..n {
-        out.extend(data[x..].iter().step_by(n));
-    }
-    out
 }
