@@ -31,7 +31,7 @@ type Attack = (&'static str, fn(&RgbImage) -> RgbImage);
 
 #[test]
 fn payload_survives_the_main_attacks_and_unmarked_images_give_nothing() {
-    let attacks: [Attack; 21] = [
+    let attacks: [Attack; 24] = [
         ("none", |i| i.clone()),
         ("rotation 2 degrees", |i| rotate(i, 2.0)),
         ("resize 0.6x", |i| scale(i, 0.6)),
@@ -54,6 +54,9 @@ fn payload_survives_the_main_attacks_and_unmarked_images_give_nothing() {
         ("crop keeping 25%, corner", |i| crop_corner(i, 0.25)),
         ("JPEG 30", |i| jpeg(i, 30)),
         ("mirror, then JPEG 60", |i| jpeg(&image::imageops::flip_horizontal(i), 60)),
+        ("rotation 5 degrees", |i| rotate(i, 5.0)),
+        ("rotation -10 degrees", |i| rotate(i, -10.0)),
+        ("resize 1.5x", |i| scale(i, 1.5)),
     ];
     let mut failures = Vec::new();
     for (name, original) in images() {
