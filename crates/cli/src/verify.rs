@@ -4,7 +4,10 @@
 //! watermark key. With `--resolver URL`, a file without credentials (a
 //! platform stripped them) gets them back through the watermark: the
 //! resolver's `/matches/...` gives the manifest id, `/manifests/{id}` the
-//! manifest, validated here against these pixels.
+//! manifest, validated here against these pixels. The image itself goes
+//! to the resolver (`byContent`) even when the mark was read here: only
+//! with the picture can it tell the marked output from another picture the
+//! mark was copied onto.
 //!
 //! Exit codes: 0 every file trusted or valid (embedded or recovered); 1 any
 //! invalid (it outranks everything else, so a tampered file is never hidden
@@ -319,13 +322,14 @@ fn print_watermark(read: Option<&WatermarkRead>, resolver: bool) {
     }
 }
 
-/// How the resolver was asked.
+/// How the resolver was asked: always with the image (`byContent`), also
+/// when the mark was read here. The resolver then checks that the picture
+/// is the marked output's and refuses a mark copied onto another picture;
+/// a lookup by the payload's value (`byBinding`) would find the output's
+/// manifest for the copy just the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 enum ResolverQuery {
-    /// The mark was read here and its payload sent.
-    ByBinding,
-    /// The image was sent; the resolver read the mark.
     ByContent,
 }
 
@@ -439,7 +443,7 @@ impl Resolver {
         let value = found.map(|d| likeness_pipeline::soft_binding(&d.payload).value);
         let mut rec = Recovered {
             resolver: self.base.clone(),
-            query: if value.is_some() { ResolverQuery::ByBinding } else { ResolverQuery::ByContent },
+            query: ResolverQuery::ByContent,
             alg: likeness_watermark::ALG,
             value: value.clone(),
             manifest_id: None,
@@ -465,20 +469,13 @@ impl Resolver {
 
     fn fill(&self, rec: &mut Recovered, verifier: &Verifier, bytes: &[u8], value: Option<&str>) -> anyhow::Result<()> {
         use anyhow::Context as _;
-        let answer = match value {
-            Some(v) => self
-                .client
-                .get(format!("{}/matches/byBinding", self.base))
-                .query(&[("alg", likeness_watermark::ALG), ("value", v), ("maxResults", "1")])
-                .send(),
-            None => self
-                .client
-                .post(format!("{}/matches/byContent", self.base))
-                .query(&[("alg", likeness_watermark::ALG), ("maxResults", "1")])
-                .header(reqwest::header::CONTENT_TYPE, sniff_mime(bytes))
-                .body(bytes.to_vec())
-                .send(),
-        };
+        let answer = self
+            .client
+            .post(format!("{}/matches/byContent", self.base))
+            .query(&[("alg", likeness_watermark::ALG), ("maxResults", "1")])
+            .header(reqwest::header::CONTENT_TYPE, sniff_mime(bytes))
+            .body(bytes.to_vec())
+            .send();
         let answer = answer.context("the resolver did not answer")?;
         let status = answer.status();
         let text = bounded(answer, MAX_ANSWER_BYTES).context("reading the resolver's answer")?;
@@ -489,7 +486,9 @@ impl Resolver {
         let body: serde_json::Value = serde_json::from_slice(&text).context("the resolver's answer is not JSON")?;
         let Some(first) = body.get("matches").and_then(|m| m.as_array()).and_then(|m| m.first()) else {
             anyhow::bail!(if value.is_some() {
-                "the resolver knows no manifest for this watermark"
+                "the resolver matched no manifest to this image, though its watermark was read here: the \
+                 resolver refuses a mark copied onto another picture (its content check), and a mark made \
+                 with a key it does not hold"
             } else {
                 "the resolver found no watermark it knows in this image"
             });

@@ -91,12 +91,14 @@ fn stripped_image_recovers_trusted_credentials_through_the_watermark() {
     assert_eq!(lines[0]["watermark"]["payload"], payload, "the mark survives: {}", lines[0]);
     assert!(lines[0]["recovered"].is_null());
 
-    // With the key: the payload is read here and looked up by binding.
+    // With the key: the payload is read here, and the image still goes to
+    // the resolver (by content, so that it checks the picture); the
+    // manifest it finds must declare the payload read here.
     let (code, lines) =
         likeness_verify(&["--trust", ca, "--watermark-key", key, "--resolver", &server.base, stripped_s]);
     assert_eq!(code, 0, "{lines:?}");
     let r = &lines[0]["recovered"];
-    assert_eq!(r["query"], "byBinding", "{r}");
+    assert_eq!(r["query"], "byContent", "{r}");
     assert_eq!(r["value"], out.binding);
     assert_eq!(r["manifest_id"], out.manifest_id.as_str());
     assert_eq!(r["hard_binding"], "mismatch");
@@ -130,6 +132,22 @@ fn stripped_image_recovers_trusted_credentials_through_the_watermark() {
         assert!(r["manifest_id"].is_null() && r["state"].is_null(), "{r}");
         assert!(r["error"].as_str().unwrap().contains("no"), "{r}");
     }
+
+    // The copy attack: the output's fine detail, mark included, added to an
+    // unrelated photo. The mark reads here as the output's, but the
+    // resolver's content check refuses the picture, so nothing is recovered.
+    let marked = image::open(&out.file).unwrap().to_rgb8();
+    let photo = image::open(fixture("scenes/rocket.jpg")).unwrap().to_rgb8();
+    let photo = image::imageops::resize(&photo, marked.width(), marked.height(), image::imageops::FilterType::Triangle);
+    let forged = dir.path().join("forged.png");
+    likeness_testkit::transplant(&marked, &photo).save(&forged).unwrap();
+    let (code, lines) =
+        likeness_verify(&["--trust", ca, "--watermark-key", key, "--resolver", &server.base, forged.to_str().unwrap()]);
+    assert_eq!(code, 2, "{lines:?}");
+    assert_eq!(lines[0]["watermark"]["payload"], payload, "the mark carries onto the photo: {}", lines[0]);
+    let r = &lines[0]["recovered"];
+    assert!(r["manifest_id"].is_null() && r["state"].is_null(), "{r}");
+    assert!(r["error"].as_str().unwrap().contains("content check"), "{r}");
 
     // The human report says plainly what happened.
     let text = Command::new(bin())

@@ -20,26 +20,6 @@ async fn by_content(app: &App, bytes: Vec<u8>) -> (u16, Value) {
     json(app.send(req).await).await
 }
 
-/// One image's fine detail (its luma minus the 3x3 mean: where the mark
-/// lives) added to another of the same size.
-fn transplant(source: &image::RgbImage, target: &image::RgbImage) -> image::RgbImage {
-    let luma = |x: u32, y: u32| {
-        let p = source.get_pixel(x, y);
-        0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])
-    };
-    let mut out = target.clone();
-    for (x, y, p) in out.enumerate_pixels_mut() {
-        if x == 0 || y == 0 || x + 1 == source.width() || y + 1 == source.height() {
-            continue;
-        }
-        let around: f32 =
-            (y - 1..=y + 1).flat_map(|j| (x - 1..=x + 1).map(move |i| (i, j))).map(|(i, j)| luma(i, j)).sum();
-        let detail = luma(x, y) - around / 9.0;
-        p.0 = p.0.map(|v| (f32::from(v) + detail).round().clamp(0.0, 255.0) as u8);
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_detection_api_reads_credentials_recovers_them_from_the_watermark_and_says_so() {
     let config = likeness_http::HttpConfig {
@@ -89,7 +69,9 @@ async fn the_detection_api_reads_credentials_recovers_them_from_the_watermark_an
             .unwrap()
             .pixels;
     let photo = image::imageops::resize(&photo, 512, 512, image::imageops::FilterType::Triangle);
-    let forged = likeness_media::encode(&transplant(&pixels, &photo), likeness_media::OutputFormat::Png).unwrap();
+    let forged =
+        likeness_media::encode(&likeness_testkit::transplant(&pixels, &photo), likeness_media::OutputFormat::Png)
+            .unwrap();
     let (status, moved) = verify(&app, "image/png", forged.clone()).await;
     assert_eq!(status, 200, "{moved}");
     assert_eq!(

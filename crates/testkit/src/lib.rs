@@ -138,6 +138,28 @@ pub fn png(width: u32, height: u32) -> Vec<u8> {
     likeness_media::encode(&img, likeness_media::OutputFormat::Png).unwrap()
 }
 
+/// The copy attack on a watermark: one image's fine detail (its luma minus
+/// the 3x3 mean, where the mark lives) added to another of the same size,
+/// so that the other carries the first one's mark.
+pub fn transplant(source: &RgbImage, target: &RgbImage) -> RgbImage {
+    assert_eq!(source.dimensions(), target.dimensions(), "a transplant is between images of one size");
+    let luma = |x: u32, y: u32| {
+        let p = source.get_pixel(x, y);
+        0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])
+    };
+    let mut out = target.clone();
+    for (x, y, p) in out.enumerate_pixels_mut() {
+        if x == 0 || y == 0 || x + 1 == source.width() || y + 1 == source.height() {
+            continue;
+        }
+        let around: f32 =
+            (y - 1..=y + 1).flat_map(|j| (x - 1..=x + 1).map(move |i| (i, j))).map(|(i, j)| luma(i, j)).sum();
+        let detail = luma(x, y) - around / 9.0;
+        p.0 = p.0.map(|v| (f32::from(v) + detail).round().clamp(0.0, 255.0) as u8);
+    }
+    out
+}
+
 /// A development signing identity, made in memory.
 pub fn signer() -> (Signer, String) {
     // One identity per test process, so a test can trust the pipeline's signer.
