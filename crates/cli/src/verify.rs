@@ -490,7 +490,8 @@ impl Resolver {
                  resolver refuses a mark copied onto another picture (its content check), and a mark made \
                  with a key it does not hold"
             } else {
-                "the resolver found no watermark it knows in this image"
+                "the resolver matched no manifest to this image: it found no watermark it knows, or one \
+                 copied onto this picture from another (its content check)"
             });
         };
         let manifest_id = first
