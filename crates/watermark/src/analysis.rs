@@ -38,7 +38,7 @@ pub(crate) struct Analysis {
     /// The residual summed onto one period (as the detector folds an
     /// unscaled image).
     pub residual_fold: Vec<f32>,
-    /// The mask times the detector's weight (1 / sqrt(local energy + 4)),
+    /// The mask times the detector's weight (4 / (local energy + 4)),
     /// where the high-pass is not clamped, summed onto one period: how
     /// strongly a mark at each place of the period will be read.
     pub response_fold: Vec<f32>,
@@ -189,8 +189,14 @@ pub(crate) fn analyse(img: &RgbImage, wants: Wants) -> Analysis {
         let row = y * w..(y + 1) * w;
         let clamped = high.get(y, 0);
         // Separate simple loops over the row, which vectorise.
+        // The inverse of the local variance (the mean square of the
+        // high-pass), as a matched filter weighs noise it knows: 1 on flat
+        // areas. Measured against its square root (what it was): 4 more
+        // exact recoveries of 495 in the attack bench, all the text-like
+        // graphic's (its strokes weigh less, so its own lattice no longer
+        // outshines the pattern's), and none fewer.
         for (s, e) in scratch.iter_mut().zip(&energy) {
-            *s = 1.0 / (e * inv_local + 4.0).sqrt();
+            *s = 4.0 / (e * inv_local + 4.0);
         }
         let weight = &scratch;
         if wants.residual {
@@ -251,7 +257,7 @@ mod tests {
         let clamped: Vec<f32> = hp.iter().map(|v| v.clamp(-CLAMP, CLAMP)).collect();
         let energy = blur(&clamped.iter().map(|v| v * v).collect::<Vec<_>>(), 3);
         let activity = blur(&hp.iter().map(|v| v.abs()).collect::<Vec<_>>(), 3);
-        let residual = clamped.iter().zip(&energy).map(|(c, e)| c / (e + 4.0).sqrt()).collect();
+        let residual = clamped.iter().zip(&energy).map(|(c, e)| 4.0 * c / (e + 4.0)).collect();
         let mask = activity.iter().map(|a| 1.9 * (1.5 + a / 6.0).min(2.2)).collect();
         (residual, mask)
     }

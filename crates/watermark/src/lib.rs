@@ -28,8 +28,9 @@
 //!   coded bits, each spread over about 4.7 cells per tile and over every
 //!   tile; soft-decision Viterbi decoding.
 //! - **Detection.** High-pass the luma, weight each pixel by the inverse
-//!   of the picture's local energy there (edges and texture drown the
-//!   mark; flat areas carry it); fold the image onto one 128×128
+//!   of the picture's local energy there (the high-pass's mean square
+//!   over 7×7 pixels: edges and texture drown the mark; flat areas carry
+//!   it); fold the image onto one 128×128
 //!   period (summing all repetitions) under a geometry hypothesis; find the
 //!   crop offset, and which of the eight quarter turns and mirrors the
 //!   image went through, as the peak of the circular cross-correlation of
