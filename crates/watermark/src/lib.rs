@@ -872,17 +872,20 @@ fn estimate_geometry(residual: &[f32], w: usize, h: usize) -> Vec<Geometry> {
     let mut out = Vec::new();
     for &(v, dx, dy) in peaks.iter().filter(near_x).take(LATTICE_CANDIDATES * 3) {
         // A multiple of the period peaks too: prefer the fundamental, when
-        // every multiple of it up to this peak peaks as well. (A picture's
-        // own texture often peaks near a third or a half of the true
-        // period; checking only there took it for the fundamental, and
-        // lost chelsea rotated by 10 degrees and enlarged 1.5x.)
+        // every multiple of it up to this peak, and the next one, peak as
+        // well (those inside the window). A picture's own texture often
+        // peaks near a third or a half of the true period; checking only
+        // there took it for the fundamental, and lost chelsea rotated by
+        // 10 degrees and enlarged 1.5x, and coffee after the re-share chain.
         let (mut fx, mut fy) = (dx as f32, dy as f32);
         for k in [3.0f32, 2.0] {
             let (qx, qy) = (dx as f32 / k, dy as f32 / k);
             if (qx * qx + qy * qy).sqrt() >= r_min {
                 let strong = |j: f32| local_max(&at, (qx * j).round() as i64, (qy * j).round() as i64, 1).2 >= 0.5 * v;
                 let (px, py, _) = local_max(&at, qx.round() as i64, qy.round() as i64, 1);
-                if (1..k as i64).all(|j| strong(j as f32)) {
+                let inside = |j: f32| (qx * j).abs().max((qy * j).abs()) <= half as f32 - 2.0;
+                let k = k as i64;
+                if (1..=k + 1).filter(|&j| j != k).all(|j| !inside(j as f32) || strong(j as f32)) {
                     (fx, fy) = (px as f32, py as f32);
                     break;
                 }
@@ -891,14 +894,24 @@ fn estimate_geometry(residual: &[f32], w: usize, h: usize) -> Vec<Geometry> {
         let len = (fx * fx + fy * fy).sqrt();
         // The perpendicular, on the half plane the peaks were taken from.
         let (ux, uy) = if fy > 0.0 { (fy / len, -fx / len) } else { (-fy / len, fx / len) };
-        let second = peaks.iter().find(|q| {
+        let qualifies = |q: &&(f32, i64, i64)| {
             let (qx, qy) = (q.1 as f32, q.2 as f32);
             let ql = (qx * qx + qy * qy).sqrt();
             (0.7..=1.45).contains(&(ql / len)) && (qx * ux + qy * uy) / ql >= 0.906
-        });
-        // Without a peak of its own there, the quarter turn of the first.
-        let p2 = second.map_or((-fy, fx), |q| (q.1 as f32, q.2 as f32));
-        if let Some(g) = fit_lattice(&at, (fx, fy), p2, half) {
+        };
+        // The second lattice vector: the two strongest peaks there, and the
+        // quarter turn of the first, each fitted; the lattice whose
+        // predicted peaks are strongest wins. (Taking the strongest peak
+        // alone let the text-like graphic's own lattice supply it.)
+        let mut seconds: Vec<(f32, f32)> =
+            peaks.iter().filter(qualifies).take(2).map(|q| (q.1 as f32, q.2 as f32)).collect();
+        seconds.push((-fy, fx));
+        let fitted = seconds
+            .iter()
+            .filter_map(|&p2| fit_lattice(&at, (fx, fy), p2, half))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(g, _)| g);
+        if let Some(g) = fitted {
             if !out.iter().any(|o: &Geometry| o.close_to(&g)) {
                 out.push(g);
             }
@@ -926,12 +939,16 @@ fn local_max(at: &impl Fn(i64, i64) -> f32, x: i64, y: i64, r: i64) -> (i64, i64
 
 /// Fits the lattice spanned by `p1` and `p2` (near its perpendicular) to every peak it
 /// predicts inside the window (weighted least squares on sub-pixel peak
-/// positions), and returns the map from received to marked coordinates.
-fn fit_lattice(at: &impl Fn(i64, i64) -> f32, p1: (f32, f32), p2: (f32, f32), half: i64) -> Option<Geometry> {
+/// positions), and returns the map from received to marked coordinates,
+/// with how strongly the predicted places peak (their mean
+/// autocorrelation): a lattice that is not the pattern's predicts places
+/// that do not peak.
+fn fit_lattice(at: &impl Fn(i64, i64) -> f32, p1: (f32, f32), p2: (f32, f32), half: i64) -> Option<(Geometry, f32)> {
     let (px, py, _) = local_max(at, p2.0.round() as i64, p2.1.round() as i64, 3);
     let p2 = (px as f32, py as f32);
     // Σ w q iᵀ and Σ w i iᵀ, over lattice indices i = (i, j).
     let (mut qi, mut ii) = ([0.0f32; 4], [0.0f32; 4]);
+    let (mut total, mut points) = (0.0f32, 0usize);
     for j in -4i32..=4 {
         for i in -4i32..=4 {
             if i == 0 && j == 0 {
@@ -942,6 +959,8 @@ fn fit_lattice(at: &impl Fn(i64, i64) -> f32, p1: (f32, f32), p2: (f32, f32), ha
                 continue;
             }
             let (mx, my, v) = local_max(at, ex.round() as i64, ey.round() as i64, 2);
+            points += 1;
+            total += v.max(0.0);
             if v <= 0.0 {
                 continue;
             }
@@ -985,5 +1004,8 @@ fn fit_lattice(at: &impl Fn(i64, i64) -> f32, p1: (f32, f32), p2: (f32, f32), ha
         return None;
     }
     let p = PERIOD as f32;
-    Some(Geometry([p * a[3] / det_a, -p * a[1] / det_a, -p * a[2] / det_a, p * a[0] / det_a]))
+    Some((
+        Geometry([p * a[3] / det_a, -p * a[1] / det_a, -p * a[2] / det_a, p * a[0] / det_a]),
+        total / points.max(1) as f32,
+    ))
 }
