@@ -40,9 +40,11 @@
 //!   image as received; the scale, rotation and aspect ratio estimated from
 //!   the image itself (the pattern repeats every 128 px, so the
 //!   autocorrelation of the high-passed image peaks on that lattice,
-//!   deformed as the image was; the strongest peak near the x axis and the
-//!   strongest near its perpendicular span a candidate lattice, refined by
-//!   a least-squares fit to every peak it predicts); then fixed rescalings
+//!   deformed as the image was; the strongest peak near the x axis (or
+//!   its fundamental, when its multiples peak too) and one near its
+//!   perpendicular span a candidate lattice, refined by a least-squares
+//!   fit to every peak it predicts, and of three such second vectors the
+//!   one whose lattice's predicted places peak most is kept); then fixed rescalings
 //!   ([`FALLBACK_SCALES`]) in case the estimate failed. A hypothesis folds
 //!   each received pixel into the cell of the marked image it maps to, so
 //!   none needs a resampled copy. Before reading, textures that repeat
