@@ -77,12 +77,7 @@ impl HalfSpectrum {
         }
         // Each column, zero-padded below the nonzero rows, as a row of
         // the transpose.
-        let mut values = vec![Complex32::new(0.0, 0.0); h * n];
-        for (y, row) in half_rows.chunks_exact(h).enumerate() {
-            for (kx, v) in row.iter().enumerate() {
-                values[kx * n + y] = *v;
-            }
-        }
+        let mut values = transpose(&half_rows, nonzero_rows, h, n);
         rows(&mut values, n, false);
         HalfSpectrum { n, values }
     }
@@ -116,7 +111,7 @@ impl HalfSpectrum {
         let (n, h) = (self.n, self.n / 2 + 1);
         let mut columns = self.values.clone();
         rows(&mut columns, n, true);
-        let mut half_rows = transpose(&columns, h, n);
+        let mut half_rows = transpose(&columns, h, n, h);
         let c2r: Arc<dyn ComplexToReal<f32>> = REAL.with(|p| p.borrow_mut().plan_fft_inverse(n));
         let mut scratch = c2r.make_scratch_vec();
         let mut out = vec![0.0f32; n * n];
@@ -138,18 +133,19 @@ pub(crate) fn magnitude(c: &Complex32) -> f32 {
 }
 
 /// The transpose of a matrix of `rows` rows of `cols` values, stored by
-/// rows. In square blocks, so that both sides stay in cache: the plain
+/// rows, each of its rows padded with zeros to `width` (at least `rows`).
+/// In square blocks, so that both sides stay in cache: the plain
 /// column-by-column gather was a sixth of detection's time on the lattice
 /// estimate's larger windows.
-fn transpose(data: &[Complex32], rows: usize, cols: usize) -> Vec<Complex32> {
+fn transpose(data: &[Complex32], rows: usize, cols: usize, width: usize) -> Vec<Complex32> {
     const BLOCK: usize = 16;
-    debug_assert_eq!(data.len(), rows * cols);
-    let mut out = vec![Complex32::new(0.0, 0.0); rows * cols];
+    debug_assert!(data.len() == rows * cols && width >= rows);
+    let mut out = vec![Complex32::new(0.0, 0.0); cols * width];
     for r0 in (0..rows).step_by(BLOCK) {
         let r1 = (r0 + BLOCK).min(rows);
         for c0 in (0..cols).step_by(BLOCK) {
             for c in c0..(c0 + BLOCK).min(cols) {
-                let column = &mut out[c * rows + r0..c * rows + r1];
+                let column = &mut out[c * width + r0..c * width + r1];
                 for (r, o) in (r0..r1).zip(column) {
                     *o = data[r * cols + c];
                 }
