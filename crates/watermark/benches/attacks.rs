@@ -14,7 +14,9 @@ mod common;
 
 use common::*;
 use image::{Rgb, RgbImage};
-use likeness_watermark::{detect, embed_informed, read_unchecked, ContentVerdict, Fingerprint, Key};
+use likeness_watermark::{
+    detect, embed_informed, read_unchecked, sync_variant, ContentVerdict, Fingerprint, Key, SYNC_VARIANTS,
+};
 use rand::{Rng, SeedableRng};
 
 fn images() -> Vec<(String, RgbImage)> {
@@ -365,8 +367,10 @@ fn copy_and_removal(imgs: &[(String, RgbImage)], key: &Key) {
     const SIDE: u32 = 512;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(77);
     // Outputs: 512x512 views of the suite's images, each with its own payload.
-    let output = |rng: &mut rand_chacha::ChaCha8Rng| -> ([u8; 8], RgbImage) {
-        let base = &imgs[rng.gen_range(0..imgs.len())].1;
+    // Also which suite image it was cut from.
+    let output = |rng: &mut rand_chacha::ChaCha8Rng| -> ([u8; 8], RgbImage, usize) {
+        let from = rng.gen_range(0..imgs.len());
+        let base = &imgs[from].1;
         let base = if base.width() < SIDE || base.height() < SIDE {
             image::imageops::resize(
                 base,
@@ -381,7 +385,7 @@ fn copy_and_removal(imgs: &[(String, RgbImage)], key: &Key) {
         let mut img = image::imageops::crop_imm(&base, x, y, SIDE, SIDE).to_image();
         let payload: [u8; 8] = rng.gen();
         embed_informed(&mut img, &payload, key, likeness_watermark::INFORMED_STRENGTH);
-        (payload, img)
+        (payload, img, from)
     };
     let luma = |img: &RgbImage| -> Vec<f32> {
         img.pixels().map(|p| 0.299 * f32::from(p[0]) + 0.587 * f32::from(p[1]) + 0.114 * f32::from(p[2])).collect()
@@ -412,45 +416,100 @@ fn copy_and_removal(imgs: &[(String, RgbImage)], key: &Key) {
         }
         o
     };
-    // The estimate: the average detail, folded onto the 128-px period
-    // (which the autocorrelation of any output gives away).
+    // Each output's detail, folded onto the 128-px period (which the
+    // autocorrelation of any output gives away), and, for scoring the
+    // attacker only, which sync variant it carries.
     const PERIOD: usize = 128;
-    let mut estimate = vec![0.0f32; PERIOD * PERIOD];
-    for _ in 0..100 {
-        let (_, img) = output(&mut rng);
-        for (i, d) in detail(&img).iter().enumerate() {
+    const FOLDS_PER_OUTPUT: f32 = ((SIDE as usize / PERIOD) * (SIDE as usize / PERIOD)) as f32;
+    let fold = |img: &RgbImage| -> Vec<f32> {
+        let mut f = vec![0.0f32; PERIOD * PERIOD];
+        for (i, d) in detail(img).iter().enumerate() {
             let (x, y) = (i % SIDE as usize, i / SIDE as usize);
-            estimate[(y % PERIOD) * PERIOD + x % PERIOD] += d;
+            f[(y % PERIOD) * PERIOD + x % PERIOD] += d / FOLDS_PER_OUTPUT;
         }
+        f
+    };
+    let (mut folds, mut truth) = (Vec::new(), Vec::new());
+    for _ in 0..100 {
+        let (payload, img, _) = output(&mut rng);
+        folds.push(fold(&img));
+        truth.push(sync_variant(&payload, key));
     }
-    let folds = (100 * (SIDE as usize / PERIOD).pow(2)) as f32;
-    estimate.iter_mut().for_each(|e| *e /= folds);
-    let at = |x: usize, y: usize| estimate[(y % PERIOD) * PERIOD + x % PERIOD];
+    let mean = |members: &[&Vec<f32>]| -> Vec<f32> {
+        let mut m = vec![0.0f32; PERIOD * PERIOD];
+        for f in members {
+            m.iter_mut().zip(f.iter()).for_each(|(m, v)| *m += v / members.len() as f32);
+        }
+        m
+    };
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f32>();
+    // The estimates each attacker subtracts: (a) the plain average of all
+    // 100; (b) per cluster, when the attacker knows there are
+    // SYNC_VARIANTS syncs and groups the outputs by how their folds
+    // correlate (k-means on the cosine, best of 10 starts); (c) per
+    // variant, grouped by the truth, the best any clustering could do.
+    let average = vec![mean(&folds.iter().collect::<Vec<_>>())];
+    let clusters = kmeans(&folds, SYNC_VARIANTS, &mut rng);
+    let clustered: Vec<Vec<f32>> = (0..SYNC_VARIANTS)
+        .map(|k| mean(&folds.iter().zip(&clusters).filter(|(_, &c)| c == k).map(|(f, _)| f).collect::<Vec<_>>()))
+        .collect();
+    let purity: usize = (0..SYNC_VARIANTS)
+        .map(|k| {
+            (0..SYNC_VARIANTS)
+                .map(|v| clusters.iter().zip(&truth).filter(|&(&c, &t)| c == k && t == v).count())
+                .max()
+                .unwrap_or(0)
+        })
+        .sum();
+    let oracle: Vec<Vec<f32>> = (0..SYNC_VARIANTS)
+        .map(|v| mean(&folds.iter().zip(&truth).filter(|(_, &t)| t == v).map(|(f, _)| f).collect::<Vec<_>>()))
+        .collect();
     println!("\ncopy and removal, by someone with 100 outputs and no key:");
+    println!(
+        "  the {SYNC_VARIANTS} sync variants split the 100 outputs {:?}; the attacker's clusters agree with them for {purity} of 100",
+        (0..SYNC_VARIANTS).map(|v| truth.iter().filter(|&&t| t == v).count()).collect::<Vec<_>>()
+    );
     // (1) Removal: subtract the estimate (as it is, and doubled) from new
-    // outputs; then also crop, so that the mark no longer starts at a
+    // outputs, choosing among several the one the new output correlates
+    // with most; then also crop, so that the mark no longer starts at a
     // corner.
-    for gain in [1.0f32, 2.0] {
-        let (mut kept, mut kept_cropped, mut tried, mut psnr_sum) = (0, 0, 0, 0.0);
-        for _ in 0..20 {
-            let (payload, img) = output(&mut rng);
-            let removed = add(&img, &|x, y| -gain * at(x, y));
-            psnr_sum += psnr(&img, &removed);
-            tried += 1;
-            if detect(&removed, key).is_some_and(|f| f.payload == payload) {
-                kept += 1;
+    for (who, estimates) in [
+        ("the average of all 100", &average),
+        ("the attacker's clusters' averages", &clustered),
+        ("the true variants' averages", &oracle),
+    ] {
+        for gain in [1.0f32, 2.0] {
+            let (mut kept, mut kept_cropped, mut tried, mut psnr_sum) = (0, 0, 0, 0.0);
+            for _ in 0..20 {
+                let (payload, img, _) = output(&mut rng);
+                let own = fold(&img);
+                let estimate = estimates
+                    .iter()
+                    .max_by(|a, b| {
+                        let score = |e: &Vec<f32>| dot(&own, e) / dot(e, e).sqrt().max(1e-12);
+                        score(a).total_cmp(&score(b))
+                    })
+                    .expect("at least one estimate");
+                let removed = add(&img, &|x, y| -gain * estimate[(y % PERIOD) * PERIOD + x % PERIOD]);
+                psnr_sum += psnr(&img, &removed);
+                tried += 1;
+                if detect(&removed, key).is_some_and(|f| f.payload == payload) {
+                    kept += 1;
+                }
+                let cropped = image::imageops::crop_imm(&removed, 37, 21, SIDE - 60, SIDE - 40).to_image();
+                if detect(&cropped, key).is_some_and(|f| f.payload == payload) {
+                    kept_cropped += 1;
+                }
             }
-            let cropped = image::imageops::crop_imm(&removed, 37, 21, SIDE - 60, SIDE - 40).to_image();
-            if detect(&cropped, key).is_some_and(|f| f.payload == payload) {
-                kept_cropped += 1;
-            }
+            println!(
+                "  removal ({who} x{gain} subtracted from a new output): mark still read in {kept}/{tried}; \
+                 after also cropping: {kept_cropped}/{tried} (PSNR of the attacked image {:.1} dB)",
+                psnr_sum / tried as f64
+            );
         }
-        println!(
-            "  removal (estimate x{gain} subtracted from a new output): mark still read in {kept}/{tried}; \
-             after also cropping: {kept_cropped}/{tried} (PSNR of the attacked image {:.1} dB)",
-            psnr_sum / tried as f64
-        );
     }
+    let estimate = &average[0];
+    let at = |x: usize, y: usize| estimate[(y % PERIOD) * PERIOD + x % PERIOD];
     // (2) Forgery from the estimate: added to unmarked photos.
     let mut forged = 0;
     for (i, (_, img)) in imgs.iter().enumerate() {
@@ -465,8 +524,8 @@ fn copy_and_removal(imgs: &[(String, RgbImage)], key: &Key) {
     // resolver then checks the picture against the source's fingerprint.
     let (mut copied, mut copy_psnr, mut n) = (0, 0.0, 0);
     let mut verdicts = [0usize; 3];
-    for (_, target) in imgs {
-        let (payload, source) = output(&mut rng);
+    for (name, target) in imgs {
+        let (payload, source, from) = output(&mut rng);
         let fingerprint = Fingerprint::of(&source);
         let d = detail(&source);
         let (w, h) = (target.width().min(SIDE), target.height().min(SIDE));
@@ -476,10 +535,14 @@ fn copy_and_removal(imgs: &[(String, RgbImage)], key: &Key) {
         n += 1;
         if let Some(found) = detect(&fake, key).filter(|f| f.payload == payload) {
             copied += 1;
-            match found.content(&fake).check(&fingerprint).verdict {
+            let check = found.content(&fake).check(&fingerprint);
+            match check.verdict {
                 ContentVerdict::Matches => verdicts[0] += 1,
                 ContentVerdict::Inconclusive => verdicts[1] += 1,
                 ContentVerdict::Differs => verdicts[2] += 1,
+            }
+            if check.verdict != ContentVerdict::Differs {
+                println!("    copied from a view of {} onto {name}: {check:?}", imgs[from].0);
             }
         }
     }
@@ -492,4 +555,53 @@ fn copy_and_removal(imgs: &[(String, RgbImage)], key: &Key) {
         verdicts[1],
         verdicts[2]
     );
+}
+
+/// k-means on the cosine between folds: the cluster of each, best of 10
+/// starts (k-means++ seeding) by the summed similarity to the centres.
+fn kmeans(folds: &[Vec<f32>], k: usize, rng: &mut rand_chacha::ChaCha8Rng) -> Vec<usize> {
+    let unit: Vec<Vec<f32>> = folds
+        .iter()
+        .map(|f| {
+            let n = f.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+            f.iter().map(|v| v / n).collect()
+        })
+        .collect();
+    let cos = |a: &[f32], b: &[f32]| {
+        let n = b.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+        a.iter().zip(b).map(|(a, b)| a * b).sum::<f32>() / n
+    };
+    let mut best = (f32::MIN, vec![0; folds.len()]);
+    for _ in 0..10 {
+        let mut centres = vec![unit[rng.gen_range(0..unit.len())].clone()];
+        while centres.len() < k {
+            // The next seed: far (in cosine) from the seeds so far.
+            let far: Vec<f32> =
+                unit.iter().map(|u| 1.0 - centres.iter().map(|c| cos(u, c)).fold(f32::MIN, f32::max)).collect();
+            let mut pick = rng.gen::<f32>() * far.iter().sum::<f32>();
+            let i = far.iter().position(|&d| {
+                pick -= d;
+                pick <= 0.0
+            });
+            centres.push(unit[i.unwrap_or(unit.len() - 1)].clone());
+        }
+        let mut assign = vec![0; unit.len()];
+        for _ in 0..30 {
+            for (a, u) in assign.iter_mut().zip(&unit) {
+                *a = (0..k).max_by(|&x, &y| cos(u, &centres[x]).total_cmp(&cos(u, &centres[y]))).unwrap_or(0);
+            }
+            for (c, centre) in centres.iter_mut().enumerate() {
+                let members: Vec<&Vec<f32>> =
+                    unit.iter().zip(&assign).filter(|(_, &a)| a == c).map(|(u, _)| u).collect();
+                if !members.is_empty() {
+                    *centre = (0..centre.len()).map(|i| members.iter().map(|m| m[i]).sum::<f32>()).collect();
+                }
+            }
+        }
+        let fit: f32 = unit.iter().zip(&assign).map(|(u, &a)| cos(u, &centres[a])).sum();
+        if fit > best.0 {
+            best = (fit, assign);
+        }
+    }
+    best.1
 }

@@ -35,6 +35,20 @@ fn tag(payload: &[u8; 8], key: &[u8; 32]) -> [u8; TAG_BITS / 8] {
     digest[..TAG_BITS / 8].try_into().expect("a SHA-256 digest is longer than the tag")
 }
 
+/// Which of `variants` sync patterns a payload's mark carries: a keyed
+/// hash of the payload, like the tag but under its own label, so that
+/// without the key nobody can tell from the payloads (which manifests
+/// show) which outputs share a sync.
+pub fn sync_variant(payload: &[u8; 8], key: &[u8; 32], variants: usize) -> usize {
+    let digest = Sha256::new()
+        .chain_update(b"likeness watermark v2 sync variant")
+        .chain_update(key)
+        .chain_update(payload)
+        .finalize();
+    (u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest is longer than 8 bytes")) % variants as u64)
+        as usize
+}
+
 /// The payload and its tag as bits, most significant first.
 pub fn data_bits(payload: &[u8; 8], key: &[u8; 32]) -> Vec<u8> {
     let tag = tag(payload, key);

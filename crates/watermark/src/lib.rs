@@ -8,10 +8,17 @@
 //!   repeated over the whole image (period 128 px). Cells of 4 px keep
 //!   the mark below the frequencies JPEG quantises away even after the
 //!   image is halved (2-px cells did not survive halving plus JPEG 75).
-//!   Every cell carries the sum of a *sync* chip (±1, fixed by the key)
-//!   and a *data* chip: one coded bit, multiplied by a key-derived ±1
-//!   whitening sign, at a key-derived position. The tiling makes a crop
-//!   lose nothing but some repetitions.
+//!   Every cell carries the sum of a *sync* chip (±1) and a *data* chip:
+//!   one coded bit, multiplied by a key-derived ±1 whitening sign, at a
+//!   key-derived position. The tiling makes a crop lose nothing but some
+//!   repetitions.
+//! - **Sync variants.** The key derives [`SYNC_VARIANTS`] sync patterns;
+//!   a keyed hash of the payload picks the one a mark carries. A single
+//!   sync, the same in every output, was what someone holding many
+//!   outputs could average out of them and subtract. Averaging outputs
+//!   with different syncs estimates each only in proportion to its share,
+//!   and telling which outputs share one takes the key or a clustering of
+//!   their fine detail (measured in the attack bench).
 //! - **Strength.** The pattern is added to R, G and B alike (a luma change;
 //!   where a channel clips, the others make up for it), scaled by local
 //!   activity: weaker in flat areas, stronger in texture.
@@ -34,9 +41,11 @@
 //!   period (summing all repetitions) under a geometry hypothesis; find the
 //!   crop offset, and which of the eight quarter turns and mirrors the
 //!   image went through, as the peak of the circular cross-correlation of
-//!   the turned fold with the sync pattern (FFT; a turned fold's spectrum
-//!   is the spectrum turned, so each turn costs one inverse FFT); read the
-//!   soft bits there, decode, check the tag. The hypotheses, in order: the
+//!   the turned fold with each sync variant (FFT; a turned fold's spectrum
+//!   is the spectrum turned, so each turn of each variant costs one
+//!   inverse FFT, two correlations sharing one); read the soft bits at
+//!   each variant's peak, strongest first, decode, and check the tag and
+//!   that the payload is one that variant carries. The hypotheses, in order: the
 //!   image as received; the scale, rotation and aspect ratio estimated from
 //!   the image itself (the pattern repeats every 128 px, so the
 //!   autocorrelation of the high-passed image peaks on that lattice,
@@ -63,13 +72,17 @@
 //! The whitening signs make the decoded bits of an unmarked image (or one
 //! marked with another key) behave as independent fair coins, so the keyed
 //! 40-bit tag matches by chance with probability 2^-40 per decoding. The
-//! detector decodes once per geometry hypothesis (at the single best turn
-//! and offset; the offset search and the lattice estimate choose *where* to
-//! decode, they never decode), at most [`MAX_HYPOTHESES`] = 6 of them, plus
-//! at most 8 anchored reads: at most [`MAX_DECODES`] = 14 decodings. By
-//! the union bound the false-positive rate per image is at most
-//! `14 × 2^-40 ≈ 1.3e-11`, under the 1e-9 required. Any read added later
-//! must keep `MAX_DECODES × 2^-40 ≤ 1e-9`, i.e. at most 1099 decodings.
+//! detector decodes once per sync variant and geometry hypothesis (at that
+//! variant's best turn and offset; the offset search and the lattice
+//! estimate choose *where* to decode, they never decode), at most
+//! [`SYNC_VARIANTS`] = 4 × [`MAX_HYPOTHESES`] = 6 of them, plus at most 8
+//! anchored reads: at most [`MAX_DECODES`] = 32 decodings. By the union
+//! bound the false-positive rate per image is at most
+//! `32 × 2^-40 ≈ 2.9e-11`, under the 1e-9 required. (A read placed by a
+//! variant other than the first must also find a payload of that variant,
+//! which makes the true rate lower still; the bound does not count on it.)
+//! Any read added later must keep `MAX_DECODES × 2^-40 ≤ 1e-9`, i.e. at
+//! most 1099 decodings.
 //!
 //! The bound assumes the key is secret and the bits of an unmarked image
 //! are unbiased; the benchmark checks the second empirically (no detection
@@ -171,34 +184,47 @@ impl Detection {
     }
 }
 
-/// The key's pattern: per cell, the sync chip, the whitening sign and which
-/// coded bit it carries.
+/// The key's pattern: per cell, the sync chip of each sync variant, the
+/// whitening sign and which coded bit it carries.
 struct Pattern {
-    sync: Vec<f32>,
+    /// One ±1 chip per cell for each of the [`SYNC_VARIANTS`].
+    sync: Vec<Vec<f32>>,
     sign: Vec<f32>,
     bit: Vec<usize>,
-    /// The conjugate FFT of one period of the sync chips, what every
-    /// fold's spectrum is multiplied by to correlate it with the sync.
-    sync_conj: Vec<Complex32>,
+    /// Per sync variant, the conjugate FFT of one period of its chips:
+    /// what every fold's spectrum is multiplied by to correlate it with
+    /// that sync.
+    sync_conj: Vec<Vec<Complex32>>,
 }
 
 impl Pattern {
     fn new(key: &Key) -> Pattern {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed(key.0);
         let cells = TILE * TILE;
-        let sync: Vec<f32> = (0..cells).map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 }).collect();
-        let sign = (0..cells).map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 }).collect();
+        let chips = |rng: &mut rand_chacha::ChaCha20Rng| -> Vec<f32> {
+            (0..cells).map(|_| if rng.gen::<bool>() { 1.0 } else { -1.0 }).collect()
+        };
+        // Variant 0 is drawn first from the key's own stream, as every sync
+        // was before there were variants, so older marks still read.
+        let mut sync = vec![chips(&mut rng)];
+        let sign = chips(&mut rng);
         // Each coded bit gets an equal share of cells, at shuffled places.
         let mut bit: Vec<usize> = (0..cells).map(|i| i % code::CODED_BITS).collect();
         for i in (1..cells).rev() {
             bit.swap(i, rng.gen_range(0..=i));
         }
-        let sync_spectrum = fft2(
-            (0..PERIOD * PERIOD).map(|i| Complex32::new(sync[Pattern::cell(i % PERIOD, i / PERIOD)], 0.0)).collect(),
-            PERIOD,
-            false,
-        );
-        let sync_conj = sync_spectrum.iter().map(|c| c.conj()).collect();
+        for v in 1..SYNC_VARIANTS {
+            let seed = key.derive(&format!("watermark sync variant {v}"));
+            sync.push(chips(&mut rand_chacha::ChaCha20Rng::from_seed(seed)));
+        }
+        let sync_conj = sync
+            .iter()
+            .map(|chips| {
+                let period =
+                    (0..PERIOD * PERIOD).map(|i| Complex32::new(chips[Pattern::cell(i % PERIOD, i / PERIOD)], 0.0));
+                fft2(period.collect(), PERIOD, false).iter().map(|c| c.conj()).collect()
+            })
+            .collect();
         Pattern { sync, sign, bit, sync_conj }
     }
 
@@ -213,8 +239,9 @@ impl Pattern {
 pub fn embed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength: f32) {
     let pattern = Pattern::new(key);
     let coded = code::encode(&code::data_bits(payload, &key.0));
+    let sync = &pattern.sync[code::sync_variant(payload, &key.0, SYNC_VARIANTS)];
     let mask = activity_mask(img);
-    embed_with_gains(img, &pattern, &coded, &mask, strength, &vec![1.0; code::CODED_BITS]);
+    embed_with_gains(img, &pattern, sync, &coded, &mask, strength, &vec![1.0; code::CODED_BITS]);
 }
 
 /// Embeds like [`embed`], giving more amplitude to the coded bits the
@@ -234,6 +261,7 @@ pub fn embed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength: f32) {
 pub fn embed_informed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength: f32) {
     let pattern = Pattern::new(key);
     let coded = code::encode(&code::data_bits(payload, &key.0));
+    let own_sync = &pattern.sync[code::sync_variant(payload, &key.0, SYNC_VARIANTS)];
     let wants = analysis::Wants { residual: false, mask: true, folds: true };
     let a = analysis::analyse(img, wants);
     let mut gains = vec![1.0f32; code::CODED_BITS];
@@ -259,7 +287,7 @@ pub fn embed_informed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength
             }
             out
         };
-        let sync = read(chips(&|c| SYNC_AMPLITUDE * pattern.sync[c]), false);
+        let sync = read(chips(&|c| SYNC_AMPLITUDE * own_sync[c]), false);
         let data = read(chips(&|c| pattern.sign[c] * coded[pattern.bit[c]]), false);
         let own: Vec<f32> = data.iter().zip(&coded).map(|(d, c)| d * c).collect();
         let mut sorted = own.clone();
@@ -272,8 +300,17 @@ pub fn embed_informed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength
             }
         }
     }
-    embed_with_gains(img, &pattern, &coded, &a.mask, strength, &gains);
+    embed_with_gains(img, &pattern, own_sync, &coded, &a.mask, strength, &gains);
 }
+
+/// Sync patterns per key; each mark carries one, chosen by a keyed hash
+/// of its payload. With one, the sync is the same in every output, and
+/// averaging outputs estimates it well enough to subtract it (measured on
+/// 100 outputs: the mark then survived a crop in 2 of 20). Averaging
+/// outputs that carry different syncs estimates each only in proportion
+/// to its share. Each variant costs the detector four inverse FFTs and one
+/// decoding per hypothesis.
+pub const SYNC_VARIANTS: usize = 4;
 
 /// The sync chip's amplitude, relative to a data chip's. The sync is read
 /// over the whole period (16,384 positions) and each coded bit over about
@@ -304,15 +341,23 @@ fn activity_mask(img: &RgbImage) -> Vec<f32> {
     analysis::analyse(img, analysis::Wants { residual: false, mask: true, folds: false }).mask
 }
 
-/// The embedder: each pixel gets the sum of its cell's sync chip and data
-/// chip (the data chip scaled by its coded bit's gain), times the strength
-/// and the activity mask, as a luma change.
-fn embed_with_gains(img: &mut RgbImage, pattern: &Pattern, coded: &[f32], mask: &[f32], strength: f32, gains: &[f32]) {
+/// The embedder: each pixel gets the sum of its cell's chip of `sync` (the
+/// payload's variant) and data chip (scaled by its coded bit's gain),
+/// times the strength and the activity mask, as a luma change.
+fn embed_with_gains(
+    img: &mut RgbImage,
+    pattern: &Pattern,
+    sync: &[f32],
+    coded: &[f32],
+    mask: &[f32],
+    strength: f32,
+    gains: &[f32],
+) {
     // One value per cell of the tile, then one multiply per pixel.
     let chips: Vec<f32> = (0..TILE * TILE)
         .map(|c| {
             let b = pattern.bit[c];
-            strength * 0.5 * (SYNC_AMPLITUDE * pattern.sync[c] + pattern.sign[c] * coded[b] * gains[b])
+            strength * 0.5 * (SYNC_AMPLITUDE * sync[c] + pattern.sign[c] * coded[b] * gains[b])
         })
         .collect();
     let w = img.width() as usize;
@@ -366,9 +411,18 @@ pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
     let received = Received::new(img);
     let found = received.hypotheses().find_map(|g| {
         let fold = received.fold_cleaned(&g)?;
-        let found = |turn: usize, offset: (usize, usize)| {
+        // Decodes at turn `turn` and `offset`; `variant` is the sync
+        // variant whose peak placed the read, when one did.
+        let found = |turn: usize, offset: (usize, usize), variant: Option<usize>| {
             let soft = fold.soft_bits(&pattern, turn, offset);
-            decode(&soft, key).map(|(payload, score)| Detection {
+            let (payload, score) = decode(&soft, key)?;
+            // A read placed by a sync must find a payload of that sync's
+            // variant. Variant 0 takes any: marks made before there were
+            // variants all carry it.
+            if variant.is_some_and(|v| v != 0 && v != code::sync_variant(&payload, &key.0, SYNC_VARIANTS)) {
+                return None;
+            }
+            Some(Detection {
                 payload,
                 score,
                 scale: g.scale(),
@@ -377,18 +431,15 @@ pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
                 alignment: received.alignment(&g, &TURNS[turn], offset),
             })
         };
-        let (turn, offset) = fold.best_sync(&pattern);
-        found(turn, offset).or_else(|| {
+        let peaks = fold.sync_peaks(&pattern);
+        peaks.iter().find_map(|p| found(p.turn, p.offset, Some(p.variant))).or_else(|| {
             // The image as a whole, perhaps turned or mirrored: the mark's
             // origin is at one of its corners, whatever the sync says
             // (which an attacker may have subtracted).
             if g != Geometry::IDENTITY {
                 return None;
             }
-            (0..TURNS.len())
-                .map(|t| (t, anchored_offset(&TURNS[t], received.w, received.h)))
-                .filter(|&(t, o)| (t, o) != (turn, offset))
-                .find_map(|(t, o)| found(t, o))
+            (0..TURNS.len()).find_map(|t| found(t, anchored_offset(&TURNS[t], received.w, received.h), None))
         })
     });
     found
@@ -469,8 +520,8 @@ pub fn read_unchecked(img: &RgbImage, key: &Key) -> Vec<[u8; 8]> {
             let bits = received
                 .fold_cleaned(&g)
                 .map(|fold| {
-                    let (turn, offset) = fold.best_sync(&pattern);
-                    code::decode(&fold.soft_bits(&pattern, turn, offset))
+                    let best = &fold.sync_peaks(&pattern)[0];
+                    code::decode(&fold.soft_bits(&pattern, best.turn, best.offset))
                 })
                 .unwrap_or_default();
             let mut payload = [0u8; 8];
@@ -480,6 +531,13 @@ pub fn read_unchecked(img: &RgbImage, key: &Key) -> Vec<[u8; 8]> {
             payload
         })
         .collect()
+}
+
+/// Which sync variant a payload's mark carries under `key`. For the
+/// benchmark's attacks, which compare what an attacker finds with the truth.
+#[doc(hidden)]
+pub fn sync_variant(payload: &[u8; 8], key: &Key) -> usize {
+    code::sync_variant(payload, &key.0, SYNC_VARIANTS)
 }
 
 /// Decodes soft bits; the payload and score when the tag holds.
@@ -645,6 +703,39 @@ impl Received {
     }
 }
 
+/// The real or the imaginary part of a packed correlation.
+type Part = fn(&Complex32) -> f32;
+
+/// Where the largest of `part` over `values` is, if it exceeds `floor`
+/// (the first place, if several tie).
+fn position_of_max_above(values: &[Complex32], part: Part, floor: f32) -> Option<usize> {
+    // Maxima by lanes first, which vectorises; the place is looked for only
+    // when it is needed.
+    let mut lanes = [f32::MIN; 8];
+    for chunk in values.chunks_exact(8) {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            let v = part(v);
+            if v > *lane {
+                *lane = v;
+            }
+        }
+    }
+    let max = values.chunks_exact(8).remainder().iter().map(part).chain(lanes).fold(f32::MIN, f32::max);
+    if max > floor {
+        values.iter().position(|v| part(v) == max)
+    } else {
+        None
+    }
+}
+
+/// Where one sync variant correlates best with a fold.
+struct SyncPeak {
+    variant: usize,
+    turn: usize,
+    offset: (usize, usize),
+    value: f32,
+}
+
 /// One period of the marked image's pattern as read from a received image,
 /// and its spectrum.
 struct Fold {
@@ -672,42 +763,43 @@ impl Fold {
         Fold { values, spectrum }
     }
 
-    /// The turn (an index into [`TURNS`]) and offset at which the sync
-    /// pattern correlates best: C(d) = Σ_p fold(m·(p + d)) · sync(p) over
-    /// the torus, for each turn m. A turned fold's spectrum is the spectrum
-    /// turned the same way (m is orthogonal), so each turn costs one
-    /// inverse FFT.
-    fn best_sync(&self, pattern: &Pattern) -> (usize, (usize, usize)) {
-        let mut best = (f32::MIN, 0, (0, 0));
+    /// For each sync variant, the turn (an index into [`TURNS`]) and
+    /// offset at which it correlates best: C(d) = Σ_p fold(m·(p + d)) ·
+    /// sync(p) over the torus, for each turn m. Strongest first. A turned
+    /// fold's spectrum is the spectrum turned the same way (m is
+    /// orthogonal), so each turn of each variant costs one inverse FFT.
+    fn sync_peaks(&self, pattern: &Pattern) -> Vec<SyncPeak> {
+        let mut peaks: Vec<SyncPeak> =
+            (0..SYNC_VARIANTS).map(|variant| SyncPeak { variant, turn: 0, offset: (0, 0), value: f32::MIN }).collect();
         // Each correlation is real (its spectrum is Hermitian), so two
         // share one inverse FFT: the first as the real part, the second as
-        // the imaginary part.
+        // the imaginary part. The two turned spectra are packed once and
+        // serve every variant.
         for pair in (0..TURNS.len()).step_by(2) {
-            let (first, second) = (turned(pair), turned(pair + 1));
-            let packed = (0..PERIOD * PERIOD)
-                .map(|i| {
-                    let (a, b) = (self.spectrum[usize::from(first[i])], self.spectrum[usize::from(second[i])]);
-                    Complex32::new(a.re - b.im, a.im + b.re) * pattern.sync_conj[i]
+            let packed: Vec<Complex32> = turned(pair)
+                .iter()
+                .zip(turned(pair + 1))
+                .map(|(&i, &j)| {
+                    let (a, b) = (self.spectrum[usize::from(i)], self.spectrum[usize::from(j)]);
+                    Complex32::new(a.re - b.im, a.im + b.re)
                 })
                 .collect();
-            // Transposed: the correlation at offset (x, y) is at x·PERIOD + y.
-            let corr = fft2_transposed(packed, PERIOD, true);
-            let (mut first_peak, mut second_peak) = ((0, f32::MIN), (0, f32::MIN));
-            for (i, c) in corr.iter().enumerate() {
-                if c.re > first_peak.1 {
-                    first_peak = (i, c.re);
-                }
-                if c.im > second_peak.1 {
-                    second_peak = (i, c.im);
-                }
-            }
-            for (t, (at, peak)) in [(pair, first_peak), (pair + 1, second_peak)] {
-                if peak > best.0 {
-                    best = (peak, t, (at / PERIOD, at % PERIOD));
+            for (best, sync_conj) in peaks.iter_mut().zip(&pattern.sync_conj) {
+                let product = packed.iter().zip(sync_conj).map(|(p, s)| p * s).collect();
+                // Transposed: the correlation at offset (x, y) is at x·PERIOD + y.
+                let corr = fft2_transposed(product, PERIOD, true);
+                let parts: [(usize, Part); 2] = [(pair, |c| c.re), (pair + 1, |c| c.im)];
+                for (turn, part) in parts {
+                    if let Some(at) = position_of_max_above(&corr, part, best.value) {
+                        best.turn = turn;
+                        best.offset = (at / PERIOD, at % PERIOD);
+                        best.value = part(&corr[at]);
+                    }
                 }
             }
         }
-        (best.1, best.2)
+        peaks.sort_by(|a, b| b.value.total_cmp(&a.value));
+        peaks
     }
 
     /// One soft value per coded bit, read with the fold turned by turn `t`
@@ -795,10 +887,10 @@ fn clip_spectral_peaks(spectrum: &mut HalfSpectrum) {
 /// 2 estimated ones (`LATTICE_CANDIDATES`), and the fixed rescalings.
 pub const MAX_HYPOTHESES: usize = 1 + LATTICE_CANDIDATES + FALLBACK_SCALES.len();
 
-/// Most decodings per image: one per hypothesis, and the anchored reads
-/// (one per turn) of the image as received. What the false-positive bound
-/// counts.
-pub const MAX_DECODES: usize = MAX_HYPOTHESES + TURNS.len();
+/// Most decodings per image: one per sync variant under each hypothesis,
+/// and the anchored reads (one per turn) of the image as received. What
+/// the false-positive bound counts.
+pub const MAX_DECODES: usize = MAX_HYPOTHESES * SYNC_VARIANTS + TURNS.len();
 const _: () = assert!(MAX_DECODES as f64 <= 1e-9 * (1u64 << code::TAG_BITS) as f64);
 
 /// Estimated geometries tried per image.
@@ -1010,4 +1102,57 @@ fn fit_lattice(at: &impl Fn(i64, i64) -> f32, p1: (f32, f32), p2: (f32, f32), ha
         Geometry([p * a[3] / det_a, -p * a[1] / det_a, -p * a[2] / det_a, p * a[0] / det_a]),
         total / points.max(1) as f32,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Key {
+        Key::new(*b"likeness watermark unit key 0001")
+    }
+
+    /// A textured picture, cropped off its corner after marking so that
+    /// only the sync can place the read.
+    fn marked_and_cropped(payload: &[u8; 8], sync_variant: usize) -> RgbImage {
+        let mut img = RgbImage::from_fn(520, 390, |x, y| {
+            let v = ((x * 7 + y * 13) % 61 + (x * y) % 37 + 80) as u8;
+            image::Rgb([v, v.wrapping_add(20), 255 - v])
+        });
+        let pattern = Pattern::new(&key());
+        let coded = code::encode(&code::data_bits(payload, &key().0));
+        let mask = activity_mask(&img);
+        let gains = vec![1.0; code::CODED_BITS];
+        embed_with_gains(&mut img, &pattern, &pattern.sync[sync_variant], &coded, &mask, 1.0, &gains);
+        image::imageops::crop_imm(&img, 45, 31, 400, 300).to_image()
+    }
+
+    fn payload_of_variant(v: usize) -> [u8; 8] {
+        (0u64..).map(|i| i.to_be_bytes()).find(|p| code::sync_variant(p, &key().0, SYNC_VARIANTS) == v).unwrap()
+    }
+
+    #[test]
+    fn every_sync_variant_is_read_from_a_crop() {
+        for v in 0..SYNC_VARIANTS {
+            let payload = payload_of_variant(v);
+            let found = detect(&marked_and_cropped(&payload, v), &key()).map(|d| d.payload);
+            assert_eq!(found, Some(payload), "variant {v}");
+        }
+    }
+
+    #[test]
+    fn marks_from_before_the_variants_still_read() {
+        // Then every mark carried the first sync, whatever its payload.
+        let payload = payload_of_variant(SYNC_VARIANTS - 1);
+        assert_eq!(detect(&marked_and_cropped(&payload, 0), &key()).map(|d| d.payload), Some(payload));
+    }
+
+    #[test]
+    fn a_sync_found_must_carry_its_own_payloads() {
+        // A read placed by any sync but the first is accepted only with a
+        // payload of that sync's variant: a sync found by chance must also
+        // meet the payload's keyed hash.
+        let payload = payload_of_variant(1);
+        assert_eq!(detect(&marked_and_cropped(&payload, 2), &key()), None);
+    }
 }
