@@ -297,7 +297,7 @@ impl ContentView {
     /// the offset leaves open, and answers for the best one.
     pub fn check(&self, fp: &Fingerprint) -> ContentCheck {
         let mut best = ContentCheck { verdict: ContentVerdict::Inconclusive, pairs: 0, agreeing: 0 };
-        let mut best_rank = (0u8, f32::MIN);
+        let mut best_rank: Option<(Reading, f32)> = None;
         // Block (i, j) of the view is block (first + (i, j) + PER_PERIOD·k)
         // of the output, for a whole number of periods k.
         let range = |first: i64, len: usize, stored: usize| {
@@ -308,28 +308,23 @@ impl ContentView {
         for ky in range(self.first.1, self.rows, fp.rows) {
             for kx in range(self.first.0, self.columns, fp.columns) {
                 let shift = (self.first.0 + PER_PERIOD * kx, self.first.1 + PER_PERIOD * ky);
-                let (pairs, agreeing) = self.compare(fp, shift);
-                let verdict = verdict(pairs, agreeing);
-                // Ranked by verdict (a match beats everything), then agreement.
-                let rank = match verdict {
-                    ContentVerdict::Matches => 2,
-                    ContentVerdict::Differs => 1,
-                    ContentVerdict::Inconclusive => 0,
-                };
-                let score = agreeing as f32 / pairs.max(1) as f32;
-                if (rank, score) > best_rank {
-                    best_rank = (rank, score);
-                    best = ContentCheck { verdict, pairs, agreeing };
+                let tally = self.compare(fp, shift);
+                let (pairs, agreeing) = (tally.pairs, tally.agreeing);
+                let reading = reading(&tally);
+                // Ranked by reading, then agreement.
+                let rank = (reading, agreeing as f32 / pairs.max(1) as f32);
+                if best_rank.as_ref().is_none_or(|best| rank > *best) {
+                    best_rank = Some(rank);
+                    best = ContentCheck { verdict: reading.verdict(), pairs, agreeing };
                 }
             }
         }
         best
     }
 
-    /// Pairs compared and agreeing, with view block (0, 0) on output block
-    /// `shift`.
-    fn compare(&self, fp: &Fingerprint, shift: (i64, i64)) -> (usize, usize) {
-        let (mut pairs, mut agreeing) = (0, 0);
+    /// The pairs compared, with view block (0, 0) on output block `shift`.
+    fn compare(&self, fp: &Fingerprint, shift: (i64, i64)) -> Tally {
+        let mut tally = Tally::default();
         let mean = |i: i64, j: i64| -> Option<f32> {
             if i < 0 || j < 0 || i >= self.columns as i64 || j >= self.rows as i64 {
                 return None;
@@ -348,39 +343,110 @@ impl ContentView {
                     let stored = fp.changes[r * fp.columns + c][dir];
                     let Some(there) = mean(i + di, j + dj) else { continue };
                     let delta = there - here;
-                    match stored {
-                        Change::None => {}
-                        Change::Flat => {
-                            if delta.abs() > STRONG {
-                                pairs += 1;
-                            }
-                        }
-                        Change::Rises | Change::Falls => {
-                            pairs += 1;
-                            if (stored == Change::Rises) == (delta > 0.0) && delta != 0.0 {
-                                agreeing += 1;
-                            }
-                        }
+                    let counts = match stored {
+                        Change::None => false,
+                        Change::Flat => delta.abs() > STRONG,
+                        Change::Rises | Change::Falls => true,
+                    };
+                    if counts {
+                        tally.add(dir, stored, delta);
                     }
                 }
             }
         }
-        (pairs, agreeing)
+        tally
     }
 }
 
-fn verdict(pairs: usize, agreeing: usize) -> ContentVerdict {
-    let (n, a) = (pairs as f32, agreeing as f32);
+/// The pairs compared at one placement, and per direction (to the right,
+/// downwards) how often each side rises and falls: what chance alone
+/// would agree on.
+#[derive(Debug, Default, Clone, Copy)]
+struct Tally {
+    pairs: usize,
+    agreeing: usize,
+    /// Per direction: pairs, stored rises, stored falls, received rises,
+    /// received falls.
+    margins: [[usize; 5]; 2],
+}
+
+impl Tally {
+    fn add(&mut self, dir: usize, stored: Change, delta: f32) {
+        let m = &mut self.margins[dir];
+        self.pairs += 1;
+        m[0] += 1;
+        match stored {
+            Change::Rises => m[1] += 1,
+            Change::Falls => m[2] += 1,
+            _ => {}
+        }
+        if delta > 0.0 {
+            m[3] += 1;
+        } else if delta < 0.0 {
+            m[4] += 1;
+        }
+        if (stored == Change::Rises && delta > 0.0) || (stored == Change::Falls && delta < 0.0) {
+            self.agreeing += 1;
+        }
+    }
+
+    /// How many standard deviations the agreement lies above what two
+    /// unrelated pictures with these same rises and falls would agree on
+    /// (each pair's two sides drawn independently from their direction's
+    /// margins). Two plain gradients running the same way agree on nearly
+    /// every pair by chance; two photos, on about half.
+    fn z_over_chance(&self) -> f32 {
+        let (mut expected, mut variance) = (0.0f32, 0.0f32);
+        for m in self.margins.iter().filter(|m| m[0] > 0) {
+            let n = m[0] as f32;
+            let p = (m[1] as f32 * m[3] as f32 + m[2] as f32 * m[4] as f32) / (n * n);
+            expected += n * p;
+            variance += n * p * (1.0 - p);
+        }
+        (self.agreeing as f32 - expected) / variance.max(1e-6).sqrt()
+    }
+}
+
+/// What one placement says, strongest first: a placement that matches
+/// decides; agreement that chance explains leaves the check inconclusive
+/// whatever other placements say (it is the picture's, or a ramp like it);
+/// only then does a placement that differs refuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Reading {
+    TooFew,
+    Differs,
+    Explained,
+    Matches,
+}
+
+impl Reading {
+    fn verdict(self) -> ContentVerdict {
+        match self {
+            Reading::Matches => ContentVerdict::Matches,
+            Reading::Differs => ContentVerdict::Differs,
+            Reading::Explained | Reading::TooFew => ContentVerdict::Inconclusive,
+        }
+    }
+}
+
+fn reading(tally: &Tally) -> Reading {
+    let (n, a) = (tally.pairs as f32, tally.agreeing as f32);
     let z = (2.0 * a - n) / n.max(1.0).sqrt();
     // The z-score alone asks nearly every pair to agree when there are few
     // (all of 25, 29 of 30), so a small crop can match; refusing takes
     // more pairs, since a few disagreements are no proof.
     if a >= AGREEMENT * n && z >= Z_MATCH {
-        ContentVerdict::Matches
-    } else if pairs >= MIN_PAIRS {
-        ContentVerdict::Differs
+        // Agreement that the two pictures' own margins explain (both
+        // brighten the same way throughout) proves nothing either way.
+        if tally.z_over_chance() >= Z_MATCH {
+            Reading::Matches
+        } else {
+            Reading::Explained
+        }
+    } else if tally.pairs >= MIN_PAIRS {
+        Reading::Differs
     } else {
-        ContentVerdict::Inconclusive
+        Reading::TooFew
     }
 }
 
@@ -402,8 +468,20 @@ mod tests {
         assert!(Fingerprint::from_bytes(&bytes[..3]).is_err());
     }
 
+    fn verdict(tally: &Tally) -> ContentVerdict {
+        reading(tally).verdict()
+    }
+
+    /// A tally whose sides rise and fall equally often: chance agrees on
+    /// half.
+    fn balanced(pairs: usize, agreeing: usize) -> Tally {
+        let half = pairs / 2;
+        Tally { pairs, agreeing, margins: [[pairs, half, pairs - half, half, pairs - half], [0; 5]] }
+    }
+
     #[test]
     fn verdicts_follow_the_figures() {
+        let verdict = |pairs, agreeing| verdict(&balanced(pairs, agreeing));
         assert_eq!(verdict(0, 0), ContentVerdict::Inconclusive);
         assert_eq!(verdict(24, 24), ContentVerdict::Inconclusive);
         assert_eq!(verdict(30, 29), ContentVerdict::Matches);
@@ -413,5 +491,16 @@ mod tests {
         assert_eq!(verdict(40, 30), ContentVerdict::Differs);
         assert_eq!(verdict(400, 330), ContentVerdict::Matches);
         assert_eq!(verdict(400, 300), ContentVerdict::Differs);
+    }
+
+    #[test]
+    fn agreement_the_margins_explain_confirms_nothing() {
+        // 36 of 40 agree, but both sides rise to the right 9 times in 10:
+        // chance alone agrees on 82% of such pairs.
+        let gradients = Tally { pairs: 40, agreeing: 36, margins: [[40, 36, 4, 36, 4], [0; 5]] };
+        assert_eq!(verdict(&gradients), ContentVerdict::Inconclusive);
+        // As many pairs, as much agreement, one side balanced: a match.
+        let one_sided = Tally { pairs: 40, agreeing: 36, margins: [[40, 36, 4, 20, 20], [0; 5]] };
+        assert_eq!(verdict(&one_sided), ContentVerdict::Matches);
     }
 }

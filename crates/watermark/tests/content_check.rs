@@ -115,3 +115,32 @@ fn a_mark_carried_onto_another_picture_is_refused() {
     // The attack must have worked on the mark for the test to say anything.
     assert!(carried >= 6, "the mark was carried in only {carried} of 12 transplants");
 }
+
+#[test]
+fn a_mark_carried_between_two_pictures_that_brighten_alike_is_not_confirmed() {
+    // Two different pictures whose coarse structure is the same plain
+    // ramp, left to right: their block changes agree by chance alone.
+    let mut rng = 7u32;
+    let mut grain = move || {
+        rng = rng.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (rng >> 16) % 9
+    };
+    let source = RgbImage::from_fn(512, 512, |x, _| {
+        let v = (20 + x * 200 / 511 + grain()) as u8;
+        image::Rgb([v, v, v.saturating_add(30)])
+    });
+    let target = RgbImage::from_fn(512, 512, |x, y| {
+        let v = (((x as f32 / 511.0).sqrt() * 220.0) as u32 + 10 + (y % 3)) as u8;
+        image::Rgb([v.saturating_add(20), v, v / 2])
+    });
+    let mut marked = source.clone();
+    embed_informed(&mut marked, &PAYLOAD, &key(), INFORMED_STRENGTH);
+    let forged = transplant(&marked, &target);
+    let found = detect(&forged, &key()).filter(|d| d.payload == PAYLOAD).expect("the mark is carried");
+    let check = found.content(&forged).check(&Fingerprint::of(&marked));
+    assert_ne!(check.verdict, ContentVerdict::Matches, "{check:?}");
+    // The output itself, edited, is not refused either.
+    let edited = jpeg(&scale(&marked, 0.5), 75);
+    let found = detect(&edited, &key()).filter(|d| d.payload == PAYLOAD).expect("the mark survives");
+    assert_ne!(found.content(&edited).check(&Fingerprint::of(&marked)).verdict, ContentVerdict::Differs);
+}
