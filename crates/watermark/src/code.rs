@@ -71,51 +71,60 @@ pub fn encode(bits: &[u8]) -> Vec<f32> {
 /// (positive means +1). Returns the most likely data bits.
 pub fn decode(soft: &[f32]) -> Vec<u8> {
     const STATES: usize = 1 << (K - 1);
-    // Per encoder register (previous state and new bit), which of the four
-    // symbol pairs it emits: bit 1 for G0's parity, bit 0 for G1's.
-    const EMITS: [u8; 2 * STATES] = {
-        let mut t = [0u8; 2 * STATES];
-        let mut full = 0;
-        while full < 2 * STATES {
-            t[full] = ((((full as u32 & G0).count_ones() % 2) << 1) | ((full as u32 & G1).count_ones() % 2)) as u8;
-            full += 1;
+    // Per state: its two predecessors (the bit the register drops, 0 then
+    // 1) and which symbol pair each branch emits (bit 1 for G0's parity,
+    // bit 0 for G1's), so that each step is one branch-free pass.
+    const TRELLIS: [[usize; 4]; STATES] = {
+        let mut t = [[0usize; 4]; STATES];
+        let mut state = 0;
+        while state < STATES {
+            let mut top = 0;
+            while top < 2 {
+                let prev = (state >> 1) | (top << (K - 2));
+                let full = ((prev << 1) | (state & 1)) as u32;
+                t[state][2 * top] = prev;
+                t[state][2 * top + 1] =
+                    ((((full & G0).count_ones() % 2) << 1) | ((full & G1).count_ones() % 2)) as usize;
+                top += 1;
+            }
+            state += 1;
         }
         t
     };
+    // Far below any reachable path (soft values are sums of pixel
+    // values), and finite, so no step needs a test for unreachable states.
+    const UNREACHED: f32 = -1e30;
     let steps = soft.len() / 2;
-    let mut metric = [f32::NEG_INFINITY; STATES];
+    let mut metric = [UNREACHED; STATES];
     metric[0] = 0.0;
-    let mut history: Vec<[u8; STATES]> = Vec::with_capacity(steps);
-    for t in 0..steps {
-        let (s0, s1) = (soft[2 * t], soft[2 * t + 1]);
-        // The four branch gains, indexed as EMITS (a set parity bit is -1).
+    // Per step, which predecessor each state kept: bit `state` set for
+    // the one whose dropped bit is 1.
+    let mut history: Vec<u64> = Vec::with_capacity(steps);
+    for pair in soft.chunks_exact(2) {
+        let (s0, s1) = (pair[0], pair[1]);
+        // The four branch gains, indexed as the trellis (a set parity bit is -1).
         let gains = [s0 + s1, s0 - s1, -s0 + s1, -s0 - s1];
-        let mut next = [f32::NEG_INFINITY; STATES];
-        let mut from = [0u8; STATES];
-        for (prev, &m) in metric.iter().enumerate() {
-            if m == f32::NEG_INFINITY {
-                continue;
-            }
-            for b in 0..2 {
-                let full = (prev << 1 | b) & (2 * STATES - 1);
-                let candidate = m + gains[usize::from(EMITS[full])];
-                let ns = full & (STATES - 1);
-                if candidate > next[ns] {
-                    next[ns] = candidate;
-                    // Remember the dropped top bit of `prev` to walk back.
-                    from[ns] = ((prev >> (K - 2)) & 1) as u8;
-                }
+        let mut next = [0.0f32; STATES];
+        let mut kept = 0u64;
+        for (state, (n, [p0, e0, p1, e1])) in next.iter_mut().zip(TRELLIS).enumerate() {
+            let (a, b) = (metric[p0] + gains[e0], metric[p1] + gains[e1]);
+            // A tie keeps the first, as a scan of predecessors in order would.
+            if b > a {
+                *n = b;
+                kept |= 1 << state;
+            } else {
+                *n = a;
             }
         }
         metric = next;
-        history.push(from);
+        history.push(kept);
     }
     // The tail drives the encoder back to state 0.
     let mut state = 0usize;
     let mut bits = vec![0u8; steps];
     for t in (0..steps).rev() {
         bits[t] = (state & 1) as u8;
-        let top = usize::from(history[t][state]);
+        let top = ((history[t] >> state) & 1) as usize;
         state = (state >> 1) | (top << (K - 2));
     }
     bits.truncate(steps.saturating_sub(TAIL));
@@ -152,9 +161,49 @@ mod tests {
         // Flip a tenth of the symbols, spread out: still decoded.
         let noisy: Vec<f32> = coded.iter().enumerate().map(|(i, s)| if i % 10 == 3 { -s } else { *s }).collect();
         assert_eq!(payload_if_valid(&decode(&noisy), &key), Some(payload));
+        // Heavier noise, against a plain reading of Viterbi's algorithm.
+        let mut x = 12345u32;
+        for _ in 0..50 {
+            let noisy: Vec<f32> = coded
+                .iter()
+                .map(|s| {
+                    x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    s + ((x >> 8) as f32 / (1 << 24) as f32 - 0.5) * 4.0
+                })
+                .collect();
+            assert_eq!(decode(&noisy), plain_viterbi(&noisy));
+        }
         // A corrupted bit is caught.
         let mut wrong = decode(&coded);
         wrong[3] ^= 1;
         assert_eq!(payload_if_valid(&wrong, &key), None);
+    }
+
+    /// Viterbi as the textbook puts it: every path into every state, kept
+    /// if it is the best so far. Slow and plain, what `decode` must equal.
+    fn plain_viterbi(soft: &[f32]) -> Vec<u8> {
+        let states = 1usize << (K - 1);
+        let mut paths: Vec<Option<(f32, Vec<u8>)>> = vec![None; states];
+        paths[0] = Some((0.0, Vec::new()));
+        for pair in soft.chunks_exact(2) {
+            let mut next: Vec<Option<(f32, Vec<u8>)>> = vec![None; states];
+            for (prev, path) in paths.iter().enumerate() {
+                let Some((metric, bits)) = path else { continue };
+                for b in 0..2u8 {
+                    let full = ((prev << 1) | usize::from(b)) as u32;
+                    let gain = parity(full & G0) * pair[0] + parity(full & G1) * pair[1];
+                    let ns = full as usize & (states - 1);
+                    if next[ns].as_ref().is_none_or(|(m, _)| metric + gain > *m) {
+                        let mut bits = bits.clone();
+                        bits.push(b);
+                        next[ns] = Some((metric + gain, bits));
+                    }
+                }
+            }
+            paths = next;
+        }
+        let mut bits = paths[0].take().expect("state 0 is reached").1;
+        bits.truncate(bits.len() - TAIL);
+        bits
     }
 }
