@@ -45,7 +45,10 @@
 //!   is the spectrum turned, so each turn of each variant costs one
 //!   inverse FFT, two correlations sharing one); read the soft bits at
 //!   each variant's peak, strongest first, decode, and check the tag and
-//!   that the payload is one that variant carries. The hypotheses, in order: the
+//!   that the payload is one that variant carries. When the strongest
+//!   peak does not decode, its eight neighbours are read too: JPEG pulls
+//!   the sync's peak a pixel toward its own 8-px grid at some crop phases,
+//!   where the data still reads whole. The hypotheses, in order: the
 //!   image as received; the scale, rotation and aspect ratio estimated from
 //!   the image itself (the pattern repeats every 128 px, so the
 //!   autocorrelation of the high-passed image peaks on that lattice,
@@ -72,13 +75,14 @@
 //! The whitening signs make the decoded bits of an unmarked image (or one
 //! marked with another key) behave as independent fair coins, so the keyed
 //! 40-bit tag matches by chance with probability 2^-40 per decoding. The
-//! detector decodes once per sync variant and geometry hypothesis (at that
-//! variant's best turn and offset; the offset search and the lattice
-//! estimate choose *where* to decode, they never decode), at most
-//! [`SYNC_VARIANTS`] = 4 × [`MAX_HYPOTHESES`] = 6 of them, plus at most 8
-//! anchored reads: at most [`MAX_DECODES`] = 32 decodings. By the union
-//! bound the false-positive rate per image is at most
-//! `32 × 2^-40 ≈ 2.9e-11`, under the 1e-9 required. (A read placed by a
+//! detector decodes, under each of at most [`MAX_HYPOTHESES`] = 6
+//! geometry hypotheses, once per sync variant at that variant's best turn
+//! and offset ([`SYNC_VARIANTS`] = 4) and at the 8 neighbours of the
+//! strongest of them (the offset search and the lattice estimate choose
+//! *where* to decode, they never decode), plus at most 8 anchored reads:
+//! at most [`MAX_DECODES`] = 80 decodings. By the union bound the
+//! false-positive rate per image is at most `80 × 2^-40 ≈ 7.3e-11`,
+//! under the 1e-9 required. (A read placed by a
 //! variant other than the first must also find a payload of that variant,
 //! which makes the true rate lower still; the bound does not count on it.)
 //! Any read added later must keep `MAX_DECODES × 2^-40 ≤ 1e-9`, i.e. at
@@ -432,7 +436,20 @@ pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
             })
         };
         let peaks = fold.sync_peaks(&pattern);
-        peaks.iter().find_map(|p| found(p.turn, p.offset, Some(p.variant))).or_else(|| {
+        // The strongest peak may sit a pixel off the cells (JPEG biases it
+        // toward its own 8-px grid at some crop phases; resampling blurs
+        // it): when it does not decode, its eight neighbours are read too.
+        let around = |(x, y): (usize, usize)| {
+            let at = |o: usize, e: i32| (o as i32 + e).rem_euclid(PERIOD as i32) as usize;
+            [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)]
+                .map(|(ex, ey)| (at(x, ex), at(y, ey)))
+        };
+        let placed = |(i, p): (usize, &SyncPeak)| {
+            found(p.turn, p.offset, Some(p.variant)).or_else(|| {
+                (i == 0).then(|| around(p.offset).into_iter().find_map(|o| found(p.turn, o, Some(p.variant)))).flatten()
+            })
+        };
+        peaks.iter().enumerate().find_map(placed).or_else(|| {
             // The image as a whole, perhaps turned or mirrored: the mark's
             // origin is at one of its corners, whatever the sync says
             // (which an attacker may have subtracted).
@@ -728,6 +745,26 @@ fn position_of_max_above(values: &[Complex32], part: Part, floor: f32) -> Option
     }
 }
 
+/// Per place of a period, the sum of the CHIP×CHIP block starting there,
+/// wrapping around the torus: across each row, then down each column.
+fn block_sums(values: &[f32]) -> Vec<f32> {
+    const WRAP: usize = PERIOD - 1;
+    let mut across = vec![0.0f32; PERIOD * PERIOD];
+    for (row, out) in values.chunks_exact(PERIOD).zip(across.chunks_exact_mut(PERIOD)) {
+        for (x, o) in out.iter_mut().enumerate() {
+            *o = (0..CHIP).map(|i| row[(x + i) & WRAP]).sum();
+        }
+    }
+    let mut sums = vec![0.0f32; PERIOD * PERIOD];
+    for y in 0..PERIOD {
+        for j in 0..CHIP {
+            let from = &across[((y + j) & WRAP) * PERIOD..][..PERIOD];
+            sums[y * PERIOD..][..PERIOD].iter_mut().zip(from).for_each(|(s, v)| *s += v);
+        }
+    }
+    sums
+}
+
 /// Where one sync variant correlates best with a fold.
 struct SyncPeak {
     variant: usize,
@@ -739,7 +776,11 @@ struct SyncPeak {
 /// One period of the marked image's pattern as read from a received image,
 /// and its spectrum.
 struct Fold {
-    values: Vec<f32>,
+    /// Per place of the fold, the sum of the CHIP×CHIP block of it that
+    /// starts there (on the torus): what one cell of the mark reads,
+    /// wherever a cell lands. Soft bits are read from these, a value per
+    /// cell rather than per pixel.
+    cells: Vec<f32>,
     /// The whole spectrum, by rows: the sync search reads it turned,
     /// which is a plain gather from the whole but not from the half.
     spectrum: Vec<Complex32>,
@@ -760,7 +801,8 @@ impl Fold {
         let mut values = spectrum.inverse();
         values.iter_mut().for_each(|v| *v /= n);
         let spectrum = (0..PERIOD * PERIOD).map(|i| spectrum.at(i % PERIOD, i / PERIOD)).collect();
-        Fold { values, spectrum }
+        let cells = block_sums(&values);
+        Fold { cells, spectrum }
     }
 
     /// For each sync variant, the turn (an index into [`TURNS`]) and
@@ -805,16 +847,19 @@ impl Fold {
     /// One soft value per coded bit, read with the fold turned by turn `t`
     /// of [`TURNS`] and moved by `offset`.
     fn soft_bits(&self, pattern: &Pattern, t: usize, (dx, dy): (usize, usize)) -> Vec<f32> {
-        const WRAP: usize = PERIOD - 1;
-        let (table, mut soft) = (turned(t), vec![0.0f32; code::CODED_BITS]);
-        for py in 0..PERIOD {
-            // Where this row of the marked period lies in the fold.
-            let row = &table[((py + dy) & WRAP) * PERIOD..][..PERIOD];
-            let cells = &pattern.bit[(py / CHIP) * TILE..][..TILE];
-            let signs = &pattern.sign[(py / CHIP) * TILE..][..TILE];
-            for px in 0..PERIOD {
-                let u = usize::from(row[(px + dx) & WRAP]);
-                soft[cells[px / CHIP]] += self.values[u] * signs[px / CHIP];
+        const WRAP: i32 = PERIOD as i32 - 1;
+        let m = &TURNS[t];
+        // A marked cell from p to p + (3, 3) lands on the fold's block
+        // m·p + m·[0, 3]², whose least corner is m·p moved by this.
+        let least = |a: i32, b: i32| (CHIP as i32 - 1) * (a.min(0) + b.min(0));
+        let corner = (least(m[0], m[1]), least(m[2], m[3]));
+        let mut soft = vec![0.0f32; code::CODED_BITS];
+        for cy in 0..TILE {
+            for cx in 0..TILE {
+                let (x, y) = turn(m, CHIP * cx + dx, CHIP * cy + dy);
+                let (x, y) = ((x as i32 + corner.0) & WRAP, (y as i32 + corner.1) & WRAP);
+                let c = cy * TILE + cx;
+                soft[pattern.bit[c]] += pattern.sign[c] * self.cells[y as usize * PERIOD + x as usize];
             }
         }
         soft
@@ -887,10 +932,11 @@ fn clip_spectral_peaks(spectrum: &mut HalfSpectrum) {
 /// 2 estimated ones (`LATTICE_CANDIDATES`), and the fixed rescalings.
 pub const MAX_HYPOTHESES: usize = 1 + LATTICE_CANDIDATES + FALLBACK_SCALES.len();
 
-/// Most decodings per image: one per sync variant under each hypothesis,
-/// and the anchored reads (one per turn) of the image as received. What
-/// the false-positive bound counts.
-pub const MAX_DECODES: usize = MAX_HYPOTHESES * SYNC_VARIANTS + TURNS.len();
+/// Most decodings per image: under each hypothesis, one per sync variant
+/// at its peak and eight around the strongest peak; and the anchored reads
+/// (one per turn) of the image as received. What the false-positive bound
+/// counts.
+pub const MAX_DECODES: usize = MAX_HYPOTHESES * (SYNC_VARIANTS + 8) + TURNS.len();
 const _: () = assert!(MAX_DECODES as f64 <= 1e-9 * (1u64 << code::TAG_BITS) as f64);
 
 /// Estimated geometries tried per image.
