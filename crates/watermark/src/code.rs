@@ -71,23 +71,20 @@ pub fn encode(bits: &[u8]) -> Vec<f32> {
 /// (positive means +1). Returns the most likely data bits.
 pub fn decode(soft: &[f32]) -> Vec<u8> {
     const STATES: usize = 1 << (K - 1);
-    // Per state: its two predecessors (the bit the register drops, 0 then
-    // 1) and which symbol pair each branch emits (bit 1 for G0's parity,
-    // bit 0 for G1's), so that each step is one branch-free pass.
-    const TRELLIS: [[usize; 4]; STATES] = {
-        let mut t = [[0usize; 4]; STATES];
-        let mut state = 0;
-        while state < STATES {
-            let mut top = 0;
-            while top < 2 {
-                let prev = (state >> 1) | (top << (K - 2));
-                let full = ((prev << 1) | (state & 1)) as u32;
-                t[state][2 * top] = prev;
-                t[state][2 * top + 1] =
-                    ((((full & G0).count_ones() % 2) << 1) | ((full & G1).count_ones() % 2)) as usize;
-                top += 1;
-            }
-            state += 1;
+    const HALF: usize = STATES / 2;
+    // Both generators tap the newest and the oldest register bit, so the
+    // two branches into state 2j + b (from j and from j + 32) emit
+    // complementary symbols, and so do the branches out of one state for
+    // b = 0 and 1: one gain per j decides a butterfly of four branches.
+    // Per j, the signs of that gain's two symbols (a set parity bit is -1).
+    const SIGNS: [[f32; HALF]; 2] = {
+        let mut t = [[0.0f32; HALF]; 2];
+        let mut j = 0;
+        while j < HALF {
+            let full = (2 * j) as u32;
+            t[0][j] = if (full & G0).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
+            t[1][j] = if (full & G1).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
+            j += 1;
         }
         t
     };
@@ -98,23 +95,24 @@ pub fn decode(soft: &[f32]) -> Vec<u8> {
     let mut metric = [UNREACHED; STATES];
     metric[0] = 0.0;
     // Per step, which predecessor each state kept: bit `state` set for
-    // the one whose dropped bit is 1.
+    // the one whose dropped bit is 1 (j + 32 rather than j).
     let mut history: Vec<u64> = Vec::with_capacity(steps);
     for pair in soft.chunks_exact(2) {
         let (s0, s1) = (pair[0], pair[1]);
-        // The four branch gains, indexed as the trellis (a set parity bit is -1).
-        let gains = [s0 + s1, s0 - s1, -s0 + s1, -s0 - s1];
+        let (low, high) = metric.split_at(HALF);
         let mut next = [0.0f32; STATES];
         let mut kept = 0u64;
-        for (state, (n, [p0, e0, p1, e1])) in next.iter_mut().zip(TRELLIS).enumerate() {
-            let (a, b) = (metric[p0] + gains[e0], metric[p1] + gains[e1]);
-            // A tie keeps the first, as a scan of predecessors in order would.
-            if b > a {
-                *n = b;
-                kept |= 1 << state;
-            } else {
-                *n = a;
-            }
+        for j in 0..HALF {
+            let gain = SIGNS[0][j] * s0 + SIGNS[1][j] * s1;
+            let (from_low, from_high) = (low[j], high[j]);
+            // A tie keeps the first (from j), as a scan of predecessors in
+            // order would.
+            let (a, b) = (from_low + gain, from_high - gain);
+            next[2 * j] = if b > a { b } else { a };
+            kept |= u64::from(b > a) << (2 * j);
+            let (a, b) = (from_low - gain, from_high + gain);
+            next[2 * j + 1] = if b > a { b } else { a };
+            kept |= u64::from(b > a) << (2 * j + 1);
         }
         metric = next;
         history.push(kept);
