@@ -82,8 +82,8 @@ pub fn decode(soft: &[f32]) -> Vec<u8> {
         let mut j = 0;
         while j < HALF {
             let full = (2 * j) as u32;
-            t[0][j] = if (full & G0).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
-            t[1][j] = if (full & G1).count_ones() % 2 == 0 { 1.0 } else { -1.0 };
+            t[0][j] = if (full & G0).count_ones().is_multiple_of(2) { 1.0 } else { -1.0 };
+            t[1][j] = if (full & G1).count_ones().is_multiple_of(2) { 1.0 } else { -1.0 };
             j += 1;
         }
         t
