@@ -63,9 +63,9 @@
 //!   every few pixels are taken out of the fold and its strongest
 //!   frequencies clipped (halftones, stripes), since they do not average
 //!   out when folded.
-//! - **Anchored reads.** Someone holding many outputs can estimate the
-//!   sync pattern (it is the same in all of them) and subtract it, which
-//!   hides the offset. An uncropped image needs no sync: its mark starts at
+//! - **Anchored reads.** Someone holding many outputs, who sorts them by
+//!   sync variant well, can estimate each sync pattern and subtract it,
+//!   which hides the offset. An uncropped image needs no sync: its mark starts at
 //!   one of its corners. So, for the image as received, the detector also
 //!   reads at the eight corner offsets (one per turn) when the sync-found
 //!   offset does not decode.
