@@ -81,7 +81,10 @@ fn payload_survives_the_main_attacks_and_unmarked_images_give_nothing() {
                     let big = image::imageops::resize(&crop, w * zoom, h * zoom, image::imageops::FilterType::Nearest);
                     image::imageops::replace(&mut pair, &big, i64::from((w * zoom + 8) * i as u32), 0);
                 }
-                pair.save(std::path::Path::new(&dir).join(file)).unwrap();
+                // A relative folder is the workspace's (tests run in the
+                // crate's own folder).
+                let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+                pair.save(root.join(&dir).join(file)).unwrap();
             }
         }
         for (attack, f) in &attacks {
