@@ -441,8 +441,7 @@ pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
         // it): when it does not decode, its eight neighbours are read too.
         let around = |(x, y): (usize, usize)| {
             let at = |o: usize, e: i32| (o as i32 + e).rem_euclid(PERIOD as i32) as usize;
-            [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)]
-                .map(|(ex, ey)| (at(x, ex), at(y, ey)))
+            AROUND.map(|(ex, ey)| (at(x, ex), at(y, ey)))
         };
         let placed = |(i, p): (usize, &SyncPeak)| {
             found(p.turn, p.offset, Some(p.variant)).or_else(|| {
@@ -936,7 +935,11 @@ pub const MAX_HYPOTHESES: usize = 1 + LATTICE_CANDIDATES + FALLBACK_SCALES.len()
 /// at its peak and eight around the strongest peak; and the anchored reads
 /// (one per turn) of the image as received. What the false-positive bound
 /// counts.
-pub const MAX_DECODES: usize = MAX_HYPOTHESES * (SYNC_VARIANTS + 8) + TURNS.len();
+pub const MAX_DECODES: usize = MAX_HYPOTHESES * (SYNC_VARIANTS + AROUND.len()) + TURNS.len();
+
+/// The places read around the strongest sync peak when it does not
+/// decode: its eight neighbours.
+const AROUND: [(i32, i32); 8] = [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)];
 const _: () = assert!(MAX_DECODES as f64 <= 1e-9 * (1u64 << code::TAG_BITS) as f64);
 
 /// Estimated geometries tried per image.
