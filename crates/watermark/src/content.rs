@@ -23,7 +23,10 @@
 //! A received image matches when, for some placement (the whole periods
 //! the offset leaves open), the pairs it can be compared on agree well
 //! beyond chance: at least [`AGREEMENT`] of them, and [`Z_MATCH`] standard
-//! deviations above the half that unrelated pictures agree on. Pairs
+//! deviations above the half that unrelated pictures agree on, and as far
+//! above what pictures with the same rises and falls would agree on by
+//! chance (two ramps running the same way agree nearly everywhere; such a
+//! placement is inconclusive, and outranks placements that differ). Pairs
 //! count when the output changed there, or when the received image
 //! changes strongly ([`STRONG`]) where the output did not. A picture that
 //! does not match is [`ContentVerdict::Differs`] with at least
