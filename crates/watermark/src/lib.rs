@@ -598,7 +598,7 @@ impl Geometry {
     }
 }
 
-/// A received image, reduced to what detection reads: the clamped
+/// A received image, reduced to what detection reads: the weighted
 /// high-pass of its luma (the pattern lives in the fine detail; the
 /// picture mostly not).
 struct Received {
