@@ -36,8 +36,8 @@ pub(crate) struct Analysis {
     /// unscaled image).
     pub residual_fold: Vec<f32>,
     /// The mask times the detector's weight (4 / (local energy + 4)),
-    /// summed onto one period: how
-    /// strongly a mark at each place of the period will be read.
+    /// summed onto one period: how strongly a mark at each place of the
+    /// period will be read.
     pub response_fold: Vec<f32>,
 }
 
@@ -146,13 +146,13 @@ pub(crate) fn analyse(img: &RgbImage, wants: Wants) -> Analysis {
             high.ensure(r, |planes| {
                 let (centre, s0, s1, s2) =
                     (luma.get(here, 0), luma.get(above, 1), luma.get(here, 1), luma.get(below, 1));
-                let [high, squares, magnitudes] = planes else { unreachable!("three planes") };
-                for (x, c) in high.iter_mut().enumerate() {
+                let [values, squares, magnitudes] = planes else { unreachable!("three planes") };
+                for (x, c) in values.iter_mut().enumerate() {
                     *c = centre[x] - (s0[x] + s1[x] + s2[x]) * inv_high;
                     scratch[x] = c.abs();
                 }
                 horizontal_sum(&scratch, magnitudes, LOCAL);
-                for (s, c) in scratch.iter_mut().zip(high.iter()) {
+                for (s, c) in scratch.iter_mut().zip(values.iter()) {
                     *s = c * c;
                 }
                 horizontal_sum(&scratch, squares, LOCAL);

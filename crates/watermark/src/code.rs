@@ -30,9 +30,15 @@ fn parity(x: u32) -> f32 {
 /// detector accepts (copying a whole mark is another matter; see the crate
 /// docs).
 fn tag(payload: &[u8; 8], key: &[u8; 32]) -> [u8; TAG_BITS / 8] {
-    let digest =
-        Sha256::new().chain_update(b"likeness watermark v2 tag").chain_update(key).chain_update(payload).finalize();
-    digest[..TAG_BITS / 8].try_into().expect("a SHA-256 digest is longer than the tag")
+    keyed_hash(b"likeness watermark v2 tag", payload, key)[..TAG_BITS / 8]
+        .try_into()
+        .expect("a SHA-256 digest is longer than the tag")
+}
+
+/// SHA-256 over a label, the key and the payload: what the tag and the
+/// sync variant are cut from, each under its own label.
+fn keyed_hash(label: &[u8], payload: &[u8; 8], key: &[u8; 32]) -> [u8; 32] {
+    Sha256::new().chain_update(label).chain_update(key).chain_update(payload).finalize().into()
 }
 
 /// Which of `variants` sync patterns a payload's mark carries: a keyed
@@ -40,11 +46,7 @@ fn tag(payload: &[u8; 8], key: &[u8; 32]) -> [u8; TAG_BITS / 8] {
 /// without the key nobody can tell from the payloads (which manifests
 /// show) which outputs share a sync.
 pub fn sync_variant(payload: &[u8; 8], key: &[u8; 32], variants: usize) -> usize {
-    let digest = Sha256::new()
-        .chain_update(b"likeness watermark v2 sync variant")
-        .chain_update(key)
-        .chain_update(payload)
-        .finalize();
+    let digest = keyed_hash(b"likeness watermark v2 sync variant", payload, key);
     (u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest is longer than 8 bytes")) % variants as u64)
         as usize
 }
