@@ -210,7 +210,7 @@ pub(crate) struct Alignment {
 }
 
 impl Alignment {
-    fn marked(&self, x: f32, y: f32) -> (f32, f32) {
+    pub(crate) fn marked(&self, x: f32, y: f32) -> (f32, f32) {
         let [a, b, c, d] = self.m;
         let (dx, dy) = (x - self.centre.0, y - self.centre.1);
         (a * dx + b * dy - self.offset.0, c * dx + d * dy - self.offset.1)

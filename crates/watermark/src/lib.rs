@@ -65,10 +65,12 @@
 //!   out when folded.
 //! - **Anchored reads.** Someone holding many outputs, who sorts them by
 //!   sync variant well, can estimate each sync pattern and subtract it,
-//!   which hides the offset. An uncropped image needs no sync: its mark starts at
-//!   one of its corners. So, for the image as received, the detector also
-//!   reads at the eight corner offsets (one per turn) when the sync-found
-//!   offset does not decode.
+//!   which hides the offset; and a flat picture halved and saved at JPEG
+//!   75, as platforms share pictures, can lose its sync peak while its data
+//!   still reads. An uncropped image needs no sync: its mark starts at one
+//!   of its corners, whatever it was resized, turned or mirrored by. So,
+//!   under every hypothesis, the detector also reads at the eight corner
+//!   offsets (one per turn) when the sync-found offsets do not decode.
 //!
 //! # False positives
 //!
@@ -79,10 +81,10 @@
 //! geometry hypotheses, once per sync variant at that variant's best turn
 //! and offset ([`SYNC_VARIANTS`] = 4) and at the 8 neighbours of the
 //! strongest of them (the offset search and the lattice estimate choose
-//! *where* to decode, they never decode), plus at most 8 anchored reads:
-//! at most [`MAX_DECODES`] = 80 decodings. By the union bound the
-//! false-positive rate per image is at most `80 × 2^-40 ≈ 7.3e-11`,
-//! under the 1e-9 required. (A read placed by a
+//! *where* to decode, they never decode), and at the 8 corner offsets:
+//! at most [`MAX_DECODES`] = 6 × (4 + 8 + 8) = 120 decodings. By the union
+//! bound the false-positive rate per image is at most
+//! `120 × 2^-40 ≈ 1.1e-10`, under the 1e-9 required. (A read placed by a
 //! variant other than the first must also find a payload of that variant,
 //! which makes the true rate lower still; the bound does not count on it.)
 //! Any read added later must keep `MAX_DECODES × 2^-40 ≤ 1e-9`, i.e. at
@@ -449,13 +451,11 @@ pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
             })
         };
         peaks.iter().enumerate().find_map(placed).or_else(|| {
-            // The image as a whole, perhaps turned or mirrored: the mark's
-            // origin is at one of its corners, whatever the sync says
-            // (which an attacker may have subtracted).
-            if g != Geometry::IDENTITY {
-                return None;
-            }
-            (0..TURNS.len()).find_map(|t| found(t, anchored_offset(&TURNS[t], received.w, received.h), None))
+            // The image as a whole, perhaps turned or mirrored, perhaps
+            // resized: the mark's origin is at one of its corners, whatever
+            // the sync says (which JPEG may have blurred on a flat picture,
+            // or an attacker subtracted).
+            (0..TURNS.len()).find_map(|t| found(t, received.anchored_offset(&g, &TURNS[t]), None))
         })
     });
     found
@@ -501,26 +501,6 @@ fn turn(m: &[i32; 4], x: usize, y: usize) -> (usize, usize) {
     const WRAP: i32 = PERIOD as i32 - 1;
     let (x, y) = (x as i32, y as i32);
     (((m[0] * x + m[1] * y) & WRAP) as usize, ((m[2] * x + m[3] * y) & WRAP) as usize)
-}
-
-/// Where the mark starts in a `w`×`h` image that is a whole marked image
-/// turned or mirrored by the inverse of `m`: minus the marked coordinates
-/// of the received image's first pixel.
-fn anchored_offset(m: &[i32; 4], w: usize, h: usize) -> (usize, usize) {
-    // Received → marked is the inverse of m, its transpose.
-    let a = [m[0], m[2], m[1], m[3]];
-    let corner = |first: i32, second: i32| -> i64 {
-        if first < 0 {
-            w as i64 - 1
-        } else if second < 0 {
-            h as i64 - 1
-        } else {
-            0
-        }
-    };
-    let (tx, ty) = (corner(a[0], a[1]), corner(a[2], a[3]));
-    let p = PERIOD as i64;
-    ((-tx).rem_euclid(p) as usize, (-ty).rem_euclid(p) as usize)
 }
 
 /// The payload bits read under each geometry hypothesis whether or not the
@@ -652,6 +632,26 @@ impl Received {
             centre,
             offset: (offset.0 as f32, offset.1 as f32),
         }
+    }
+
+    /// The offset at which the fold under `g`, turned by `m`, reads a
+    /// mark whose origin is at a corner of the received image: the image
+    /// is a whole marked image, turned, mirrored or resized since. The
+    /// marked image's top-left edge is the received corner it maps
+    /// least to; the offset is what the reading's map (see
+    /// [`Received::alignment`]) needs to take that corner there.
+    fn anchored_offset(&self, g: &Geometry, m: &[i32; 4]) -> (usize, usize) {
+        let at_zero = self.alignment(g, m, (0, 0));
+        let (w, h) = (self.w as f32 - 0.5, self.h as f32 - 0.5);
+        let (qx, qy) = [(-0.5, -0.5), (w, -0.5), (-0.5, h), (w, h)]
+            .map(|(x, y)| at_zero.marked(x, y))
+            .into_iter()
+            .min_by(|p, q| (p.0 + p.1).total_cmp(&(q.0 + q.1)))
+            .expect("four corners");
+        // Pixel edges at -0.5: the marked edge (-0.5, -0.5) reads at offset
+        // q + 0.5, rounded to the pixel the fold put it in.
+        let wrap = |v: f32| ((v + 0.5).floor() as i64).rem_euclid(PERIOD as i64) as usize;
+        (wrap(qx), wrap(qy))
     }
 
     /// Sums the residual onto one period of the marked image's pattern,
@@ -932,10 +932,9 @@ fn clip_spectral_peaks(spectrum: &mut HalfSpectrum) {
 pub const MAX_HYPOTHESES: usize = 1 + LATTICE_CANDIDATES + FALLBACK_SCALES.len();
 
 /// Most decodings per image: under each hypothesis, one per sync variant
-/// at its peak and eight around the strongest peak; and the anchored reads
-/// (one per turn) of the image as received. What the false-positive bound
-/// counts.
-pub const MAX_DECODES: usize = MAX_HYPOTHESES * (SYNC_VARIANTS + AROUND.len()) + TURNS.len();
+/// at its peak, eight around the strongest peak, and the anchored reads
+/// (one per turn). What the false-positive bound counts.
+pub const MAX_DECODES: usize = MAX_HYPOTHESES * (SYNC_VARIANTS + AROUND.len() + TURNS.len());
 
 /// The places read around the strongest sync peak when it does not
 /// decode: its eight neighbours.
@@ -1194,6 +1193,33 @@ mod tests {
         // Then every mark carried the first sync, whatever its payload.
         let payload = payload_of_variant(SYNC_VARIANTS - 1);
         assert_eq!(detect(&marked_and_cropped(&payload, 0), &key()).map(|d| d.payload), Some(payload));
+    }
+
+    #[test]
+    fn corner_reads_of_the_image_as_received_start_at_its_corners() {
+        // Before corner reads were tried under every hypothesis, the
+        // image as received computed them directly: minus the marked
+        // coordinates of its first pixel, whole marked images turned or
+        // mirrored by the inverse of m. The general map must agree.
+        for (w, h) in [(512, 512), (800, 600), (451, 300), (130, 1000)] {
+            let received = Received { residual: Vec::new(), w, h };
+            for m in &TURNS {
+                let a = [m[0], m[2], m[1], m[3]];
+                let corner = |first: i32, second: i32| -> i64 {
+                    if first < 0 {
+                        w as i64 - 1
+                    } else if second < 0 {
+                        h as i64 - 1
+                    } else {
+                        0
+                    }
+                };
+                let (tx, ty) = (corner(a[0], a[1]), corner(a[2], a[3]));
+                let p = PERIOD as i64;
+                let direct = ((-tx).rem_euclid(p) as usize, (-ty).rem_euclid(p) as usize);
+                assert_eq!(received.anchored_offset(&Geometry::IDENTITY, m), direct, "{w}x{h}, {m:?}");
+            }
+        }
     }
 
     #[test]

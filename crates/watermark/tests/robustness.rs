@@ -115,3 +115,26 @@ fn a_flat_picture_cropped_off_the_jpeg_grid_still_reads() {
     }
     assert!(read >= 3, "read after {read} of 4 crops");
 }
+
+#[test]
+fn a_whole_flat_picture_resized_by_a_platform_reads_from_its_corner() {
+    // Halved and saved at JPEG 75, as platforms do, a flat picture's sync
+    // peak can be lost while its data still reads: the mark starts at a
+    // corner of the whole picture at any scale. These three payloads (of
+    // 20 drawn) were not read before the corner reads were tried under
+    // every geometry hypothesis, not only the image as received.
+    let key = Key::new([3; 32]);
+    let payloads: [[u8; 8]; 3] = [
+        [0xdd, 0x36, 0xd4, 0x84, 0x14, 0x3b, 0x23, 0x47],
+        [0xec, 0xf3, 0xb9, 0x89, 0xd1, 0x9d, 0x7f, 0x43],
+        [0xc4, 0x4c, 0xac, 0xa0, 0xca, 0xc2, 0x84, 0xbb],
+    ];
+    for payload in payloads {
+        let mut marked = RgbImage::from_pixel(800, 600, image::Rgb([30, 40, 50]));
+        embed_informed(&mut marked, &payload, &key, INFORMED_STRENGTH);
+        let shared = jpeg(&scale(&marked, 0.5), 75);
+        assert_eq!(detect(&shared, &key).map(|d| d.payload), Some(payload));
+        let turned = image::imageops::rotate90(&shared);
+        assert_eq!(detect(&turned, &key).map(|d| d.payload), Some(payload), "turned");
+    }
+}
