@@ -96,27 +96,32 @@ pub fn decode(soft: &[f32]) -> Vec<u8> {
     let steps = soft.len() / 2;
     let mut metric = [UNREACHED; STATES];
     metric[0] = 0.0;
-    // Per step, which predecessor each state kept: bit `state` set for
-    // the one whose dropped bit is 1 (j + 32 rather than j).
-    let mut history: Vec<u64> = Vec::with_capacity(steps);
+    // Per step, which predecessor each state kept, as two masks: for the
+    // even states 2j and the odd states 2j + 1, bit j set for the one
+    // whose dropped bit is 1 (j + 32 rather than j). Each half is
+    // computed apart, so the loop vectorises.
+    let mut history: Vec<[u32; 2]> = Vec::with_capacity(steps);
     for pair in soft.chunks_exact(2) {
         let (s0, s1) = (pair[0], pair[1]);
         let (low, high) = metric.split_at(HALF);
-        let mut next = [0.0f32; STATES];
-        let mut kept = 0u64;
+        let (mut even, mut odd) = ([0.0f32; HALF], [0.0f32; HALF]);
+        let mut kept = [0u32; 2];
         for j in 0..HALF {
             let gain = SIGNS[0][j] * s0 + SIGNS[1][j] * s1;
             let (from_low, from_high) = (low[j], high[j]);
             // A tie keeps the first (from j), as a scan of predecessors in
             // order would.
             let (a, b) = (from_low + gain, from_high - gain);
-            next[2 * j] = if b > a { b } else { a };
-            kept |= u64::from(b > a) << (2 * j);
+            even[j] = if b > a { b } else { a };
+            kept[0] |= u32::from(b > a) << j;
             let (a, b) = (from_low - gain, from_high + gain);
-            next[2 * j + 1] = if b > a { b } else { a };
-            kept |= u64::from(b > a) << (2 * j + 1);
+            odd[j] = if b > a { b } else { a };
+            kept[1] |= u32::from(b > a) << j;
         }
-        metric = next;
+        for (j, pair) in metric.chunks_exact_mut(2).enumerate() {
+            pair[0] = even[j];
+            pair[1] = odd[j];
+        }
         history.push(kept);
     }
     // The tail drives the encoder back to state 0.
@@ -124,7 +129,7 @@ pub fn decode(soft: &[f32]) -> Vec<u8> {
     let mut bits = vec![0u8; steps];
     for t in (0..steps).rev() {
         bits[t] = (state & 1) as u8;
-        let top = ((history[t] >> state) & 1) as usize;
+        let top = ((history[t][state & 1] >> (state >> 1)) & 1) as usize;
         state = (state >> 1) | (top << (K - 2));
     }
     bits.truncate(steps.saturating_sub(TAIL));

@@ -45,10 +45,15 @@
 //!   is the spectrum turned, so each turn of each variant costs one
 //!   inverse FFT, two correlations sharing one); read the soft bits at
 //!   each variant's peak, strongest first, decode, and check the tag and
-//!   that the payload is one that variant carries. When the strongest
-//!   peak does not decode, its eight neighbours are read too: JPEG pulls
-//!   the sync's peak a pixel toward its own 8-px grid at some crop phases,
-//!   where the data still reads whole. The hypotheses, in order: the
+//!   that the payload is one that variant carries. When a peak does not
+//!   decode, the places around it are read too: its eight neighbours, or
+//!   the 24 within two pixels under a hypothesis that the image was
+//!   shrunk to two thirds or less. JPEG pulls the sync's peak a pixel
+//!   toward its own 8-px grid at some crop phases, and a shrunk image's
+//!   peak spreads over as many marked pixels as one received pixel
+//!   spans, while the data still reads whole beside it. Viterbi is cheap
+//!   enough (each half of the states a vectorised pass) that reading
+//!   around every peak costs little. The hypotheses, in order: the
 //!   image as received; the scale, rotation and aspect ratio estimated from
 //!   the image itself (the pattern repeats every 128 px, so the
 //!   autocorrelation of the high-passed image peaks on that lattice,
@@ -79,12 +84,12 @@
 //! 40-bit tag matches by chance with probability 2^-40 per decoding. The
 //! detector decodes, under each of at most [`MAX_HYPOTHESES`] = 6
 //! geometry hypotheses, once per sync variant at that variant's best turn
-//! and offset ([`SYNC_VARIANTS`] = 4) and at the 8 neighbours of the
-//! strongest of them (the offset search and the lattice estimate choose
-//! *where* to decode, they never decode), and at the 8 corner offsets:
-//! at most [`MAX_DECODES`] = 6 × (4 + 8 + 8) = 120 decodings. By the union
+//! and offset ([`SYNC_VARIANTS`] = 4) and at up to 24 places around each
+//! (the offset search and the lattice estimate choose *where* to decode,
+//! they never decode), and at the 8 corner offsets: at most
+//! [`MAX_DECODES`] = 6 × (4 × 25 + 8) = 648 decodings. By the union
 //! bound the false-positive rate per image is at most
-//! `120 × 2^-40 ≈ 1.1e-10`, under the 1e-9 required. (A read placed by a
+//! `648 × 2^-40 ≈ 5.9e-10`, under the 1e-9 required. (A read placed by a
 //! variant other than the first must also find a payload of that variant,
 //! which makes the true rate lower still; the bound does not count on it.)
 //! Any read added later must keep `MAX_DECODES × 2^-40 ≤ 1e-9`, i.e. at
@@ -438,19 +443,25 @@ pub fn detect(img: &RgbImage, key: &Key) -> Option<Detection> {
             })
         };
         let peaks = fold.sync_peaks(&pattern);
-        // The strongest peak may sit a pixel off the cells (JPEG biases it
-        // toward its own 8-px grid at some crop phases; resampling blurs
-        // it): when it does not decode, its eight neighbours are read too.
+        // A peak may sit a pixel off the cells (JPEG biases it toward its
+        // own 8-px grid at some crop phases; resampling blurs it) while
+        // the data reads whole beside it: when a peak does not decode, the
+        // places around it are read too, two pixels out when the image
+        // was shrunk to two thirds or less (a received pixel then spans
+        // 1.5 marked ones or more, and the peak spreads as far).
+        let reach = if g.scale() >= WIDE_SCALE { WIDE_REACH } else { 1 };
         let around = |(x, y): (usize, usize)| {
             let at = |o: usize, e: i32| (o as i32 + e).rem_euclid(PERIOD as i32) as usize;
-            AROUND.map(|(ex, ey)| (at(x, ex), at(y, ey)))
+            (-reach..=reach)
+                .flat_map(move |ey| (-reach..=reach).map(move |ex| (ex, ey)))
+                .filter(|&e| e != (0, 0))
+                .map(move |(ex, ey)| (at(x, ex), at(y, ey)))
         };
-        let placed = |(i, p): (usize, &SyncPeak)| {
-            found(p.turn, p.offset, Some(p.variant)).or_else(|| {
-                (i == 0).then(|| around(p.offset).into_iter().find_map(|o| found(p.turn, o, Some(p.variant)))).flatten()
-            })
+        let placed = |p: &SyncPeak| {
+            let variant = Some(p.variant);
+            found(p.turn, p.offset, variant).or_else(|| around(p.offset).find_map(|o| found(p.turn, o, variant)))
         };
-        peaks.iter().enumerate().find_map(placed).or_else(|| {
+        peaks.iter().find_map(placed).or_else(|| {
             // The image as a whole, perhaps turned or mirrored, perhaps
             // resized: the mark's origin is at one of its corners, whatever
             // the sync says (which JPEG may have blurred on a flat picture,
@@ -932,14 +943,19 @@ fn clip_spectral_peaks(spectrum: &mut HalfSpectrum) {
 pub const MAX_HYPOTHESES: usize = 1 + LATTICE_CANDIDATES + FALLBACK_SCALES.len();
 
 /// Most decodings per image: under each hypothesis, one per sync variant
-/// at its peak, eight around the strongest peak, and the anchored reads
-/// (one per turn). What the false-positive bound counts.
-pub const MAX_DECODES: usize = MAX_HYPOTHESES * (SYNC_VARIANTS + AROUND.len() + TURNS.len());
-
-/// The places read around the strongest sync peak when it does not
-/// decode: its eight neighbours.
-const AROUND: [(i32, i32); 8] = [(-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)];
+/// at its peak and up to [`WIDE_AROUND`] around each, and the anchored
+/// reads (one per turn). What the false-positive bound counts.
+pub const MAX_DECODES: usize = MAX_HYPOTHESES * (SYNC_VARIANTS * (1 + WIDE_AROUND) + TURNS.len());
 const _: () = assert!(MAX_DECODES as f64 <= 1e-9 * (1u64 << code::TAG_BITS) as f64);
+
+/// From this rescaling on (received → marked), the places up to
+/// [`WIDE_REACH`] pixels around a peak are read, not only its eight
+/// neighbours.
+const WIDE_SCALE: f32 = 1.5;
+const WIDE_REACH: i32 = 2;
+/// Places read around a sync peak that does not decode, at the widest: a
+/// square of that reach but its centre.
+const WIDE_AROUND: usize = (2 * WIDE_REACH as usize + 1).pow(2) - 1;
 
 /// Estimated geometries tried per image.
 const LATTICE_CANDIDATES: usize = 2;

@@ -138,3 +138,28 @@ fn a_whole_flat_picture_resized_by_a_platform_reads_from_its_corner() {
         assert_eq!(detect(&turned, &key).map(|d| d.payload), Some(payload), "turned");
     }
 }
+
+#[test]
+fn a_flat_picture_cropped_then_shared_by_a_platform_reads_beside_its_spread_peak() {
+    // Cropped to half (the corner is gone, so no corner read helps),
+    // halved and saved at JPEG 75: each received pixel spans two marked
+    // ones, the sync's peak spreads as far, and the data reads whole two
+    // pixels from it. These payloads (of the attack bench's 20 per
+    // picture) were lost when only the eight neighbours of the strongest
+    // peak were read.
+    let key = Key::new(*b"likeness watermark bench key 001");
+    let grey = RgbImage::from_pixel(512, 512, image::Rgb([128, 128, 128]));
+    let gradient = RgbImage::from_fn(1024, 640, |x, y| image::Rgb([(x / 4) as u8, (y * 255 / 639) as u8, 120]));
+    let cases: [(&RgbImage, [u8; 8]); 4] = [
+        (&grey, [0x5c, 0xfd, 0x04, 0xf1, 0xa0, 0x7e, 0x2c, 0x68]),
+        (&grey, [0x61, 0xc3, 0x81, 0xb1, 0x45, 0x9f, 0x3a, 0xe5]),
+        (&gradient, [0xa4, 0xe1, 0xc7, 0xdd, 0xfb, 0xe9, 0x05, 0xae]),
+        (&gradient, [0x80, 0x33, 0xd8, 0x7d, 0x82, 0x1c, 0x87, 0x47]),
+    ];
+    for (picture, payload) in cases {
+        let mut marked = picture.clone();
+        embed_informed(&mut marked, &payload, &key, INFORMED_STRENGTH);
+        let shared = jpeg(&scale(&crop_area(&marked, 0.5, 0, 0), 0.5), 75);
+        assert_eq!(detect(&shared, &key).map(|d| d.payload), Some(payload), "{payload:02x?}");
+    }
+}
