@@ -61,7 +61,9 @@
 //!   its fundamental, when its multiples peak too) and one near its
 //!   perpendicular span a candidate lattice, refined by a least-squares
 //!   fit to every peak it predicts, and of three such second vectors the
-//!   one whose lattice's predicted places peak most is kept); then fixed rescalings
+//!   one whose lattice's predicted places peak most is kept, unless it is
+//!   one no edit makes, mirrored or skewed 15 degrees or more, when the
+//!   square lattice on the first vector is); then fixed rescalings
 //!   ([`FALLBACK_SCALES`]) in case the estimate failed. A hypothesis folds
 //!   each received pixel into the cell of the marked image it maps to, so
 //!   none needs a resampled copy. Before reading, textures that repeat
@@ -584,6 +586,15 @@ impl Geometry {
 
     /// Whether two hypotheses would read the same fold: within a fraction
     /// of a cell across a 2048-px image.
+    /// Whether some edit in scope (rotation, rescaling, a moderate change
+    /// of aspect ratio) could have made this geometry: not a mirror (the
+    /// turns cover those), and the marked axes within 15 degrees of square.
+    fn could_be_an_edit(&self) -> bool {
+        let [a, b, c, d] = self.0;
+        let cos = (a * b + c * d) / ((a * a + c * c) * (b * b + d * d)).sqrt();
+        a * d - b * c > 0.0 && cos.abs() < 0.26
+    }
+
     fn close_to(&self, other: &Geometry) -> bool {
         self.0.iter().zip(&other.0).all(|(a, b)| (a - b).abs() < 5e-4)
     }
@@ -1068,7 +1079,18 @@ fn estimate_geometry(residual: &[f32], w: usize, h: usize) -> Vec<Geometry> {
             .iter()
             .filter_map(|&p2| fit_lattice(&at, (fx, fy), p2, half))
             .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(g, _)| g);
+            .map(|(g, _)| g)
+            // A lattice no edit makes (mirrored, or its vectors 15 degrees
+            // or more from square) took its second vector from the
+            // picture's own lattice (text lines, say): the square lattice
+            // on the first vector is fitted instead.
+            .and_then(|g| {
+                if g.could_be_an_edit() {
+                    Some(g)
+                } else {
+                    fit_lattice(&at, (fx, fy), (-fy, fx), half).map(|(g, _)| g)
+                }
+            });
         if let Some(g) = fitted {
             if !out.iter().any(|o: &Geometry| o.close_to(&g)) {
                 out.push(g);
@@ -1209,6 +1231,28 @@ mod tests {
         // Then every mark carried the first sync, whatever its payload.
         let payload = payload_of_variant(SYNC_VARIANTS - 1);
         assert_eq!(detect(&marked_and_cropped(&payload, 0), &key()).map(|d| d.payload), Some(payload));
+    }
+
+    #[test]
+    fn only_geometries_an_edit_could_make_are_taken_from_the_lattice_fit() {
+        let turned = |deg: f32, sx: f32, sy: f32| {
+            let (s, c) = deg.to_radians().sin_cos();
+            Geometry([c * sx, s * sx, -s * sy, c * sy])
+        };
+        for (g, edit) in [
+            (Geometry::IDENTITY, true),
+            (turned(10.0, 1.0, 1.0), true),
+            (turned(-10.0, 2.0, 2.0), true),
+            (turned(10.0, 1.25, 1.0), true),
+            (turned(-3.0, 0.8, 1.0), true),
+            // A mirror (the turns read those) and a lattice skewed by 20 degrees.
+            (Geometry([1.0, 0.0, 0.0, -1.0]), false),
+            (Geometry([1.0, 0.36, 0.0, 1.0]), false),
+            // What the text-like graphic turned by 2 degrees gave.
+            (Geometry([1.0, 0.011, 0.027, -0.80]), false),
+        ] {
+            assert_eq!(g.could_be_an_edit(), edit, "{g:?}");
+        }
     }
 
     #[test]
