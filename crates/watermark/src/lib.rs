@@ -708,21 +708,26 @@ impl Received {
             }
             return fold;
         }
-        // PERIOD is a power of two: the wrap is a mask. Coordinates are
-        // shifted by a whole number of periods to stay positive, so a cast
-        // (which truncates) does what `floor` would, without its cost.
-        // Computed afresh at each pixel, not accumulated along the row:
-        // at these magnitudes an f32 running sum would drift by pixels.
-        const WRAP: i32 = PERIOD as i32 - 1;
-        let shift = (PERIOD * 256) as f32;
+        // Marked coordinates in fixed point (32 fractional bits), stepped
+        // along each row by (a, c) per pixel: integer steps are exact, so
+        // nothing drifts, and an arithmetic shift floors and a mask wraps
+        // (PERIOD is a power of two) negative coordinates too. Per pixel
+        // that is two adds, where f32 needed a multiply, an add and a
+        // checked cast for each coordinate.
+        const ONE: f64 = (1u64 << 32) as f64;
+        let fixed = |v: f64| (v * ONE).floor() as i64;
+        let (du, dv) = (fixed(f64::from(a)), fixed(f64::from(c)));
         for (y, row) in self.residual.chunks_exact(w).enumerate() {
-            let dy = y as f32 - cy;
-            // Along a row, the marked coordinates move by (a, c) per pixel.
-            let (u0, v0) = (a * -cx + b * dy + shift, c * -cx + d * dy + shift);
-            for (x, r) in row.iter().enumerate() {
-                let x = x as f32;
-                let (iu, iv) = (((u0 + a * x) as i32) & WRAP, ((v0 + c * x) as i32) & WRAP);
-                fold[iv as usize * PERIOD + iu as usize] += r;
+            let dy = y as f64 - f64::from(cy);
+            let (mut u, mut v) = (
+                fixed(f64::from(a) * -f64::from(cx) + f64::from(b) * dy),
+                fixed(f64::from(c) * -f64::from(cx) + f64::from(d) * dy),
+            );
+            for r in row {
+                let (iu, iv) = ((u >> 32) as usize & (PERIOD - 1), (v >> 32) as usize & (PERIOD - 1));
+                fold[iv * PERIOD + iu] += r;
+                u += du;
+                v += dv;
             }
         }
         fold
