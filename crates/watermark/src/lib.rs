@@ -1077,25 +1077,21 @@ fn estimate_geometry(residual: &[f32], w: usize, h: usize) -> Vec<Geometry> {
         // quarter turn of the first, each fitted; the lattice whose
         // predicted peaks are strongest wins. (Taking the strongest peak
         // alone let the text-like graphic's own lattice supply it.)
-        let mut seconds: Vec<(f32, f32)> =
-            peaks.iter().filter(qualifies).take(2).map(|q| (q.1 as f32, q.2 as f32)).collect();
-        seconds.push((-fy, fx));
-        let fitted = seconds
+        let seconds = peaks.iter().filter(qualifies).take(2).map(|q| (q.1 as f32, q.2 as f32));
+        let fits: Vec<Option<(Geometry, f32)>> =
+            seconds.chain([(-fy, fx)]).map(|p2| fit_lattice(&at, (fx, fy), p2, half)).collect();
+        // The square lattice on the first vector: the quarter turn's fit.
+        let square = fits.last().copied().flatten().map(|(g, _)| g);
+        let fitted = fits
             .iter()
-            .filter_map(|&p2| fit_lattice(&at, (fx, fy), p2, half))
+            .flatten()
             .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(g, _)| g)
+            .map(|&(g, _)| g)
             // A lattice no edit makes (mirrored, or its vectors 15 degrees
             // or more from square) took its second vector from the
-            // picture's own lattice (text lines, say): the square lattice
-            // on the first vector is fitted instead.
-            .and_then(|g| {
-                if g.could_be_an_edit() {
-                    Some(g)
-                } else {
-                    fit_lattice(&at, (fx, fy), (-fy, fx), half).map(|(g, _)| g)
-                }
-            });
+            // picture's own lattice (text lines, say): the square one is
+            // taken instead.
+            .and_then(|g| if g.could_be_an_edit() { Some(g) } else { square });
         if let Some(g) = fitted {
             if !out.iter().any(|o: &Geometry| o.close_to(&g)) {
                 out.push(g);
