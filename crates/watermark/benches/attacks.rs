@@ -41,10 +41,7 @@ fn images() -> Vec<(String, RgbImage)> {
     v.push(("astronaut x4 (2048)".into(), up(&fixture("faces/astronaut.png"), 4)));
     v.push(("flat grey 512".into(), RgbImage::from_pixel(512, 512, Rgb([128, 128, 128]))));
     v.push(("flat dark 800x600".into(), RgbImage::from_pixel(800, 600, Rgb([30, 40, 50]))));
-    v.push((
-        "gradient 1024x640".into(),
-        RgbImage::from_fn(1024, 640, |x, y| Rgb([(x / 4) as u8, (y * 255 / 639) as u8, 120])),
-    ));
+    v.push(("gradient 1024x640".into(), linear_gradient(1024, 640)));
     v.push((
         "radial gradient 768".into(),
         RgbImage::from_fn(768, 768, |x, y| {
@@ -53,17 +50,7 @@ fn images() -> Vec<(String, RgbImage)> {
         }),
     ));
     // A text-like graphic: dark strokes on white.
-    v.push((
-        "text-like 1000x700".into(),
-        RgbImage::from_fn(1000, 700, |x, y| {
-            let stroke = (y % 40 < 22) && ((x / 7 + y / 40) % 5 != 0) && ((x % 7) < 3 || (y % 40) % 11 < 2);
-            if stroke {
-                Rgb([20, 20, 30])
-            } else {
-                Rgb([250, 250, 245])
-            }
-        }),
-    ));
+    v.push(("text-like 1000x700".into(), text_like(1000, 700)));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     v.push(("noise 640".into(), RgbImage::from_fn(640, 640, |_, _| Rgb([rng.gen(), rng.gen(), rng.gen()]))));
     v

@@ -149,7 +149,7 @@ fn a_flat_picture_cropped_then_shared_by_a_platform_reads_beside_its_spread_peak
     // peak were read.
     let key = Key::new(*b"likeness watermark bench key 001");
     let grey = RgbImage::from_pixel(512, 512, image::Rgb([128, 128, 128]));
-    let gradient = RgbImage::from_fn(1024, 640, |x, y| image::Rgb([(x / 4) as u8, (y * 255 / 639) as u8, 120]));
+    let gradient = linear_gradient(1024, 640);
     let cases: [(&RgbImage, [u8; 8]); 4] = [
         (&grey, [0x5c, 0xfd, 0x04, 0xf1, 0xa0, 0x7e, 0x2c, 0x68]),
         (&grey, [0x61, 0xc3, 0x81, 0xb1, 0x45, 0x9f, 0x3a, 0xe5]),
@@ -171,14 +171,7 @@ fn a_text_like_graphic_turned_slightly_reads_despite_its_own_lattice() {
     // second vector from it (a mirrored, skewed geometry no edit makes)
     // and lost the graphic turned by 2 degrees.
     let key = Key::new(*b"likeness watermark bench key 001");
-    let text = RgbImage::from_fn(1000, 700, |x, y| {
-        let stroke = (y % 40 < 22) && ((x / 7 + y / 40) % 5 != 0) && ((x % 7) < 3 || (y % 40) % 11 < 2);
-        if stroke {
-            image::Rgb([20, 20, 30])
-        } else {
-            image::Rgb([250, 250, 245])
-        }
-    });
+    let text = text_like(1000, 700);
     let payload = 13u64.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes();
     let mut marked = text.clone();
     embed_informed(&mut marked, &payload, &key, INFORMED_STRENGTH);

@@ -122,3 +122,22 @@ pub fn reshare(img: &RgbImage) -> RgbImage {
     let cropped = image::imageops::crop_imm(img, img.width() - w, (img.height() - h) / 3, w, h).to_image();
     jpeg(&brighten(&scale(&cropped, 0.7), 1.1), 60)
 }
+
+/// The attack bench's text-like graphic: dark strokes every 7 px on white,
+/// in lines every 40 px.
+pub fn text_like(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        let stroke = (y % 40 < 22) && ((x / 7 + y / 40) % 5 != 0) && ((x % 7) < 3 || (y % 40) % 11 < 2);
+        if stroke {
+            Rgb([20, 20, 30])
+        } else {
+            Rgb([250, 250, 245])
+        }
+    })
+}
+
+/// The attack bench's linear gradient: red across (a level every 4 px at
+/// 1024 wide), green down.
+pub fn linear_gradient(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| Rgb([(x / 4) as u8, (y * 255 / (h - 1)) as u8, 120]))
+}
