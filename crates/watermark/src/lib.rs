@@ -204,6 +204,15 @@ struct Pattern {
     sync: Vec<Vec<f32>>,
     sign: Vec<f32>,
     bit: Vec<usize>,
+    /// For reading soft bits, the cells again, grouped by the coded bit
+    /// they carry (in cell order, then padded with cells of sign 0 to
+    /// [`CELLS_PER_BIT`]): per bit, their signs, and per turn t of
+    /// [`TURNS`] where each cell's block starts in a fold turned by t and
+    /// read at offset zero. Summing a bit's cells together keeps its sum
+    /// in a register, where a sweep over the cells scattered every sum
+    /// through memory and turned every cell.
+    sign_by_bit: Vec<[f32; CELLS_PER_BIT]>,
+    corner_by_bit: Vec<Vec<[(u8, u8); CELLS_PER_BIT]>>,
     /// Per sync variant, the conjugate FFT of one period of its chips:
     /// what every fold's spectrum is multiplied by to correlate it with
     /// that sync.
@@ -238,7 +247,29 @@ impl Pattern {
                 fft2(period.collect(), PERIOD, false).iter().map(|c| c.conj()).collect()
             })
             .collect();
-        Pattern { sync, sign, bit, sync_conj }
+        let mut by_bit = vec![Vec::new(); code::CODED_BITS];
+        for (c, &b) in bit.iter().enumerate() {
+            by_bit[b].push(c);
+        }
+        fn padded<T>(cells: &[usize], f: impl Fn(Option<usize>) -> T) -> [T; CELLS_PER_BIT] {
+            std::array::from_fn(|k| f(cells.get(k).copied()))
+        }
+        let sign_by_bit = by_bit.iter().map(|cells| padded(cells, |c| c.map_or(0.0, |c| sign[c]))).collect();
+        let corner_by_bit = TURNS
+            .iter()
+            .map(|m| {
+                // A marked cell from p to p + (3, 3) lands on the fold's
+                // block m·p + m·[0, 3]², whose least corner is m·p moved by this.
+                let least = |a: i32, b: i32| (CHIP as i32 - 1) * (a.min(0) + b.min(0));
+                let wrap = |v: usize, by: i32| ((v as i32 + by) & (PERIOD as i32 - 1)) as u8;
+                let corner = |c: usize| {
+                    let (x, y) = turn(m, CHIP * (c % TILE), CHIP * (c / TILE));
+                    (wrap(x, least(m[0], m[1])), wrap(y, least(m[2], m[3])))
+                };
+                by_bit.iter().map(|cells| padded(cells, |c| c.map_or((0, 0), corner))).collect()
+            })
+            .collect();
+        Pattern { sync, sign, bit, sign_by_bit, corner_by_bit, sync_conj }
     }
 
     fn cell(x: usize, y: usize) -> usize {
@@ -315,6 +346,10 @@ pub fn embed_informed(img: &mut RgbImage, payload: &[u8; 8], key: &Key, strength
     }
     embed_with_gains(img, &pattern, own_sync, &coded, &a.mask, strength, &gains);
 }
+
+/// The most cells that carry one coded bit: each bit has an equal share
+/// of the tile's cells, give or take one.
+const CELLS_PER_BIT: usize = (TILE * TILE).div_ceil(code::CODED_BITS);
 
 /// Sync patterns per key; each mark carries one, chosen by a keyed hash
 /// of its payload. With one, the sync is the same in every output, and
@@ -584,8 +619,6 @@ impl Geometry {
         c.atan2(a).to_degrees()
     }
 
-    /// Whether two hypotheses would read the same fold: within a fraction
-    /// of a cell across a 2048-px image.
     /// Whether some edit in scope (rotation, rescaling, a moderate change
     /// of aspect ratio) could have made this geometry: not a mirror (the
     /// turns cover those), and the marked axes within 15 degrees of square.
@@ -595,6 +628,8 @@ impl Geometry {
         a * d - b * c > 0.0 && cos.abs() < 0.26
     }
 
+    /// Whether two hypotheses would read the same fold: within a fraction
+    /// of a cell across a 2048-px image.
     fn close_to(&self, other: &Geometry) -> bool {
         self.0.iter().zip(&other.0).all(|(a, b)| (a - b).abs() < 5e-4)
     }
@@ -683,11 +718,11 @@ impl Received {
         let mut fold = vec![0.0f32; PERIOD * PERIOD];
         let (w, h) = (self.w, self.h);
         if g == &Geometry::IDENTITY {
-            for y in 0..h {
-                let row = &self.residual[y * w..(y + 1) * w];
-                let base = (y % PERIOD) * PERIOD;
-                for (x, r) in row.iter().enumerate() {
-                    fold[base + x % PERIOD] += r;
+            for (y, row) in self.residual.chunks_exact(w).enumerate() {
+                let line = &mut fold[(y % PERIOD) * PERIOD..][..PERIOD];
+                // A period of the row at a time, which vectorises.
+                for part in row.chunks(PERIOD) {
+                    line.iter_mut().zip(part).for_each(|(f, r)| *f += r);
                 }
             }
             return fold;
@@ -701,9 +736,10 @@ impl Received {
             let columns: Vec<usize> = (0..w).map(column).collect();
             for (y, row) in self.residual.chunks_exact(w).enumerate() {
                 let v = ((d * (y as f32 - cy) + (PERIOD * 256) as f32) as usize) % PERIOD;
-                let line = &mut fold[v * PERIOD..(v + 1) * PERIOD];
+                // As an array, with the column masked, no index needs a check.
+                let line: &mut [f32; PERIOD] = (&mut fold[v * PERIOD..][..PERIOD]).try_into().expect("one row");
                 for (r, &u) in row.iter().zip(&columns) {
-                    line[u] += r;
+                    line[u & (PERIOD - 1)] += r;
                 }
             }
             return fold;
@@ -717,6 +753,7 @@ impl Received {
         const ONE: f64 = (1u64 << 32) as f64;
         let fixed = |v: f64| (v * ONE).floor() as i64;
         let (du, dv) = (fixed(f64::from(a)), fixed(f64::from(c)));
+        let period: &mut [f32; PERIOD * PERIOD] = fold.as_mut_slice().try_into().expect("one period");
         for (y, row) in self.residual.chunks_exact(w).enumerate() {
             let dy = y as f64 - f64::from(cy);
             let (mut u, mut v) = (
@@ -725,7 +762,7 @@ impl Received {
             );
             for r in row {
                 let (iu, iv) = ((u >> 32) as usize & (PERIOD - 1), (v >> 32) as usize & (PERIOD - 1));
-                fold[iv * PERIOD + iu] += r;
+                period[iv * PERIOD + iu] += r;
                 u += du;
                 v += dv;
             }
@@ -843,6 +880,7 @@ impl Fold {
         // share one inverse FFT: the first as the real part, the second as
         // the imaginary part. The two turned spectra are packed once and
         // serve every variant.
+        let mut buffer = Vec::with_capacity(PERIOD * PERIOD);
         for pair in (0..TURNS.len()).step_by(2) {
             let packed: Vec<Complex32> = turned(pair)
                 .iter()
@@ -853,7 +891,10 @@ impl Fold {
                 })
                 .collect();
             for (best, sync_conj) in peaks.iter_mut().zip(&pattern.sync_conj) {
-                let product = packed.iter().zip(sync_conj).map(|(p, s)| p * s).collect();
+                // One buffer serves every product and its transform.
+                let mut product = std::mem::take(&mut buffer);
+                product.clear();
+                product.extend(packed.iter().zip(sync_conj).map(|(p, s)| p * s));
                 // Transposed: the correlation at offset (x, y) is at x·PERIOD + y.
                 let corr = fft2_transposed(product, PERIOD, true);
                 let parts: [(usize, Part); 2] = [(pair, |c| c.re), (pair + 1, |c| c.im)];
@@ -864,6 +905,7 @@ impl Fold {
                         best.value = part(&corr[at]);
                     }
                 }
+                buffer = corr;
             }
         }
         peaks.sort_by(|a, b| b.value.total_cmp(&a.value));
@@ -873,22 +915,25 @@ impl Fold {
     /// One soft value per coded bit, read with the fold turned by turn `t`
     /// of [`TURNS`] and moved by `offset`.
     fn soft_bits(&self, pattern: &Pattern, t: usize, (dx, dy): (usize, usize)) -> Vec<f32> {
-        const WRAP: i32 = PERIOD as i32 - 1;
-        let m = &TURNS[t];
-        // A marked cell from p to p + (3, 3) lands on the fold's block
-        // m·p + m·[0, 3]², whose least corner is m·p moved by this.
-        let least = |a: i32, b: i32| (CHIP as i32 - 1) * (a.min(0) + b.min(0));
-        let corner = (least(m[0], m[1]), least(m[2], m[3]));
-        let mut soft = vec![0.0f32; code::CODED_BITS];
-        for cy in 0..TILE {
-            for cx in 0..TILE {
-                let (x, y) = turn(m, CHIP * cx + dx, CHIP * cy + dy);
-                let (x, y) = ((x as i32 + corner.0) & WRAP, (y as i32 + corner.1) & WRAP);
-                let c = cy * TILE + cx;
-                soft[pattern.bit[c]] += pattern.sign[c] * self.cells[y as usize * PERIOD + x as usize];
-            }
-        }
-        soft
+        const WRAP: usize = PERIOD - 1;
+        // The turn is linear, m·(p + d) = m·p + m·d: the offset moves
+        // every cell's block alike.
+        let (ox, oy) = turn(&TURNS[t], dx, dy);
+        let cells: &[f32; PERIOD * PERIOD] = self.cells.as_slice().try_into().expect("one value per place");
+        pattern.corner_by_bit[t]
+            .iter()
+            .zip(&pattern.sign_by_bit)
+            .map(|(corners, signs)| {
+                // Summed in cell order, as every bit's cells always were
+                // (the padding adds zeros last).
+                let mut sum = 0.0f32;
+                for (&(x, y), sign) in corners.iter().zip(signs) {
+                    let (x, y) = ((usize::from(x) + ox) & WRAP, (usize::from(y) + oy) & WRAP);
+                    sum += sign * cells[y * PERIOD + x];
+                }
+                sum
+            })
+            .collect()
     }
 }
 
@@ -1014,7 +1059,14 @@ fn estimate_geometry(residual: &[f32], w: usize, h: usize) -> Vec<Geometry> {
     // whose strongest frequencies are the pattern's own.)
     spectrum.values.iter_mut().for_each(|c| *c = Complex32::new(magnitude(c), 0.0));
     let acf = spectrum.inverse();
-    let at = |dx: i64, dy: i64| acf[(dy.rem_euclid(m as i64) as usize) * m + dx.rem_euclid(m as i64) as usize];
+    // Every lag asked for lies within the window's side, so wrapping a
+    // negative lag is one add (a division, as `rem_euclid`, cost a tenth
+    // of the estimate).
+    let wrap = |d: i64| {
+        debug_assert!(d.unsigned_abs() < m as u64);
+        (if d < 0 { d + m as i64 } else { d }) as usize
+    };
+    let at = |dx: i64, dy: i64| acf[wrap(dy) * m + wrap(dx)];
     // Padded to twice its side, the autocorrelation no longer wraps; past
     // 3/4 of the side the window overlaps itself too little to trust.
     let half = if m > n { n as i64 * 3 / 4 } else { n as i64 / 2 - 2 };
