@@ -134,22 +134,22 @@ pub(crate) fn magnitude(c: &Complex32) -> f32 {
 
 /// The transpose of a matrix of `rows` rows of `cols` values, stored by
 /// rows, each of its rows padded with zeros to `width` (at least `rows`).
-/// In square blocks, so that both sides stay in cache: the plain
-/// column-by-column gather was a sixth of detection's time on the lattice
-/// estimate's larger windows.
+/// By tiles (see [`transpose_square_by_tiles`]), the edges past the last
+/// whole tile one value at a time. (The plain column-by-column gather was
+/// a sixth of detection's time on the lattice estimate's larger windows.)
 fn transpose(data: &[Complex32], rows: usize, cols: usize, width: usize) -> Vec<Complex32> {
-    const BLOCK: usize = 16;
     debug_assert!(data.len() == rows * cols && width >= rows);
     let mut out = vec![Complex32::new(0.0, 0.0); cols * width];
-    for r0 in (0..rows).step_by(BLOCK) {
-        let r1 = (r0 + BLOCK).min(rows);
-        for c0 in (0..cols).step_by(BLOCK) {
-            for c in c0..(c0 + BLOCK).min(cols) {
-                let column = &mut out[c * width + r0..c * width + r1];
-                for (r, o) in (r0..r1).zip(column) {
-                    *o = data[r * cols + c];
-                }
-            }
+    let (whole_rows, whole_cols) = (rows / TILE * TILE, cols / TILE * TILE);
+    for r0 in (0..whole_rows).step_by(TILE) {
+        for c0 in (0..whole_cols).step_by(TILE) {
+            write_turned(&mut out, width, &read_tile(data, cols, r0, c0), c0, r0);
+        }
+    }
+    for r in 0..rows {
+        let first = if r < whole_rows { whole_cols } else { 0 };
+        for c in first..cols {
+            out[c * width + r] = data[r * cols + c];
         }
     }
     out
@@ -177,33 +177,40 @@ fn transpose_square(data: &mut [Complex32], n: usize) {
 /// Side of the tiles [`transpose_square_by_tiles`] moves.
 const TILE: usize = 8;
 
+type Tile = [[Complex32; TILE]; TILE];
+
+/// The tile whose top-left corner is at (`row`, `col`) of a matrix stored
+/// by rows of `stride` values.
+fn read_tile(data: &[Complex32], stride: usize, row: usize, col: usize) -> Tile {
+    std::array::from_fn(|r| data[(row + r) * stride + col..][..TILE].try_into().expect("a tile's row"))
+}
+
+/// Writes `tile` turned (its rows as columns) with its top-left corner at
+/// (`row`, `col`) of a matrix stored by rows of `stride` values.
+fn write_turned(data: &mut [Complex32], stride: usize, tile: &Tile, row: usize, col: usize) {
+    for c in 0..TILE {
+        let out: &mut [Complex32; TILE] =
+            (&mut data[(row + c) * stride + col..][..TILE]).try_into().expect("a tile's row");
+        for (r, o) in out.iter_mut().enumerate() {
+            *o = tile[r][c];
+        }
+    }
+}
+
 /// [`transpose_square`] for sides that are a multiple of [`TILE`]: each
 /// pair of mirrored tiles is copied out whole and written back turned.
 /// Fixed-size tiles leave no bounds to check inside them; swapping
 /// element by element cost about four times the instructions, and the
 /// sync search transposes sixteen times per hypothesis.
 fn transpose_square_by_tiles(data: &mut [Complex32], n: usize) {
-    type Tile = [[Complex32; TILE]; TILE];
-    let read = |data: &[Complex32], row: usize, col: usize| -> Tile {
-        std::array::from_fn(|r| data[(row + r) * n + col..][..TILE].try_into().expect("a tile's row"))
-    };
-    let write_turned = |data: &mut [Complex32], tile: &Tile, row: usize, col: usize| {
-        for c in 0..TILE {
-            let out: &mut [Complex32; TILE] =
-                (&mut data[(row + c) * n + col..][..TILE]).try_into().expect("a tile's row");
-            for (r, o) in out.iter_mut().enumerate() {
-                *o = tile[r][c];
-            }
-        }
-    };
     for bi in (0..n).step_by(TILE) {
         for bj in (bi..n).step_by(TILE) {
-            let a = read(data, bi, bj);
+            let a = read_tile(data, n, bi, bj);
             if bi != bj {
-                let b = read(data, bj, bi);
-                write_turned(data, &b, bi, bj);
+                let b = read_tile(data, n, bj, bi);
+                write_turned(data, n, &b, bi, bj);
             }
-            write_turned(data, &a, bj, bi);
+            write_turned(data, n, &a, bj, bi);
         }
     }
 }
@@ -249,6 +256,22 @@ mod tests {
             transpose_square(&mut turned, n);
             for (i, v) in turned.iter().enumerate() {
                 assert_eq!(*v, data[(i % n) * n + i / n], "{n}: {i}");
+            }
+        }
+    }
+
+    /// The padded transpose agrees with the definition, whole tiles or not.
+    #[test]
+    fn transposes_with_padding() {
+        for (rows, cols, width) in [(30, 65, 128), (65, 128, 65), (16, 24, 20), (3, 5, 7)] {
+            let data: Vec<Complex32> = (0..rows * cols).map(|i| Complex32::new(i as f32, 1.0)).collect();
+            let out = transpose(&data, rows, cols, width);
+            assert_eq!(out.len(), cols * width);
+            for c in 0..cols {
+                for r in 0..width {
+                    let want = if r < rows { data[r * cols + c] } else { Complex32::new(0.0, 0.0) };
+                    assert_eq!(out[c * width + r], want, "{rows}x{cols}/{width}: ({r}, {c})");
+                }
             }
         }
     }
