@@ -155,8 +155,8 @@ fn transpose(data: &[Complex32], rows: usize, cols: usize, width: usize) -> Vec<
     out
 }
 
-/// Transposes a square `n`×`n` matrix in place, in blocks (see
-/// [`transpose`]).
+/// Transposes a square `n`×`n` matrix in place: by tiles when `n` is a
+/// multiple of their side, otherwise in blocks that stay in cache.
 fn transpose_square(data: &mut [Complex32], n: usize) {
     if n.is_multiple_of(TILE) {
         return transpose_square_by_tiles(data, n);
@@ -174,7 +174,7 @@ fn transpose_square(data: &mut [Complex32], n: usize) {
     }
 }
 
-/// Side of the tiles [`transpose_square_by_tiles`] moves.
+/// Side of the tiles the transposes move.
 const TILE: usize = 8;
 
 type Tile = [[Complex32; TILE]; TILE];
