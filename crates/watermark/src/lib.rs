@@ -275,7 +275,9 @@ impl Pattern {
     /// The key's pattern, made once per thread for the last key used (a
     /// gateway marks and reads with one key): making it, four transforms
     /// of the sync variants and the tables, was 2% of detection's
-    /// instructions on small unmarked images.
+    /// instructions on small unmarked images. It holds about half a
+    /// megabyte (mostly the sync spectra), what every call allocated
+    /// anyway; an idle blocking thread that exits frees it.
     fn of(key: &Key) -> std::rc::Rc<Pattern> {
         type Last = Option<([u8; 32], std::rc::Rc<Pattern>)>;
         thread_local! {
