@@ -38,20 +38,19 @@ fn rows(data: &mut [Complex32], n: usize, inverse: bool) {
 }
 
 /// 2-D FFT of a complex `n`×`n` array (unnormalised).
-pub(crate) fn fft2(data: Vec<Complex32>, n: usize, inverse: bool) -> Vec<Complex32> {
-    let mut data = fft2_transposed(data, n, inverse);
+pub(crate) fn fft2(mut data: Vec<Complex32>, n: usize, inverse: bool) -> Vec<Complex32> {
+    fft2_transposed(&mut data, n, inverse);
     transpose_square(&mut data, n);
     data
 }
 
-/// [`fft2`], left transposed: (kx, ky) at `kx * n + ky`. For callers that
-/// only search it, which can swap the coordinates instead.
-pub(crate) fn fft2_transposed(mut data: Vec<Complex32>, n: usize, inverse: bool) -> Vec<Complex32> {
-    rows(&mut data, n, inverse);
+/// [`fft2`] in place, left transposed: (kx, ky) at `kx * n + ky`. For
+/// callers that only search it, which can swap the coordinates instead.
+pub(crate) fn fft2_transposed(data: &mut [Complex32], n: usize, inverse: bool) {
+    rows(data, n, inverse);
     // The columns, as the rows of the transpose.
-    transpose_square(&mut data, n);
-    rows(&mut data, n, inverse);
-    data
+    transpose_square(data, n);
+    rows(data, n, inverse);
 }
 
 /// The spectrum of a real `n`×`n` array: only the columns `kx` = 0 to
@@ -229,7 +228,8 @@ mod tests {
             (0..n * n).map(|i| Complex32::new(((i * 31) % 17) as f32 - 8.0, ((i * 13) % 7) as f32 - 3.0)).collect();
         for inverse in [false, true] {
             let fast = fft2(data.clone(), n, inverse);
-            let transposed = fft2_transposed(data.clone(), n, inverse);
+            let mut transposed = data.clone();
+            fft2_transposed(&mut transposed, n, inverse);
             let sign = if inverse { 1.0 } else { -1.0 };
             for ky in 0..n {
                 for kx in 0..n {

@@ -901,7 +901,8 @@ impl Fold {
         // share one inverse FFT: the first as the real part, the second as
         // the imaginary part. The two turned spectra are packed once and
         // serve every variant.
-        let mut buffer = Vec::with_capacity(PERIOD * PERIOD);
+        // One buffer serves every product and its transform.
+        let mut corr = Vec::with_capacity(PERIOD * PERIOD);
         for pair in (0..TURNS.len()).step_by(2) {
             let packed: Vec<Complex32> = turned(pair)
                 .iter()
@@ -912,12 +913,10 @@ impl Fold {
                 })
                 .collect();
             for (best, sync_conj) in peaks.iter_mut().zip(&pattern.sync_conj) {
-                // One buffer serves every product and its transform.
-                let mut product = std::mem::take(&mut buffer);
-                product.clear();
-                product.extend(packed.iter().zip(sync_conj).map(|(p, s)| p * s));
+                corr.clear();
+                corr.extend(packed.iter().zip(sync_conj).map(|(p, s)| p * s));
                 // Transposed: the correlation at offset (x, y) is at x·PERIOD + y.
-                let corr = fft2_transposed(product, PERIOD, true);
+                fft2_transposed(&mut corr, PERIOD, true);
                 let (re, im) = largest_parts(&corr);
                 let parts: [(usize, f32, Part); 2] = [(pair, re, |c| c.re), (pair + 1, im, |c| c.im)];
                 for (turn, max, part) in parts {
@@ -930,7 +929,6 @@ impl Fold {
                         best.value = max;
                     }
                 }
-                buffer = corr;
             }
         }
         peaks.sort_by(|a, b| b.value.total_cmp(&a.value));
