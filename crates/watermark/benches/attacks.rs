@@ -6,8 +6,8 @@
 //!
 //! Images: the project's public-domain fixtures plus synthetic ones (flat,
 //! gradients, a text-like graphic, noise), 451 to 2048 px, square and not.
-//! Not in the suite: WebP quality 75 (the `image` crate encodes WebP
-//! losslessly only).
+//! Lossy WebP is encoded with libwebp (the `webp` crate; the `image`
+//! crate encodes WebP losslessly only) and decoded as the gateway decodes.
 
 use std::time::Instant;
 
@@ -119,6 +119,11 @@ fn main() {
         ("crop keeping 25%, corner", Box::new(|i: &RgbImage| crop_corner(i, 0.25))),
         ("JPEG 30", Box::new(|i: &RgbImage| jpeg(i, 30))),
         ("crop, shrink, brighten, JPEG 60", Box::new(reshare)),
+        ("WebP 75", Box::new(|i: &RgbImage| webp(i, 75.0))),
+        ("WebP 50", Box::new(|i: &RgbImage| webp(i, 50.0))),
+        ("resize 0.75x then WebP 80", Box::new(|i: &RgbImage| webp(&scale(i, 0.75), 80.0))),
+        ("resize 0.5x then WebP 90", Box::new(|i: &RgbImage| webp(&scale(i, 0.5), 90.0))),
+        ("resize 0.5x then WebP 75", Box::new(|i: &RgbImage| webp(&scale(i, 0.5), 75.0))),
     ];
     // LIKENESS_WM_ATTACKS=a,b keeps only attacks whose names contain one of them.
     let only: Option<Vec<String>> =

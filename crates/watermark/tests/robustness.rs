@@ -31,7 +31,7 @@ type Attack = (&'static str, fn(&RgbImage) -> RgbImage);
 
 #[test]
 fn payload_survives_the_main_attacks_and_unmarked_images_give_nothing() {
-    let attacks: [Attack; 24] = [
+    let attacks: [Attack; 26] = [
         ("none", |i| i.clone()),
         ("rotation 2 degrees", |i| rotate(i, 2.0)),
         ("resize 0.6x", |i| scale(i, 0.6)),
@@ -57,6 +57,9 @@ fn payload_survives_the_main_attacks_and_unmarked_images_give_nothing() {
         ("rotation 5 degrees", |i| rotate(i, 5.0)),
         ("rotation -10 degrees", |i| rotate(i, -10.0)),
         ("resize 1.5x", |i| scale(i, 1.5)),
+        // Lossy WebP, as browsers and platforms save it (libwebp).
+        ("WebP 75", |i| webp(i, 75.0)),
+        ("WebP 50", |i| webp(i, 50.0)),
     ];
     let mut failures = Vec::new();
     for (name, original) in images() {

@@ -15,6 +15,13 @@ pub fn jpeg(img: &RgbImage, quality: u8) -> RgbImage {
     likeness_media::decode(&bytes, None, &DecodeLimits::default()).unwrap().pixels
 }
 
+/// Lossy WebP at `quality` (libwebp's encoder, as platforms and browsers
+/// save it), decoded as the gateway decodes an upload.
+pub fn webp(img: &RgbImage, quality: f32) -> RgbImage {
+    let bytes = webp::Encoder::from_rgb(img.as_raw(), img.width(), img.height()).encode(quality);
+    likeness_media::decode(&bytes, None, &DecodeLimits::default()).unwrap().pixels
+}
+
 pub fn png(img: &RgbImage) -> RgbImage {
     let bytes = likeness_media::encode(img, OutputFormat::Png).unwrap();
     likeness_media::decode(&bytes, None, &DecodeLimits::default()).unwrap().pixels
