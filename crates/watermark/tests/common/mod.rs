@@ -7,24 +7,29 @@ use likeness_media::{DecodeLimits, OutputFormat};
 
 pub fn fixture(name: &str) -> RgbImage {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(name);
-    likeness_media::decode(&std::fs::read(path).unwrap(), None, &DecodeLimits::default()).unwrap().pixels
+    decoded(&std::fs::read(path).unwrap())
+}
+
+/// Decoded as the gateway decodes an upload.
+fn decoded(bytes: &[u8]) -> RgbImage {
+    likeness_media::decode(bytes, None, &DecodeLimits::default()).unwrap().pixels
 }
 
 pub fn jpeg(img: &RgbImage, quality: u8) -> RgbImage {
     let bytes = likeness_media::encode(img, OutputFormat::Jpeg { quality }).unwrap();
-    likeness_media::decode(&bytes, None, &DecodeLimits::default()).unwrap().pixels
+    decoded(&bytes)
 }
 
 /// Lossy WebP at `quality` (libwebp's encoder, as platforms and browsers
-/// save it), decoded as the gateway decodes an upload.
+/// save it).
 pub fn webp(img: &RgbImage, quality: f32) -> RgbImage {
     let bytes = webp::Encoder::from_rgb(img.as_raw(), img.width(), img.height()).encode(quality);
-    likeness_media::decode(&bytes, None, &DecodeLimits::default()).unwrap().pixels
+    decoded(&bytes)
 }
 
 pub fn png(img: &RgbImage) -> RgbImage {
     let bytes = likeness_media::encode(img, OutputFormat::Png).unwrap();
-    likeness_media::decode(&bytes, None, &DecodeLimits::default()).unwrap().pixels
+    decoded(&bytes)
 }
 
 /// Resized by `f` with a triangle filter, as most image tools do.
